@@ -1,0 +1,1 @@
+"""JSON HTTP API (``/api/v1``), health endpoints and the error middleware."""

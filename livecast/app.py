@@ -1,0 +1,50 @@
+"""The app factory: wires the components a node's role needs into one aiohttp app.
+
+Resources (database, RTMP listener, HLS service, background tasks) are opened and
+closed in ``cleanup_ctx`` generators, in the order they are registered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from livecast.api import health
+from livecast.api.middleware import error_middleware
+from livecast.config import Settings
+from livecast.db import Database
+from livecast.events import EventBus
+from livecast.keys import BOUND_PORTS, DB, EVENTS, SETTINGS
+
+log = logging.getLogger(__name__)
+
+
+async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
+    db = Database(app[SETTINGS].db_path)
+    await db.open()
+    app[DB] = db
+    yield
+    await db.close()
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=settings.server.max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app[EVENTS] = EventBus()
+    app[BOUND_PORTS] = {}
+    app.add_routes(health.routes)
+    if settings.server.role == "origin":
+        app.cleanup_ctx.append(_database_ctx)
+        _setup_origin(app)
+    return app
+
+
+def _setup_origin(app: web.Application) -> None:
+    from livecast.api import routes as api_routes
+
+    api_routes.setup(app)

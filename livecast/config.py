@@ -1,0 +1,257 @@
+"""Settings: typed dataclasses loaded from defaults < TOML file < LIVECAST_* env < CLI flags.
+
+Every setting has a dotted name (``section.key``); its environment variable is
+``LIVECAST_SECTION_KEY`` (upper case), e.g. ``LIVECAST_SERVER_HTTP_PORT=9000``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value or an unknown name."""
+
+
+@dataclass
+class ServerSettings:
+    host: str = "0.0.0.0"
+    http_port: int = 8080
+    rtmp_port: int = 1935
+    data_dir: str = "./data"
+    role: str = "origin"
+    origin: str = ""
+    public_url: str = ""
+    shutdown_timeout: float = 10.0
+    max_body_bytes: int = 64 * 1024
+    uvloop: bool = True
+    demo: bool = False
+
+
+@dataclass
+class AuthSettings:
+    bcrypt_rounds: int = 12
+    session_ttl_hours: float = 24 * 14
+    default_role: str = "streamer"
+    signup_coins: int = 100
+    login_attempts_per_client: int = 10
+    login_attempts_per_user: int = 5
+    login_window_seconds: float = 60.0
+    cookie_secure: bool = False
+
+
+@dataclass
+class IngestSettings:
+    max_publishers: int = 100
+    handshake_timeout: float = 10.0
+    idle_timeout: float = 30.0
+    max_chunk_size: int = 0xFFFFFF
+    max_message_bytes: int = 16 * 1024 * 1024
+    max_chunk_streams: int = 64
+    ack_window: int = 2_500_000
+
+
+@dataclass
+class HlsSettings:
+    container: str = "mpegts"
+    segment_duration: float = 2.0
+    window: int = 6
+    grace_segments: int = 6
+    reconnect_grace: float = 30.0
+    max_stream_bytes: int = 256 * 1024 * 1024
+    max_total_bytes: int = 2 * 1024 * 1024 * 1024
+    write_through: bool = False
+
+
+@dataclass
+class ChatSettings:
+    bus: str = ""
+    history: int = 50
+    max_frame_bytes: int = 4096
+    max_comment_chars: int = 500
+    rate_count: int = 5
+    rate_seconds: float = 5.0
+    send_queue: int = 256
+    max_errors: int = 20
+
+
+@dataclass
+class Gift:
+    name: str
+    display_name: str
+    price: int
+
+
+def _default_gifts() -> list[Gift]:
+    return [
+        Gift("heart", "Heart", 1),
+        Gift("rose", "Rose", 5),
+        Gift("star", "Star", 20),
+        Gift("rocket", "Rocket", 100),
+    ]
+
+
+@dataclass
+class ClusterSettings:
+    secret: str = ""
+
+
+@dataclass
+class LogSettings:
+    level: str = "info"
+    format: str = "text"
+
+
+@dataclass
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    hls: HlsSettings = field(default_factory=HlsSettings)
+    chat: ChatSettings = field(default_factory=ChatSettings)
+    gifts: list[Gift] = field(default_factory=_default_gifts)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.server.data_dir)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_path / "livecast.db"
+
+    def validate(self) -> None:
+        checks: list[tuple[bool, str]] = [
+            (self.server.role in ("origin", "edge"), "server.role must be 'origin' or 'edge'"),
+            (self.server.role != "edge" or bool(self.server.origin), "server.origin is required for role edge"),
+            (0 <= self.server.http_port < 65536, "server.http_port out of range"),
+            (0 <= self.server.rtmp_port < 65536, "server.rtmp_port out of range"),
+            (4 <= self.auth.bcrypt_rounds <= 31, "auth.bcrypt_rounds must be 4..31"),
+            (self.auth.default_role in ("viewer", "streamer", "admin"), "auth.default_role is not a role"),
+            (self.hls.container in ("mpegts", "fmp4"), "hls.container must be 'mpegts' or 'fmp4'"),
+            (0.5 <= self.hls.segment_duration <= 30, "hls.segment_duration must be 0.5..30 s"),
+            (2 <= self.hls.window <= 100, "hls.window must be 2..100"),
+            (128 <= self.ingest.max_chunk_size <= 0xFFFFFF, "ingest.max_chunk_size must be 128..16777215"),
+            (self.log.format in ("text", "json"), "log.format must be 'text' or 'json'"),
+            (self.server.max_body_bytes >= 1024, "server.max_body_bytes must be >= 1024"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+
+def _coerce(value: Any, typ: Any, name: str) -> Any:
+    """Turn a TOML or environment value into the field's type."""
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if typ is int:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if typ is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if typ is str:
+            if not isinstance(value, (str, int, float)):
+                raise ValueError(value)
+            return str(value)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{name}: expected {typ.__name__}, got {value!r}") from err
+    raise ConfigError(f"{name}: unsupported type")
+
+
+def _section_types(obj: Any) -> dict[str, Any]:
+    return typing.get_type_hints(type(obj))
+
+
+def _apply(settings: Settings, data: Mapping[str, Any], source: str) -> None:
+    hints = typing.get_type_hints(Settings)
+    for section, values in data.items():
+        if section not in hints:
+            raise ConfigError(f"{source}: unknown section [{section}]")
+        if section == "gifts":
+            settings.gifts = _parse_gifts(values, source)
+            continue
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: [{section}] must be a table")
+        target = getattr(settings, section)
+        types_ = _section_types(target)
+        for key, value in values.items():
+            if key not in types_:
+                raise ConfigError(f"{source}: unknown setting {section}.{key}")
+            setattr(target, key, _coerce(value, types_[key], f"{section}.{key}"))
+
+
+def _parse_gifts(values: Any, source: str) -> list[Gift]:
+    if not isinstance(values, list):
+        raise ConfigError(f"{source}: [[gifts]] must be an array of tables")
+    gifts = []
+    for item in values:
+        try:
+            gift = Gift(str(item["name"]), str(item["display_name"]), int(item["price"]))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ConfigError(f"{source}: each gift needs name, display_name and price") from err
+        if gift.price < 1:
+            raise ConfigError(f"{source}: gift {gift.name} price must be >= 1")
+        gifts.append(gift)
+    return gifts
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Collect LIVECAST_SECTION_KEY variables into {section: {key: value}}."""
+    out: dict[str, dict[str, str]] = {}
+    hints = typing.get_type_hints(Settings)
+    defaults = Settings()
+    for section in hints:
+        if section == "gifts":
+            continue
+        for f in dataclasses.fields(getattr(defaults, section)):
+            var = f"LIVECAST_{section}_{f.name}".upper()
+            if var in environ:
+                out.setdefault(section, {})[f.name] = environ[var]
+    return out
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Defaults, then the TOML file, then LIVECAST_* variables, then explicit overrides (flags)."""
+    settings = Settings()
+    environ = os.environ if environ is None else environ
+    path = config_file or environ.get("LIVECAST_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as err:
+            raise ConfigError(f"config file not found: {path}") from err
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: {err}") from err
+        _apply(settings, data, str(path))
+    _apply(settings, env_overrides(environ), "environment")
+    if overrides:
+        _apply(settings, {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in overrides.items()}, "flags")
+    settings.validate()
+    return settings
+
+
+__all__ = ["ConfigError", "Gift", "Settings", "load_settings"]

@@ -1,0 +1,18 @@
+"""Typed application state keys (``web.AppKey``), shared by the app factory and handlers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from livecast.config import Settings
+    from livecast.db import Database
+    from livecast.events import EventBus
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+DB: web.AppKey[Database] = web.AppKey("db")
+EVENTS: web.AppKey[EventBus] = web.AppKey("events")
+# The ports actually bound (differ from the settings when those are 0, as in tests).
+BOUND_PORTS: web.AppKey[dict[str, int]] = web.AppKey("bound_ports")

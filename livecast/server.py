@@ -1,0 +1,109 @@
+"""Running a node: bind the HTTP site (and, through the app, the RTMP listener), print
+where to find it, and shut down gracefully on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from livecast.app import create_app
+from livecast.config import Settings
+from livecast.keys import BOUND_PORTS
+
+log = logging.getLogger(__name__)
+
+
+class RunningNode:
+    """A started node; ``stop()`` shuts it down gracefully."""
+
+    def __init__(self, runner: web.AppRunner, site: web.TCPSite) -> None:
+        self.runner = runner
+        self.site = site
+
+    @property
+    def app(self) -> web.Application:
+        return self.runner.app
+
+    @property
+    def http_port(self) -> int:
+        server = self.site._server
+        assert server is not None and server.sockets  # type: ignore[union-attr]
+        return int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+
+    @property
+    def rtmp_port(self) -> int | None:
+        return self.app[BOUND_PORTS].get("rtmp")
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_node(settings: Settings) -> RunningNode:
+    app = create_app(settings)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=logging.getLogger("aiohttp.access"),
+        shutdown_timeout=settings.server.shutdown_timeout,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.server.host, settings.server.http_port, backlog=1024)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return RunningNode(runner, site)
+
+
+def _display_host(settings: Settings) -> str:
+    host = settings.server.host
+    return "localhost" if host in ("0.0.0.0", "::", "") else host
+
+
+def banner(node: RunningNode, settings: Settings) -> str:
+    host = _display_host(settings)
+    lines = [f"LiveCast {settings.server.role} is running"]
+    base = settings.server.public_url.rstrip("/") or f"http://{host}:{node.http_port}"
+    lines.append(f"  Web:        {base}/")
+    if node.rtmp_port is not None:
+        lines.append(f"  OBS server: rtmp://{host}:{node.rtmp_port}/live   (stream key: from your room's dashboard)")
+    if settings.server.role == "origin":
+        lines.append(f"  Data:       {settings.data_path.resolve()}")
+    else:
+        lines.append(f"  Origin:     {settings.server.origin}")
+    lines.append("  Stop with Ctrl-C")
+    return "\n".join(lines)
+
+
+async def serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    node = await start_node(settings)
+    print(banner(node, settings), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await node.stop()
+        print("LiveCast stopped", file=sys.stderr, flush=True)
+
+
+def run(settings: Settings) -> None:
+    if settings.server.uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            asyncio.run(serve(settings), loop_factory=uvloop.new_event_loop)
+            return
+    asyncio.run(serve(settings))

@@ -1,0 +1,84 @@
+"""Shared fixtures: a real LiveCast node on ephemeral ports with a real SQLite file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from livecast.config import Settings, load_settings
+from livecast.server import RunningNode, start_node
+
+# Tests use a cheap bcrypt cost; production defaults to 12.
+TEST_BCRYPT_ROUNDS = 4
+
+
+def make_settings(data_dir: Path, **sections: dict[str, Any]) -> Settings:
+    overrides: dict[str, dict[str, Any]] = {
+        "server": {"host": "127.0.0.1", "http_port": 0, "rtmp_port": 0, "data_dir": str(data_dir), "uvloop": False},
+        "auth": {"bcrypt_rounds": TEST_BCRYPT_ROUNDS},
+    }
+    for name, values in sections.items():
+        overrides.setdefault(name, {}).update(values)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECAST_")}
+    return load_settings(None, environ=env, overrides=overrides)
+
+
+class Node:
+    """A started node plus an HTTP client session pointed at it."""
+
+    def __init__(self, node: RunningNode, settings: Settings, session: aiohttp.ClientSession) -> None:
+        self.node = node
+        self.settings = settings
+        self.http = session
+        self.stopped = False
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.node.http_port}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    async def stop(self) -> None:
+        """Stop the node (idempotent), e.g. to restart on the same data directory."""
+        if not self.http.closed:
+            await self.http.close()
+        if not self.stopped:
+            self.stopped = True
+            await self.node.stop()
+
+    @property
+    def rtmp_port(self) -> int:
+        port = self.node.rtmp_port
+        assert port is not None
+        return port
+
+
+NodeFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def node_factory(tmp_path: Path) -> AsyncIterator[NodeFactory]:
+    started: list[Node] = []
+
+    async def factory(data_dir: Path | None = None, **sections: dict[str, Any]) -> Node:
+        settings = make_settings(data_dir or tmp_path / "data", **sections)
+        running = await start_node(settings)
+        session = aiohttp.ClientSession()
+        node = Node(running, settings, session)
+        started.append(node)
+        return node
+
+    yield factory
+    for node in reversed(started):
+        await node.stop()
+
+
+@pytest.fixture
+async def node(node_factory: NodeFactory) -> Node:
+    return await node_factory()
