@@ -1,0 +1,300 @@
+"""Ingest benchmark: server CPU-seconds per stream-minute and peak memory per stream.
+
+N publishers push the same 1080p30 ~6 Mbps H.264/AAC clip over RTMP as fast as the
+server takes it. The server runs as its own process; its CPU time is read from
+/proc before and after. When nginx with libnginx-mod-rtmp is installed, the same
+clip is pushed to nginx (1 worker, hls on, same fragment length, HLS on tmpfs) in
+the same run and the ratio is printed.
+
+    python bench/ingest.py --publishers 1 --runs 3
+    python bench/ingest.py --publishers 20 --runs 3
+
+Not a test: it prints figures for docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def make_clip(path: Path, seconds: int, bitrate: str = "6M") -> None:
+    """A 1080p30 H.264 (2 s GOP) + AAC clip at ~6 Mbps, encoded once and cached."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.flv")
+    out = av.open(str(tmp), "w", format="flv")
+    vs = out.add_stream("libx264", rate=30)
+    vs.width, vs.height, vs.pix_fmt = 1920, 1080, "yuv420p"
+    vs.bit_rate = int(bitrate.rstrip("M")) * 1_000_000
+    vs.options = {"g": "60", "preset": "ultrafast", "x264-params": "nal-hrd=cbr:vbv-maxrate=6000:vbv-bufsize=6000"}
+    aus = out.add_stream("aac", rate=48000, layout="stereo")
+    aus.bit_rate = 128_000
+    noise = os.urandom(1 << 20)
+    ramp = bytes(range(256)) * 8
+    for i in range(seconds * 30):
+        frame = av.VideoFrame(1920, 1080, "yuv420p")
+        y = frame.planes[0]
+        # A moving ramp with a block of fresh noise: realistic detail at low encode cost;
+        # CBR (nal-hrd) pads the rest of the 6 Mbit/s as a real CBR encoder would.
+        row = ramp[i % 256: i % 256 + y.line_size]
+        luma = bytearray(row * 1080)
+        off = (i * 7919) % (len(noise) - 65536)
+        for r in range(256):
+            start = (200 + r) * y.line_size + 400
+            luma[start:start + 256] = noise[off + r * 256: off + r * 256 + 256]
+        y.update(bytes(luma))
+        for p in frame.planes[1:]:
+            p.update(bytes([128]) * p.buffer_size)
+        frame.pts = i
+        for pkt in vs.encode(frame):
+            out.mux(pkt)
+        while aus.frames * 1024 < (i + 1) * 48000 / 30:
+            af = av.AudioFrame(format="fltp", layout="stereo", samples=1024)
+            for p in af.planes:
+                p.update(bytes(p.buffer_size))
+            af.sample_rate = 48000
+            af.pts = aus.frames * 1024
+            af.time_base = Fraction(1, 48000)
+            for pkt in aus.encode(af):
+                out.mux(pkt)
+    for s in (vs, aus):
+        for pkt in s.encode():
+            out.mux(pkt)
+    out.close()
+    tmp.rename(path)
+
+
+def push(clip: str, url: str) -> None:
+    """Remux the clip into an RTMP publish, no pacing (run as a subprocess)."""
+    inp = av.open(clip)
+    out = av.open(url, "w", format="flv")
+    mapping = {s.index: out.add_stream_from_template(s) for s in inp.streams if s.type in ("video", "audio")}
+    for pkt in inp.demux():
+        if pkt.dts is None or pkt.stream.index not in mapping:
+            continue
+        pkt.stream = mapping[pkt.stream.index]
+        out.mux(pkt)
+    out.close()
+    inp.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def proc_cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
+
+
+def proc_rss_kib(pids: list[int], key: str = "VmRSS") -> int:
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith(key + ":"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def run_publishers(clip: Path, urls: list[str]) -> float:
+    start = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, __file__, "--push", str(clip), url]) for url in urls]
+    for p in procs:
+        if p.wait() != 0:
+            raise RuntimeError("a publisher failed")
+    return time.monotonic() - start
+
+
+class LivecastServer:
+    name = "livecast"
+
+    def __init__(self, segment: float, container: str) -> None:
+        self.tmp = tempfile.mkdtemp(prefix="lcbench-")
+        self.http, self.rtmp = free_port(), free_port()
+        env = dict(os.environ, LIVECAST_HLS_SEGMENT_DURATION=str(segment), LIVECAST_HLS_CONTAINER=container,
+                   LIVECAST_AUTH_BCRYPT_ROUNDS="4", LIVECAST_LOG_LEVEL="warning",
+                   LIVECAST_INGEST_MAX_PUBLISHERS="1000")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "livecast", "serve", "--host", "127.0.0.1", "--http-port", str(self.http),
+             "--rtmp-port", str(self.rtmp), "--data-dir", self.tmp],
+            env=env, stdout=subprocess.DEVNULL,
+        )
+        wait_port(self.http)
+        wait_port(self.rtmp)
+        self.pids = [self.proc.pid]
+
+    def _api(self, path: str, body: dict, token: str | None = None) -> dict:
+        req = urllib.request.Request(f"http://127.0.0.1:{self.http}{path}", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})})
+        with urllib.request.urlopen(req) as r:
+            return json.loads(r.read())
+
+    def urls(self, n: int) -> list[str]:
+        user = f"bench{int(time.time() * 1000) % 10**8}"
+        self._api("/api/v1/auth/register", {"username": user, "password": "benchmark-pass"})
+        token = self._api("/api/v1/auth/login", {"username": user, "password": "benchmark-pass"})["token"]
+        keys = [self._api("/api/v1/rooms", {"title": f"bench {user} {i}"}, token)["room"]["stream_key"] for i in range(n)]
+        return [f"rtmp://127.0.0.1:{self.rtmp}/live/{k}" for k in keys]
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(20)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class NginxServer:
+    name = "nginx-rtmp"
+
+    def __init__(self, segment: float) -> None:
+        self.tmp = tempfile.mkdtemp(prefix="nxbench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+        self.rtmp = free_port()
+        modules = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+        conf = Path(self.tmp) / "nginx.conf"
+        conf.write_text(f"""
+load_module {modules};
+worker_processes 1;
+daemon off;
+master_process on;
+pid {self.tmp}/nginx.pid;
+error_log {self.tmp}/error.log warn;
+events {{ worker_connections 4096; }}
+rtmp {{
+  server {{
+    listen 127.0.0.1:{self.rtmp};
+    chunk_size 4096;
+    application live {{
+      live on;
+      hls on;
+      hls_path {self.tmp}/hls;
+      hls_fragment {segment}s;
+      hls_playlist_length {segment * 6}s;
+      hls_nested on;
+    }}
+  }}
+}}
+""")
+        self.proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", self.tmp], stderr=subprocess.DEVNULL)
+        wait_port(self.rtmp)
+        time.sleep(0.3)
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        self.pids = [self.proc.pid, *map(int, children)]
+
+    def urls(self, n: int) -> list[str]:
+        return [f"rtmp://127.0.0.1:{self.rtmp}/live/stream{i}" for i in range(n)]
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGQUIT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def measure(server_cls, clip: Path, clip_seconds: float, n: int, **kw) -> dict:
+    server = server_cls(**kw)
+    try:
+        urls = server.urls(n)
+        time.sleep(0.5)
+        rss_before = proc_rss_kib(server.pids)
+        cpu0 = proc_cpu(server.pids)
+        wall = run_publishers(clip, urls)
+        time.sleep(1.0)  # let the last segments be cut
+        cpu = proc_cpu(server.pids) - cpu0
+        peak = proc_rss_kib(server.pids, "VmHWM")
+    finally:
+        server.stop()
+    minutes = n * clip_seconds / 60
+    return {"cpu_s": cpu, "cpu_per_stream_min": cpu / minutes, "wall_s": wall,
+            "peak_rss_mib": peak / 1024, "rss_growth_per_stream_mib": max(peak - rss_before, 0) / 1024 / n}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--push", nargs=2, metavar=("CLIP", "URL"), help=argparse.SUPPRESS)
+    ap.add_argument("--publishers", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=60, help="clip length")
+    ap.add_argument("--segment", type=float, default=2.0)
+    ap.add_argument("--container", default="mpegts", choices=["mpegts", "fmp4"])
+    ap.add_argument("--no-nginx", action="store_true")
+    args = ap.parse_args()
+    if args.push:
+        push(*args.push)
+        return
+    clip = CACHE / f"clip-1080p30-6M-{args.seconds}s.flv"
+    make_clip(clip, args.seconds)
+    info = av.open(str(clip))
+    clip_seconds = float(info.duration / 1_000_000)
+    mbps = clip.stat().st_size * 8 / clip_seconds / 1e6
+    info.close()
+    print(f"clip: {clip.name} {clip_seconds:.1f} s, {mbps:.2f} Mbit/s; publishers: {args.publishers}; runs: {args.runs}")
+    have_nginx = (not args.no_nginx and shutil.which("nginx") is not None
+                  and Path("/usr/lib/nginx/modules/ngx_rtmp_module.so").exists())
+    results: dict[str, list[dict]] = {"livecast": [], "nginx-rtmp": []}
+    for run in range(args.runs):
+        results["livecast"].append(measure(LivecastServer, clip, clip_seconds, args.publishers,
+                                           segment=args.segment, container=args.container))
+        if have_nginx:
+            results["nginx-rtmp"].append(measure(NginxServer, clip, clip_seconds, args.publishers, segment=args.segment))
+        print(f"run {run + 1}: " + "; ".join(
+            f"{name} {r[-1]['cpu_per_stream_min']:.3f} cpu-s/stream-min" for name, r in results.items() if r))
+    summary = {}
+    for name, rows in results.items():
+        if not rows:
+            continue
+        summary[name] = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+        s = summary[name]
+        print(f"{name:11s} median: {s['cpu_per_stream_min']:.3f} CPU-s per stream-minute "
+              f"(total {s['cpu_s']:.2f} CPU-s, wall {s['wall_s']:.1f} s), peak RSS {s['peak_rss_mib']:.0f} MiB, "
+              f"RSS growth {s['rss_growth_per_stream_mib']:.1f} MiB/stream")
+    if "nginx-rtmp" in summary:
+        ratio = summary["livecast"]["cpu_per_stream_min"] / summary["nginx-rtmp"]["cpu_per_stream_min"]
+        print(f"ratio livecast / nginx-rtmp CPU: {ratio:.2f}x")
+    else:
+        print("nginx with libnginx-mod-rtmp not installed: no baseline in this run")
+
+
+if __name__ == "__main__":
+    main()

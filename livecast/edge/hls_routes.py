@@ -1,0 +1,117 @@
+"""HTTP delivery of HLS playlists and segments over any ``SegmentSource``.
+
+The origin's source is the in-process HLS service; an edge's source is its cache of
+the origin. Playlists are short-lived (``no-cache``); a segment URL never changes
+content, so segments are cacheable for a long time and immutable. Single byte ranges
+are honoured on segments.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol
+
+from aiohttp import web
+
+from livecast.api.middleware import error_response
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+SEGMENT_MAX_AGE = 86400
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_SLUG = re.compile(r"^[a-z0-9-]{1,40}$")
+
+
+class Segment(Protocol):
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def content_type(self) -> str: ...
+
+
+class SegmentSource(Protocol):
+    def playlist(self, slug: str) -> bytes | None: ...
+    def segment(self, slug: str, name: str) -> Segment | None: ...
+
+
+SOURCE: web.AppKey[SegmentSource] = web.AppKey("hls_source")
+
+_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Content-Length, Content-Range, Accept-Ranges",
+}
+
+
+def _not_found(what: str) -> web.Response:
+    resp = error_response(404, "not_found", what)
+    resp.headers.update(_CORS)
+    resp.headers["Cache-Control"] = "no-cache"
+    return resp
+
+
+async def playlist(request: web.Request) -> web.Response:
+    slug = request.match_info["slug"]
+    body = request.app[SOURCE].playlist(slug) if _SLUG.match(slug) else None
+    if body is None:
+        return _not_found(f"room {slug!r} is not live")
+    headers = {**_CORS, "Cache-Control": "no-cache"}
+    return web.Response(body=body, content_type=PLAYLIST_TYPE, headers=headers)
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """One ``bytes=`` range -> (start, end inclusive); None if unsatisfiable or malformed."""
+    m = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", header)
+    if not m or (not m.group(1) and not m.group(2)):
+        return None
+    if m.group(1):
+        start = int(m.group(1))
+        end = int(m.group(2)) if m.group(2) else size - 1
+    else:
+        start = max(size - int(m.group(2)), 0)
+        end = size - 1
+    end = min(end, size - 1)
+    if start > end or start >= size:
+        return None
+    return start, end
+
+
+async def segment(request: web.Request) -> web.Response:
+    slug, name = request.match_info["slug"], request.match_info["name"]
+    seg = None
+    if _SLUG.match(slug) and _NAME.match(name) and not name.endswith(".m3u8"):
+        seg = request.app[SOURCE].segment(slug, name)
+    if seg is None:
+        return _not_found("no such segment")
+    data = seg.data
+    headers = {
+        **_CORS,
+        "Cache-Control": f"public, max-age={SEGMENT_MAX_AGE}, immutable",
+        "Accept-Ranges": "bytes",
+    }
+    range_header = request.headers.get("Range")
+    if range_header:
+        rng = _parse_range(range_header, len(data))
+        if rng is None:
+            headers["Content-Range"] = f"bytes */{len(data)}"
+            resp = error_response(416, "range_not_satisfiable", "requested range not satisfiable")
+            resp.headers.update(headers)
+            return resp
+        start, end = rng
+        headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+        return web.Response(status=206, body=data[start:end + 1], content_type=seg.content_type, headers=headers)
+    return web.Response(body=data, content_type=seg.content_type, headers=headers)
+
+
+async def preflight(request: web.Request) -> web.Response:
+    return web.Response(status=204, headers={
+        **_CORS,
+        "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+        "Access-Control-Allow-Headers": "Range",
+        "Access-Control-Max-Age": "86400",
+    })
+
+
+def setup(app: web.Application, source: SegmentSource) -> None:
+    app[SOURCE] = source
+    app.router.add_get("/hls/{slug}/index.m3u8", playlist)
+    app.router.add_get("/hls/{slug}/{name}", segment)
+    app.router.add_route("OPTIONS", "/hls/{slug}/{name}", preflight)

@@ -1,0 +1,155 @@
+"""RTMP audio/video message bodies (FLV tag bodies) to MediaUnits.
+
+Understands the classic FLV tags (AVC video, AAC audio) and Enhanced RTMP
+(``IsExHeader`` bit, FourCC ``avc1``/``hvc1``/``av01`` video, ``mp4a`` audio).
+Timestamps arrive as 32-bit RTMP milliseconds and are unwrapped here into a
+monotonic 64-bit clock, so a stream longer than 49.7 days (or one whose
+encoder starts near the wrap) keeps counting up.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from livecast.media import Codec, MediaUnit, Track
+
+log = logging.getLogger(__name__)
+
+_WRAP = 1 << 32
+_HALF = 1 << 31
+
+# Classic FLV video CodecID -> codec (only those we can carry).
+_LEGACY_VIDEO = {7: Codec.H264}
+_VIDEO_FOURCC = {b"avc1": Codec.H264, b"hvc1": Codec.HEVC, b"av01": Codec.AV1}
+_AUDIO_FOURCC = {b"mp4a": Codec.AAC}
+_LEGACY_VIDEO_NAMES = {2: "Sorenson H.263", 3: "Screen video", 4: "VP6", 5: "VP6 alpha", 6: "Screen video 2", 12: "HEVC (non-standard codec id 12)"}
+_LEGACY_AUDIO_NAMES = {0: "PCM", 1: "ADPCM", 2: "MP3", 3: "PCM LE", 4: "Nellymoser 16k", 5: "Nellymoser 8k", 6: "Nellymoser", 7: "G.711 A-law", 8: "G.711 mu-law", 11: "Speex", 14: "MP3 8k"}
+
+# Enhanced RTMP video packet types
+_SEQ_START, _CODED, _SEQ_END, _CODED_X = 0, 1, 2, 3
+
+
+class UnsupportedCodec(Exception):
+    """The publisher sends a codec LiveCast cannot carry; ``str()`` is a human description."""
+
+
+class TimestampUnwrapper:
+    """32-bit RTMP timestamps to a 64-bit monotonic-ish clock (handles wrap-around)."""
+
+    __slots__ = ("_epoch", "_last")
+
+    def __init__(self) -> None:
+        self._epoch = 0
+        self._last: int | None = None
+
+    def __call__(self, ts: int) -> int:
+        ts &= 0xFFFFFFFF
+        last = self._last
+        if last is not None:
+            if ts < last and last - ts > _HALF:
+                self._epoch += _WRAP
+            elif ts > last and ts - last > _HALF and self._epoch:
+                # a late packet from before the wrap: don't move the reference point
+                return self._epoch - _WRAP + ts
+        self._last = ts
+        return self._epoch + ts
+
+
+def _si24(b: bytes | memoryview, i: int) -> int:
+    v = (b[i] << 16) | (b[i + 1] << 8) | b[i + 2]
+    return v - (1 << 24) if v & 0x800000 else v
+
+
+class FlvToUnits:
+    """Stateful converter for one publisher: call ``video``/``audio`` per message."""
+
+    def __init__(self) -> None:
+        # One unwrapper for both tracks: RTMP carries one clock per connection.
+        self._clock = TimestampUnwrapper()
+        self.video_codec: Codec | None = None
+        self.audio_codec: Codec | None = None
+        self.skipped = 0
+
+    def video(self, timestamp: int, body: bytes) -> MediaUnit | None:
+        """A video message body -> a unit, or None for something to skip (EOS, command frames)."""
+        if len(body) < 2:
+            self.skipped += 1
+            return None
+        b0 = body[0]
+        dts = self._clock(timestamp)
+        if b0 & 0x80:
+            return self._ex_video(dts, body)
+        frame_type, codec_id = b0 >> 4, b0 & 0x0F
+        codec = _LEGACY_VIDEO.get(codec_id)
+        if codec is None:
+            name = _LEGACY_VIDEO_NAMES.get(codec_id, f"codec id {codec_id}")
+            raise UnsupportedCodec(f"video codec {name} is not supported (use H.264, or HEVC/AV1 over Enhanced RTMP)")
+        if frame_type == 5 or len(body) < 5:
+            self.skipped += 1
+            return None
+        packet_type = body[1]
+        if packet_type == 0:
+            self.video_codec = codec
+            return MediaUnit(Track.VIDEO, codec, dts, dts, True, bytes(body[5:]), config=True)
+        if packet_type != 1:  # 2 = end of sequence: nothing to mux
+            self.skipped += 1
+            return None
+        cts = _si24(body, 2)
+        return MediaUnit(Track.VIDEO, codec, dts, dts + cts, frame_type == 1, body[5:])
+
+    def _ex_video(self, dts: int, body: bytes) -> MediaUnit | None:
+        frame_type, packet_type = (body[0] >> 4) & 0x07, body[0] & 0x0F
+        if len(body) < 5:
+            self.skipped += 1
+            return None
+        fourcc = bytes(body[1:5])
+        codec = _VIDEO_FOURCC.get(fourcc)
+        if codec is None:
+            if packet_type in (4, 6, 7):  # metadata / multitrack / modex we don't use
+                self.skipped += 1
+                return None
+            raise UnsupportedCodec(f"video codec {fourcc.decode('latin-1')!r} is not supported")
+        if frame_type == 5:
+            self.skipped += 1
+            return None
+        if packet_type == _SEQ_START:
+            self.video_codec = codec
+            return MediaUnit(Track.VIDEO, codec, dts, dts, True, bytes(body[5:]), config=True)
+        if packet_type == _CODED:
+            if codec in (Codec.H264, Codec.HEVC):
+                if len(body) < 8:
+                    self.skipped += 1
+                    return None
+                return MediaUnit(Track.VIDEO, codec, dts, dts + _si24(body, 5), frame_type == 1, body[8:])
+            return MediaUnit(Track.VIDEO, codec, dts, dts, frame_type == 1, body[5:])
+        if packet_type == _CODED_X:
+            return MediaUnit(Track.VIDEO, codec, dts, dts, frame_type == 1, body[5:])
+        self.skipped += 1  # sequence end, metadata, MPEG-2 TS sequence start, ...
+        return None
+
+    def audio(self, timestamp: int, body: bytes) -> MediaUnit | None:
+        if len(body) < 2:
+            self.skipped += 1
+            return None
+        sound_format = body[0] >> 4
+        dts = self._clock(timestamp)
+        if sound_format == 9:  # Enhanced RTMP audio: low nibble is the packet type
+            packet_type = body[0] & 0x0F
+            fourcc = bytes(body[1:5])
+            codec = _AUDIO_FOURCC.get(fourcc)
+            if codec is None:
+                raise UnsupportedCodec(f"audio codec {fourcc.decode('latin-1')!r} is not supported (use AAC)")
+            if packet_type == 0:
+                self.audio_codec = codec
+                return MediaUnit(Track.AUDIO, codec, dts, dts, True, bytes(body[5:]), config=True)
+            if packet_type == 1:
+                return MediaUnit(Track.AUDIO, codec, dts, dts, True, body[5:])
+            self.skipped += 1
+            return None
+        if sound_format != 10:
+            name = _LEGACY_AUDIO_NAMES.get(sound_format, f"sound format {sound_format}")
+            raise UnsupportedCodec(f"audio codec {name} is not supported (use AAC)")
+        if body[1] == 0:
+            self.audio_codec = Codec.AAC
+            return MediaUnit(Track.AUDIO, Codec.AAC, dts, dts, True, bytes(body[2:]), config=True)
+        return MediaUnit(Track.AUDIO, Codec.AAC, dts, dts, True, body[2:])

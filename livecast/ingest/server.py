@@ -1,0 +1,305 @@
+"""The RTMP listener: a thin asyncio shell around the sans-IO ``RtmpServerProtocol``.
+
+Each connection feeds socket bytes to the protocol, sends what it queues, and acts on
+its events: publish authorisation against the room's stream key, takeover of a live
+room by a new publisher, media into the stream hub. Anything wrong with one connection
+(bad bytes, timeouts, floods, unsupported codecs) closes that connection with one log
+line and touches nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from livecast.config import Settings
+from livecast.hub import LiveStream, StreamHub
+from livecast.ingest.flv_to_units import FlvToUnits, UnsupportedCodec
+from livecast.ingest.protocol import (
+    AudioData,
+    Closed,
+    MetaData,
+    ProtocolError,
+    PublishRequested,
+    RtmpServerProtocol,
+    Unpublished,
+    VideoData,
+)
+from livecast.media import Codec, MediaUnit
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "live"
+# More media messages than this per second is not a real encoder (a 6 Mbps 60 fps
+# stream sends ~110): a flood of tiny messages costs CPU, so the publisher is dropped.
+MAX_MESSAGES_PER_SECOND = 2000
+
+
+class PublishAuthority(Protocol):
+    """Decides which room a stream key publishes to (the room service)."""
+
+    async def find_by_stream_key(self, key: str) -> Any: ...
+
+
+Callback = Callable[[LiveStream], Awaitable[None] | None]
+
+
+class RtmpServer:
+    def __init__(
+        self,
+        settings: Settings,
+        hub: StreamHub,
+        authority: PublishAuthority,
+        on_start: Callable[[LiveStream], None] | None = None,
+        on_stop: Callable[[LiveStream], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.authority = authority
+        self.on_start = on_start
+        self.on_stop = on_stop
+        self.connections: set[RtmpConnection] = set()
+        self.publishers: dict[str, RtmpConnection] = {}
+        self._server: asyncio.base_events.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None and self._server.sockets
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: RtmpConnection(self), host, port, backlog=256)
+        self._sweeper = asyncio.create_task(self._sweep(), name="rtmp-sweeper")
+        log.info("RTMP listening on %s:%d", host, self.port)
+
+    async def close(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+        if self._server:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.abort("server shutting down")
+        if self._server:
+            await self._server.wait_closed()
+
+    def kick(self, slug: str, reason: str) -> None:
+        """Disconnect the publisher of ``slug`` (room deleted, key rotated)."""
+        conn = self.publishers.get(slug)
+        if conn is not None:
+            conn.abort(reason)
+
+    async def _sweep(self) -> None:
+        """Once a second: enforce handshake and idle timeouts."""
+        ingest = self.settings.ingest
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                if not conn.proto.handshake_done and now - conn.opened > ingest.handshake_timeout:
+                    conn.abort("handshake timeout")
+                elif now - conn.last_rx > ingest.idle_timeout:
+                    conn.abort("idle timeout")
+
+
+class RtmpConnection(asyncio.Protocol):
+    def __init__(self, server: RtmpServer) -> None:
+        self.server = server
+        ingest = server.settings.ingest
+        self.proto = RtmpServerProtocol(
+            max_chunk_size=ingest.max_chunk_size,
+            max_message_bytes=ingest.max_message_bytes,
+            max_chunk_streams=ingest.max_chunk_streams,
+            ack_window=ingest.ack_window,
+        )
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.opened = self.last_rx = time.monotonic()
+        self.app = ""
+        self.stream: LiveStream | None = None
+        self.stream_id = 0
+        self.converter = FlvToUnits()
+        self._backlog: list[object] | None = None  # events held while a publish is authorised
+        self._rate_second = 0
+        self._rate_count = 0
+        self._closing = False
+
+    # -- asyncio.Protocol -------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        limit = self.server.settings.ingest.max_publishers * 2 + 8
+        if len(self.server.connections) >= limit:
+            log.warning("rtmp %s refused: too many connections", self.peer)
+            transport.abort()
+            return
+        self.server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_rx = time.monotonic()
+        try:
+            events = self.proto.receive(data)
+        except ProtocolError as err:
+            self.abort(f"protocol error: {err}")
+            return
+        self._flush()
+        if self._backlog is not None:
+            self._backlog.extend(events)
+            return
+        self._handle(events)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self._end_publish()
+
+    # -- events ------------------------------------------------------------------------
+    def _handle(self, events: list[object]) -> None:
+        for i, event in enumerate(events):
+            if self._closing:
+                return
+            if isinstance(event, (VideoData, AudioData)):
+                self._media(event)
+            elif isinstance(event, PublishRequested):
+                rest = events[i + 1:]
+                self._backlog = list(rest)
+                assert self.transport is not None
+                self.transport.pause_reading()
+                asyncio.get_running_loop().create_task(self._authorise(event))
+                return
+            elif isinstance(event, MetaData):
+                if self.stream is not None:
+                    self.stream.set_metadata(event.values)
+            elif isinstance(event, Unpublished):
+                if event.stream_id == self.stream_id:
+                    self._end_publish()
+            elif isinstance(event, Closed):
+                self.abort(None)
+                return
+            else:  # Connected
+                app = getattr(event, "app", "")
+                self.app = str(app).strip("/").split("?")[0]
+
+    def _media(self, event: VideoData | AudioData) -> None:
+        stream = self.stream
+        if stream is None:
+            return  # media before a publish is accepted: ignore
+        now = int(self.last_rx)
+        if now != self._rate_second:
+            self._rate_second, self._rate_count = now, 0
+        self._rate_count += 1
+        if self._rate_count > MAX_MESSAGES_PER_SECOND:
+            self.abort("message flood")
+            return
+        try:
+            if isinstance(event, VideoData):
+                unit = self.converter.video(event.timestamp, event.payload)
+            else:
+                unit = self.converter.audio(event.timestamp, event.payload)
+            if unit is not None and unit.config:
+                self._check_codec(unit)
+        except UnsupportedCodec as err:
+            log.warning("rtmp %s room %s: %s", self.peer, stream.slug, err)
+            self.proto.send_status(self.stream_id, "error", "NetStream.Publish.Rejected", str(err))
+            self._flush()
+            self.abort(None)
+            return
+        if unit is not None:
+            stream.write(unit)
+
+    def _check_codec(self, unit: MediaUnit) -> None:
+        if unit.codec in (Codec.HEVC, Codec.AV1) and self.server.settings.hls.container != "fmp4":
+            raise UnsupportedCodec(
+                f"{unit.codec.value.upper()} needs fMP4 HLS output (hls.container = \"fmp4\"); this server uses MPEG-TS"
+            )
+
+    async def _authorise(self, req: PublishRequested) -> None:
+        server = self.server
+        try:
+            room = None
+            if self.app == APP_NAME and req.name:
+                room = await server.authority.find_by_stream_key(req.name)
+            if self._closing:
+                return
+            if room is None:
+                log.warning("rtmp %s publish rejected: unknown stream key (app %r)", self.peer, self.app)
+                self.proto.reject_publish(req, "NetStream.Publish.BadName", "invalid stream key")
+                self._flush()
+                self.abort(None)
+                return
+            if self.stream is not None:
+                self.proto.reject_publish(req, "NetStream.Publish.BadName", "already publishing")
+                self._flush()
+                return
+            slug = room.slug
+            if slug not in server.publishers and len(server.hub) >= server.settings.ingest.max_publishers:
+                log.warning("rtmp %s publish to %s rejected: max_publishers reached", self.peer, slug)
+                self.proto.reject_publish(req, "NetStream.Publish.Rejected", "server is full")
+                self._flush()
+                self.abort(None)
+                return
+            self._begin_publish(req, slug)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("rtmp %s: publish authorisation failed", self.peer)
+            self.abort(None)
+            return
+        finally:
+            backlog, self._backlog = self._backlog or [], None
+            if not self._closing and self.transport is not None:
+                self.transport.resume_reading()
+        self._handle(backlog)
+
+    def _begin_publish(self, req: PublishRequested, slug: str) -> None:
+        server = self.server
+        old = server.publishers.get(slug)
+        stream, previous = server.hub.start(slug, self.peer)
+        self.stream, self.stream_id = stream, req.stream_id
+        server.publishers[slug] = self
+        self.proto.accept_publish(req)
+        self._flush()
+        if old is not None and old is not self:
+            log.info("rtmp room %s: publisher %s takes over from %s", slug, self.peer, old.peer)
+            old.stream = None  # its stream was superseded; don't report a stop for it
+            old.abort(None)
+        if previous is None and server.on_start:
+            server.on_start(stream)
+        log.info("rtmp room %s: publish started from %s", slug, self.peer)
+
+    def _end_publish(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is None:
+            return
+        server = self.server
+        if server.publishers.get(stream.slug) is self:
+            del server.publishers[stream.slug]
+        if server.hub.stop(stream):
+            log.info(
+                "rtmp room %s: publish stopped (%.1f s of media, %d bytes)",
+                stream.slug, stream.stats.media_seconds, stream.stats.bytes,
+            )
+            if server.on_stop:
+                server.on_stop(stream)
+
+    # -- output ------------------------------------------------------------------------
+    def _flush(self) -> None:
+        out = self.proto.data_to_send()
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
+
+    def abort(self, reason: str | None) -> None:
+        """Close this connection; ``reason`` (if any) is logged once."""
+        if self._closing:
+            return
+        self._closing = True
+        if reason:
+            log.warning("rtmp %s disconnected: %s", self.peer, reason)
+        self._end_publish()
+        if self.transport is not None:
+            self.transport.close()
