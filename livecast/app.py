@@ -17,6 +17,7 @@ from livecast.config import Settings
 from livecast.db import Database
 from livecast.events import EventBus
 from livecast.keys import BOUND_PORTS, DB, EVENTS, SETTINGS
+from livecast.web import routes as web_routes
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,13 @@ def create_app(settings: Settings) -> web.Application:
     if settings.server.role == "origin":
         app.cleanup_ctx.append(_database_ctx)
         _setup_origin(app)
+    web_routes.setup(app)  # pages, static files, security headers; after the origin parts (--demo needs RTMP)
     return app
 
 
 def _setup_origin(app: web.Application) -> None:
     from livecast.api import routes as api_routes
+    from livecast.ingest import component as ingest
 
     api_routes.setup(app)
+    ingest.setup(app)

@@ -44,8 +44,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     server: dict[str, Any] = {"data_dir": args.data_dir}
     if getattr(args, "demo", False):
         server["demo"] = True
-    for name in ("host", "http_port", "rtmp_port", "role", "origin"):
-        server[name] = getattr(args, name, None)
+    if args.command == "serve":  # `user create --role` is an account role, not server.role
+        for name in ("host", "http_port", "rtmp_port", "role", "origin"):
+            server[name] = getattr(args, name, None)
     return load_settings(args.config, overrides={"server": server})
 
 
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
 
+    from livecast.db import SchemaTooNew
     from livecast.errors import LivecastError
 
     password = _read_password(args)
@@ -104,5 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_create_user(settings, args, password))
     except LivecastError as err:
         print(f"livecast: {err.message}", file=sys.stderr)
+        return 1
+    except SchemaTooNew as err:
+        print(f"livecast: {err}", file=sys.stderr)
         return 1
     return 0

@@ -16,3 +16,17 @@ DB: web.AppKey[Database] = web.AppKey("db")
 EVENTS: web.AppKey[EventBus] = web.AppKey("events")
 # The ports actually bound (differ from the settings when those are 0, as in tests).
 BOUND_PORTS: web.AppKey[dict[str, int]] = web.AppKey("bound_ports")
+
+# Accounts/rooms API (livecast.api.routes builds these once the database is open).
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from livecast.rooms import RoomService
+    from livecast.users import UserService
+
+USERS: web.AppKey[UserService] = web.AppKey("users")
+ROOMS: web.AppKey[RoomService] = web.AppKey("rooms")
+# Live data merged into every room JSON the API returns: each callable gets a slug and
+# returns keys to add or override (ingest: "live", "stream"; chat: "viewers").
+ROOM_EXTRAS: web.AppKey[list[Callable[[str], dict[str, Any]]]] = web.AppKey("room_extras")

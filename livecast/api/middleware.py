@@ -6,10 +6,12 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
-from livecast.errors import LivecastError, RateLimited
+from livecast.errors import LivecastError, PayloadTooLarge, RateLimited, ValidationError
+from livecast.keys import SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -55,24 +57,37 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(exc.status, code, message, headers=headers)
     except asyncio.CancelledError:
         raise
+    except ConnectionResetError:
+        log.debug("client went away during %s %s", request.method, request.path)
+        raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal server error")
 
 
-async def read_json(request: web.Request) -> dict[str, object]:
-    """The request body as a JSON object, or a 400/413 domain error."""
-    from livecast.errors import PayloadTooLarge, ValidationError
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 ``malformed_json`` / 413 ``too_large`` error.
 
+    A declared Content-Length over the limit is refused before reading; an undecodable
+    body (bad Content-Encoding), deep nesting (RecursionError) and huge integers
+    (ValueError) are validation errors, never a 500.
+    """
+    declared = request.content_length
+    if declared is not None and declared > request.app[SETTINGS].server.max_body_bytes:
+        raise PayloadTooLarge("request body too large")
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as err:
         raise PayloadTooLarge("request body too large") from err
+    except web.RequestPayloadError as err:
+        raise ValidationError("request body could not be read", code="bad_request") from err
     if not raw:
         return {}
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except RecursionError as err:
+        raise ValidationError("request body is nested too deeply", code="malformed_json") from err
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
         raise ValidationError("request body is not valid JSON", code="malformed_json") from err
     if not isinstance(data, dict):
         raise ValidationError("request body must be a JSON object", code="malformed_json")

@@ -1,0 +1,182 @@
+"""Register, login, logout, ``/me``, and the helpers every route uses to find the caller.
+
+A client authenticates with ``Authorization: Bearer <token>`` (checked first) or the
+``livecast_session`` cookie set by login (HttpOnly, SameSite=Lax). Login attempts are
+limited per client address and per username; an attempt that succeeds is not counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+from livecast.api import openapi
+from livecast.api.middleware import read_json
+from livecast.errors import Forbidden, RateLimited, Unauthorized, ValidationError
+from livecast.keys import SETTINGS, USERS
+from livecast.ratelimit import RateLimiter
+from livecast.users import USERNAME_RE, User
+
+log = logging.getLogger(__name__)
+
+COOKIE_NAME = "livecast_session"
+NO_STORE = {"Cache-Control": "no-store"}
+
+routes = web.RouteTableDef()
+
+
+@dataclass
+class LoginLimits:
+    per_client: RateLimiter
+    per_user: RateLimiter
+
+
+LOGIN_LIMITS: web.AppKey[LoginLimits] = web.AppKey("login_limits")
+_CALLER: web.RequestKey[tuple[User | None, str | None]] = web.RequestKey("livecast_caller")
+
+
+def setup_limits(app: web.Application) -> None:
+    auth = app[SETTINGS].auth
+    window = auth.login_window_seconds
+    app[LOGIN_LIMITS] = LoginLimits(
+        per_client=RateLimiter(max(1, auth.login_attempts_per_client), window),
+        per_user=RateLimiter(max(1, auth.login_attempts_per_user), window),
+    )
+
+
+# -- helpers for every route -------------------------------------------------------
+
+
+async def read_body(request: web.Request) -> dict[str, Any]:
+    """The JSON object body (see ``read_json`` for the errors)."""
+    return dict(await read_json(request))
+
+
+def request_token(request: web.Request) -> str | None:
+    """The session token the request carries: Bearer header first, then the cookie."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip() or None
+    return request.cookies.get(COOKIE_NAME) or None
+
+
+async def current_user(request: web.Request) -> User | None:
+    """The logged-in user, or None. Looked up once per request, then cached on it."""
+    if _CALLER in request:
+        return request[_CALLER][0]
+    token = request_token(request)
+    user = await request.app[USERS].user_for_token(token) if token else None
+    request[_CALLER] = (user, token if user else None)
+    return user
+
+
+async def require_user(request: web.Request, *roles: str) -> User:
+    """The logged-in user; 401 when anonymous, 403 when ``roles`` are given and theirs isn't one."""
+    user = await current_user(request)
+    if user is None:
+        raise Unauthorized("log in first")
+    if roles and user.role not in roles:
+        raise Forbidden(f"this needs the role {' or '.join(roles)}")
+    return user
+
+
+def _client_key(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _required(data: dict[str, Any], field: str) -> Any:
+    if field not in data or data[field] is None:
+        raise ValidationError(f"{field} is required", field=field, code="missing")
+    return data[field]
+
+
+# -- routes ----------------------------------------------------------------------------
+
+
+@routes.post("/api/v1/auth/register")
+async def register(request: web.Request) -> web.Response:
+    data = await read_body(request)
+    user = await request.app[USERS].create_user(
+        _required(data, "username"), _required(data, "password"), email=data.get("email"))
+    return web.json_response({"user": user.to_private_json()}, status=201)
+
+
+@routes.post("/api/v1/auth/login")
+async def login(request: web.Request) -> web.Response:
+    data = await read_body(request)
+    username, password = _required(data, "username"), _required(data, "password")
+    if not isinstance(username, str):
+        raise ValidationError("username must be a string", field="username")
+    if not isinstance(password, str):
+        raise ValidationError("password must be a string", field="password")
+    limits = request.app[LOGIN_LIMITS]
+    client = _client_key(request)
+    user_key = username.lower() if USERNAME_RE.fullmatch(username) else None
+    wait = max(limits.per_client.retry_after(client),
+               limits.per_user.retry_after(user_key) if user_key else 0.0)
+    if wait > 0:
+        log.warning("login rate limit hit from %s", client)
+        raise RateLimited("too many login attempts, try again later", retry_after=wait)
+    limits.per_client.hit(client)
+    if user_key:
+        limits.per_user.hit(user_key)
+    users = request.app[USERS]
+    try:
+        user = await users.authenticate(username, password)
+    except Unauthorized:
+        log.info("failed login for %s from %s", user_key or "<invalid name>", client)
+        raise
+    limits.per_client.refund(client)
+    if user_key:
+        limits.per_user.refund(user_key)
+    session = await users.create_session(user)
+    settings = request.app[SETTINGS].auth
+    response = web.json_response(
+        {"token": session.token, "user": user.to_private_json(), "expires_at": _iso(session.expires_at)},
+        headers=NO_STORE,
+    )
+    response.set_cookie(
+        COOKIE_NAME, session.token, max_age=max(1, int(users.session_ttl)), path="/",
+        httponly=True, samesite="Lax", secure=settings.cookie_secure or None,
+    )
+    log.info("user %s logged in from %s", user.username, client)
+    return response
+
+
+@routes.post("/api/v1/auth/logout")
+async def logout(request: web.Request) -> web.Response:
+    await require_user(request)
+    _, token = request[_CALLER]
+    await request.app[USERS].revoke(token)
+    response = web.Response(status=204)
+    response.del_cookie(COOKIE_NAME, path="/", httponly=True, samesite="Lax",
+                        secure=request.app[SETTINGS].auth.cookie_secure or None)
+    return response
+
+
+@routes.get("/api/v1/me")
+async def me(request: web.Request) -> web.Response:
+    user = await require_user(request)
+    return web.json_response({"user": user.to_private_json()}, headers=NO_STORE)
+
+
+openapi.document("POST", "/api/v1/auth/register", "Create an account", tags=["auth"],
+                 body="Register", responses={201: "UserEnvelope", 409: "username taken"},
+                 description="The new account gets the server's default role and `auth.signup_coins`.")
+openapi.document("POST", "/api/v1/auth/login", "Log in; returns a token and sets the session cookie",
+                 tags=["auth"], body="Login",
+                 responses={200: "Session", 401: "bad credentials", 403: "account disabled",
+                            429: "too many attempts"})
+openapi.document("POST", "/api/v1/auth/logout", "Revoke the current token and clear the cookie",
+                 tags=["auth"], auth="user", responses={204: None})
+openapi.document("GET", "/api/v1/me", "The logged-in user", tags=["auth"], auth="user",
+                 responses={200: "UserEnvelope"})

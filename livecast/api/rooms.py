@@ -1,0 +1,163 @@
+"""Room routes: list, create, read, update, delete, rotate the stream key.
+
+Room JSON is the room's stored fields merged with the live data other components
+register in ``app[ROOM_EXTRAS]`` (ingest: ``live`` and ``stream``; chat: ``viewers``).
+Only the room's owner and admins ever see ``stream_key`` and ``rtmp_url``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from aiohttp import web
+
+from livecast.api import openapi
+from livecast.api.auth import NO_STORE, current_user, read_body, require_user
+from livecast.errors import Forbidden, ValidationError
+from livecast.events import RoomDeleted, StreamKeyRotated
+from livecast.keys import BOUND_PORTS, EVENTS, ROOM_EXTRAS, ROOMS, SETTINGS
+from livecast.rooms import Room
+from livecast.users import User
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+# Keys that live-data extensions may not set or override.
+_PROTECTED = frozenset({"slug", "owner", "stream_key", "rtmp_url", "hls_url"})
+_HOSTNAME = re.compile(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]")
+
+
+def rtmp_url(request: web.Request) -> str:
+    """``rtmp://HOST:PORT/live``: the host the client reached us by, the bound RTMP port."""
+    host = request.host or ""
+    if host.startswith("["):
+        end = host.find("]")
+        name = host[: end + 1] if end > 0 else ""
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    settings = request.app[SETTINGS].server
+    if not _HOSTNAME.fullmatch(name):
+        name = "localhost" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    port = request.app[BOUND_PORTS].get("rtmp") or settings.rtmp_port
+    return f"rtmp://{name}:{port}/live"
+
+
+def room_json(request: web.Request, room: Room, viewer: User | None) -> dict[str, Any]:
+    owner_view = viewer is not None and room.is_managed_by(viewer)
+    body = room.to_json(owner_view, rtmp_url=rtmp_url(request) if owner_view else None)
+    for extra in request.app.get(ROOM_EXTRAS, ()):
+        try:
+            added = extra(room.slug)
+        except Exception:  # one component's bug must not break the room API
+            log.exception("room extras %r failed for %s", extra, room.slug)
+            continue
+        if isinstance(added, dict):
+            body.update({k: v for k, v in added.items() if k not in _PROTECTED})
+    return body
+
+
+async def _managed_room(request: web.Request) -> tuple[User, Room]:
+    user = await require_user(request)
+    room = await request.app[ROOMS].require(request.match_info["slug"])
+    if not room.is_managed_by(user):
+        raise Forbidden("only the room's owner or an admin may do this")
+    return user, room
+
+
+@routes.get("/api/v1/rooms")
+async def list_rooms(request: web.Request) -> web.Response:
+    viewer = await current_user(request)
+    found = await request.app[ROOMS].list()
+    found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+    rooms = [room_json(request, r, viewer) for r in found]
+    # Live as the extras report it (the ingest knows best), then newest; sort is stable.
+    rooms.sort(key=lambda r: not r.get("live"))
+    return web.json_response({"rooms": rooms}, headers=NO_STORE if viewer else None)
+
+
+@routes.post("/api/v1/rooms")
+async def create_room(request: web.Request) -> web.Response:
+    user = await require_user(request, "streamer", "admin")
+    data = await read_body(request)
+    if data.get("title") is None:
+        raise ValidationError("title is required", field="title", code="missing")
+    room = await request.app[ROOMS].create(user, data["title"], data.get("description"), data.get("slug"))
+    return web.json_response({"room": room_json(request, room, user)}, status=201, headers=NO_STORE)
+
+
+@routes.get("/api/v1/rooms/{slug}")
+async def get_room(request: web.Request) -> web.Response:
+    viewer = await current_user(request)
+    room = await request.app[ROOMS].require(request.match_info["slug"])
+    return web.json_response({"room": room_json(request, room, viewer)}, headers=NO_STORE if viewer else None)
+
+
+@routes.patch("/api/v1/rooms/{slug}")
+async def update_room(request: web.Request) -> web.Response:
+    user, room = await _managed_room(request)
+    data = await read_body(request)
+    if data.get("title") is None and data.get("description") is None:
+        raise ValidationError("nothing to update: give title and/or description")
+    room = await request.app[ROOMS].update(room.slug, title=data.get("title"),
+                                           description=data.get("description"))
+    return web.json_response({"room": room_json(request, room, user)}, headers=NO_STORE)
+
+
+@routes.delete("/api/v1/rooms/{slug}")
+async def delete_room(request: web.Request) -> web.Response:
+    user, room = await _managed_room(request)
+    await request.app[ROOMS].delete(room.slug)
+    log.info("%s deleted room %s", user.username, room.slug)
+    request.app[EVENTS].emit(RoomDeleted(room.slug))
+    return web.Response(status=204)
+
+
+@routes.post("/api/v1/rooms/{slug}/stream-key")
+async def rotate_stream_key(request: web.Request) -> web.Response:
+    user, room = await _managed_room(request)
+    room = await request.app[ROOMS].rotate_key(room.slug)
+    request.app[EVENTS].emit(StreamKeyRotated(room.slug))
+    return web.json_response({"stream_key": room.stream_key, "rtmp_url": rtmp_url(request)}, headers=NO_STORE)
+
+
+_ROOM_PROPS: dict[str, Any] = {
+    "slug": {"type": "string"}, "title": {"type": "string"}, "description": {"type": "string"},
+    "owner": {"type": "object", "properties": {"username": {"type": "string"}}},
+    "live": {"type": "boolean"}, "viewers": {"type": "integer"}, "hls_url": {"type": "string"},
+    "created_at": {"type": "string", "format": "date-time"},
+    "stream": {"type": "object", "nullable": True, "description": "live stream details (codecs, resolution...)"},
+    "stream_key": {"type": "string", "description": "owner and admin only"},
+    "rtmp_url": {"type": "string", "description": "owner and admin only"},
+}
+openapi.add_schema("Room", {"type": "object", "properties": _ROOM_PROPS})
+openapi.add_schema("RoomEnvelope", {"type": "object", "properties": {"room": {"$ref": "#/components/schemas/Room"}}})
+openapi.add_schema("RoomList", {"type": "object", "properties": {
+    "rooms": {"type": "array", "items": {"$ref": "#/components/schemas/Room"}}}})
+openapi.add_schema("RoomCreate", {"type": "object", "required": ["title"], "properties": {
+    "title": {"type": "string", "minLength": 1, "maxLength": 100},
+    "description": {"type": "string", "maxLength": 2000},
+    "slug": {"type": "string", "pattern": "^[a-z0-9-]{3,40}$"}}})
+openapi.add_schema("RoomUpdate", {"type": "object", "properties": {
+    "title": {"type": "string", "minLength": 1, "maxLength": 100},
+    "description": {"type": "string", "maxLength": 2000}}})
+openapi.add_schema("StreamKey", {"type": "object", "properties": {
+    "stream_key": {"type": "string"}, "rtmp_url": {"type": "string"}}})
+
+openapi.document("GET", "/api/v1/rooms", "All rooms, live first, then newest", tags=["rooms"],
+                 auth="optional", responses={200: "RoomList"})
+openapi.document("POST", "/api/v1/rooms", "Create a room (returns its stream key)", tags=["rooms"],
+                 auth="streamer", body="RoomCreate", responses={201: "RoomEnvelope", 409: "slug taken"})
+openapi.document("GET", "/api/v1/rooms/{slug}", "One room", tags=["rooms"], auth="optional",
+                 responses={200: "RoomEnvelope", 404: "no such room"})
+openapi.document("PATCH", "/api/v1/rooms/{slug}", "Change title and/or description (owner or admin)",
+                 tags=["rooms"], auth="user", body="RoomUpdate",
+                 responses={200: "RoomEnvelope", 403: "not the owner", 404: "no such room"})
+openapi.document("DELETE", "/api/v1/rooms/{slug}", "Delete a room (owner or admin)", tags=["rooms"],
+                 auth="user", responses={204: None, 403: "not the owner", 404: "no such room"})
+openapi.document("POST", "/api/v1/rooms/{slug}/stream-key", "Replace the stream key (owner or admin)",
+                 tags=["rooms"], auth="user",
+                 responses={200: "StreamKey", 403: "not the owner", 404: "no such room"},
+                 description="The old key stops working at once and a publisher using it is disconnected.")

@@ -1,0 +1,45 @@
+"""Wires the accounts/rooms/admin API into an origin app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from livecast.api import admin, auth, openapi, rooms
+from livecast.keys import DB, ROOM_EXTRAS, ROOMS, SETTINGS, USERS
+from livecast.rooms import RoomService
+from livecast.users import UserService
+
+log = logging.getLogger(__name__)
+
+
+def setup(app: web.Application) -> None:
+    """Register the routes and the services' start-up. Call after the database context."""
+    if ROOM_EXTRAS not in app:  # components may append before or after this runs
+        app[ROOM_EXTRAS] = []
+    auth.setup_limits(app)
+    app.add_routes(auth.routes)
+    app.add_routes(rooms.routes)
+    app.add_routes(admin.routes)
+    app.router.add_get("/api/v1/openapi.json", openapi.openapi_json)
+    app.cleanup_ctx.append(_services_ctx)
+    from livecast.chat import routes as chat  # chat: WebSocket, history, gifts, moderation
+    chat.setup(app)
+
+
+async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
+    db = app[DB]
+    users = UserService(db, app[SETTINGS].auth)
+    room_service = RoomService(db)
+    app[USERS] = users
+    app[ROOMS] = room_service
+    offline = await room_service.set_all_offline()
+    if offline:
+        log.info("marked %d room(s) offline after start-up", offline)
+    await users.warm_up()
+    purged = await users.purge_expired_sessions()
+    if purged:
+        log.info("removed %d expired session(s)", purged)
+    yield

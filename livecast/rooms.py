@@ -1,0 +1,269 @@
+"""Rooms: a slug, a title, an owner and the stream key OBS publishes with.
+
+Stream keys are ``lc_`` + ``secrets.token_urlsafe(24)`` (192 bits). The room row keeps
+the key (its owner can read it back) and its SHA-256 (UNIQUE), which is what a publish
+is looked up by; the match is then confirmed with ``hmac.compare_digest``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import sqlite3
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from livecast.db import Database
+from livecast.errors import Conflict, RoomNotFound, ValidationError
+from livecast.users import User, utc_now
+
+log = logging.getLogger(__name__)
+
+SLUG_RE = re.compile(r"[a-z0-9-]{3,40}")
+SLUG_MAX = 40
+TITLE_MAX = 100
+DESCRIPTION_MAX = 2000
+STREAM_KEY_PREFIX = "lc_"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def new_stream_key() -> str:
+    return STREAM_KEY_PREFIX + secrets.token_urlsafe(24)
+
+
+def stream_key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _text(value: object, field: str, *, min_len: int, max_len: int, multiline: bool) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string", field=field)
+    value = value.strip()
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValidationError(f"{field} is not valid text", field=field) from err
+    if (_CONTROL_MULTILINE if multiline else _CONTROL).search(value):
+        raise ValidationError(f"{field} contains control characters", field=field)
+    if not min_len <= len(value) <= max_len:
+        raise ValidationError(f"{field} must be {min_len}-{max_len} characters", field=field)
+    return value
+
+
+def validate_title(value: object) -> str:
+    return _text(value, "title", min_len=1, max_len=TITLE_MAX, multiline=False)
+
+
+def validate_description(value: object) -> str:
+    if value is None:
+        return ""
+    return _text(value, "description", min_len=0, max_len=DESCRIPTION_MAX, multiline=True)
+
+
+def validate_slug(value: object) -> str:
+    if not isinstance(value, str) or not SLUG_RE.fullmatch(value):
+        raise ValidationError("slug must be 3-40 characters of a-z, 0-9 and '-'", field="slug")
+    return value
+
+
+def slugify(title: str) -> str:
+    """A valid (not necessarily free) slug derived from a title: 'Café Live!' -> 'cafe-live'."""
+    ascii_ = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_.lower()).strip("-")
+    slug = slug[:SLUG_MAX].strip("-")
+    if not slug:
+        return "room"
+    if len(slug) < 3:
+        return f"{slug}-room"
+    return slug
+
+
+def _with_suffix(base: str, n: int) -> str:
+    suffix = f"-{n}"
+    return base[: SLUG_MAX - len(suffix)].rstrip("-") + suffix
+
+
+@dataclass(frozen=True)
+class Room:
+    id: int
+    slug: str
+    owner_id: int
+    owner_username: str
+    title: str
+    description: str
+    stream_key: str
+    live: bool
+    started_at: str | None
+    created_at: str
+
+    @classmethod
+    def from_row(cls, row: Any) -> Room:
+        return cls(
+            id=int(row["id"]),
+            slug=str(row["slug"]),
+            owner_id=int(row["owner_id"]),
+            owner_username=str(row["owner_username"]),
+            title=str(row["title"]),
+            description=str(row["description"]),
+            stream_key=str(row["stream_key"]),
+            live=bool(row["live"]),
+            started_at=row["started_at"],
+            created_at=str(row["created_at"]),
+        )
+
+    @property
+    def hls_url(self) -> str:
+        return f"/hls/{self.slug}/index.m3u8"
+
+    def to_json(self, owner_view: bool = False, *, rtmp_url: str | None = None) -> dict[str, Any]:
+        """Public room JSON; ``stream_key`` and ``rtmp_url`` only in the owner's view."""
+        body: dict[str, Any] = {
+            "slug": self.slug,
+            "title": self.title,
+            "description": self.description,
+            "owner": {"username": self.owner_username},
+            "live": self.live,
+            "viewers": 0,
+            "hls_url": self.hls_url,
+            "created_at": self.created_at,
+        }
+        if owner_view:
+            body["stream_key"] = self.stream_key
+            if rtmp_url is not None:
+                body["rtmp_url"] = rtmp_url
+        return body
+
+    def is_managed_by(self, user: User) -> bool:
+        return user.role == "admin" or user.id == self.owner_id
+
+
+_SELECT = (
+    "SELECT r.id, r.slug, r.owner_id, u.username AS owner_username, r.title, r.description,"
+    " r.stream_key, r.live, r.started_at, r.created_at FROM rooms r JOIN users u ON u.id = r.owner_id"
+)
+
+
+class RoomService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(self, owner: User, title: object, description: object = None,
+                     slug: object = None) -> Room:
+        """Create a room. A given slug that is taken is 409 ``slug_taken``; a derived one
+        gets the first free ``-2``, ``-3``... suffix."""
+        title_ = validate_title(title)
+        description_ = validate_description(description)
+        given = None if slug is None else validate_slug(slug)
+        key = new_stream_key()
+        now = utc_now()
+        async with self.db.transaction() as conn:
+            # BEGIN IMMEDIATE holds the write lock, so checking then inserting cannot race.
+            slug_ = given or await self._free_slug(conn, slugify(title_))
+            try:
+                await conn.execute(
+                    "INSERT INTO rooms (slug, owner_id, title, description, stream_key, stream_key_hash,"
+                    " live, created_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+                    (slug_, owner.id, title_, description_, key, stream_key_hash(key), now),
+                )
+            except sqlite3.IntegrityError as err:
+                if "rooms.slug" in str(err):
+                    raise Conflict("slug is already taken", field="slug", code="slug_taken") from err
+                raise
+        log.info("user %s created room %s", owner.username, slug_)
+        return await self.require(slug_)
+
+    @staticmethod
+    async def _free_slug(conn: Any, base: str) -> str:
+        # Every candidate base[:k].rstrip("-") + "-N" (k >= 32) starts with this prefix.
+        prefix = base[:32].rstrip("-")
+        async with conn.execute("SELECT slug FROM rooms WHERE slug GLOB ?", (prefix + "*",)) as cur:
+            taken = {str(r[0]) for r in await cur.fetchall()}
+        if base not in taken:
+            return base
+        n = 2
+        while _with_suffix(base, n) in taken:
+            n += 1
+        return _with_suffix(base, n)
+
+    async def list(self) -> list[Room]:
+        """Live rooms first, then newest first."""
+        rows = await self.db.fetchall(_SELECT + " ORDER BY r.live DESC, r.created_at DESC, r.id DESC")
+        return [Room.from_row(r) for r in rows]
+
+    async def get(self, slug: str) -> Room | None:
+        if not isinstance(slug, str) or not SLUG_RE.fullmatch(slug):
+            return None
+        row = await self.db.fetchone(_SELECT + " WHERE r.slug = ?", (slug,))
+        return Room.from_row(row) if row else None
+
+    async def require(self, slug: str) -> Room:
+        room = await self.get(slug)
+        if room is None:
+            raise RoomNotFound("no such room")
+        return room
+
+    async def list_by_owner(self, owner_id: int) -> builtins.list[Room]:
+        rows = await self.db.fetchall(_SELECT + " WHERE r.owner_id = ? ORDER BY r.id", (owner_id,))
+        return [Room.from_row(r) for r in rows]
+
+    async def update(self, slug: str, *, title: object = None, description: object = None) -> Room:
+        """Change the title and/or description (None leaves a field as it is)."""
+        title_ = None if title is None else validate_title(title)
+        description_ = None if description is None else validate_description(description)
+        await self._change(slug, "UPDATE rooms SET title = COALESCE(?, title),"
+                                 " description = COALESCE(?, description) WHERE slug = ?",
+                           (title_, description_, slug))
+        return await self.require(slug)
+
+    async def delete(self, slug: str) -> None:
+        await self._change(slug, "DELETE FROM rooms WHERE slug = ?", (slug,))
+        log.info("room %s deleted", slug)
+
+    async def rotate_key(self, slug: str) -> Room:
+        """A new stream key; the old one stops matching the moment this returns."""
+        key = new_stream_key()
+        await self._change(slug, "UPDATE rooms SET stream_key = ?, stream_key_hash = ? WHERE slug = ?",
+                           (key, stream_key_hash(key), slug))
+        log.info("stream key of room %s rotated", slug)
+        return await self.require(slug)
+
+    async def _change(self, slug: str, sql: str, params: tuple[Any, ...]) -> None:
+        """One write to an existing room; RoomNotFound if it is not (or no longer) there."""
+        if not isinstance(slug, str) or not SLUG_RE.fullmatch(slug):
+            raise RoomNotFound("no such room")
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(sql, params)
+            if cur.rowcount == 0:
+                raise RoomNotFound("no such room")
+
+    async def find_by_stream_key(self, key: object) -> Room | None:
+        """The room this key publishes to, or None."""
+        if not isinstance(key, str) or not 1 <= len(key) <= 256:
+            return None
+        row = await self.db.fetchone(_SELECT + " WHERE r.stream_key_hash = ?", (stream_key_hash(key),))
+        if row is None:
+            return None
+        room = Room.from_row(row)
+        if not hmac.compare_digest(room.stream_key.encode(), key.encode("utf-8", "surrogatepass")):
+            return None
+        return room
+
+    async def set_live(self, slug: str, live: bool) -> bool:
+        """Mark a room live (``started_at`` = now) or offline; False if there is no such room."""
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE rooms SET live = ?, started_at = ? WHERE slug = ?",
+                (int(live), utc_now() if live else None, slug),
+            )
+            return cur.rowcount > 0
+
+    async def set_all_offline(self) -> int:
+        async with self.db.transaction() as conn:
+            cur = await conn.execute("UPDATE rooms SET live = 0, started_at = NULL WHERE live != 0")
+            return int(cur.rowcount)
