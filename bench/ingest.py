@@ -49,8 +49,9 @@ def make_clip(path: Path, seconds: int, bitrate: str = "6M") -> None:
     vs.options = {"g": "60", "preset": "ultrafast", "x264-params": "nal-hrd=cbr:vbv-maxrate=6000:vbv-bufsize=6000"}
     aus = out.add_stream("aac", rate=48000, layout="stereo")
     aus.bit_rate = 128_000
+    audio_samples = 0
     noise = os.urandom(1 << 20)
-    ramp = bytes(range(256)) * 8
+    ramp = bytes(range(256)) * 10
     for i in range(seconds * 30):
         frame = av.VideoFrame(1920, 1080, "yuv420p")
         y = frame.planes[0]
@@ -68,12 +69,13 @@ def make_clip(path: Path, seconds: int, bitrate: str = "6M") -> None:
         frame.pts = i
         for pkt in vs.encode(frame):
             out.mux(pkt)
-        while aus.frames * 1024 < (i + 1) * 48000 / 30:
+        while audio_samples < (i + 1) * 48000 / 30:
             af = av.AudioFrame(format="fltp", layout="stereo", samples=1024)
             for p in af.planes:
                 p.update(bytes(p.buffer_size))
             af.sample_rate = 48000
-            af.pts = aus.frames * 1024
+            af.pts = audio_samples
+            audio_samples += 1024
             af.time_base = Fraction(1, 48000)
             for pkt in aus.encode(af):
                 out.mux(pkt)
@@ -174,8 +176,20 @@ class LivecastServer:
         user = f"bench{int(time.time() * 1000) % 10**8}"
         self._api("/api/v1/auth/register", {"username": user, "password": "benchmark-pass"})
         token = self._api("/api/v1/auth/login", {"username": user, "password": "benchmark-pass"})["token"]
-        keys = [self._api("/api/v1/rooms", {"title": f"bench {user} {i}"}, token)["room"]["stream_key"] for i in range(n)]
-        return [f"rtmp://127.0.0.1:{self.rtmp}/live/{k}" for k in keys]
+        rooms = [self._api("/api/v1/rooms", {"title": f"bench {user} {i}"}, token)["room"] for i in range(n)]
+        self.slugs = [r["slug"] for r in rooms]
+        return [f"rtmp://127.0.0.1:{self.rtmp}/live/{r['stream_key']}" for r in rooms]
+
+    def segments_made(self, n: int) -> list[int]:
+        """Segments each room's playlist accounts for (media sequence + listed); ENDLIST required."""
+        made = []
+        for slug in self.slugs[:n]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/hls/{slug}/index.m3u8") as r:
+                text = r.read().decode()
+            seq = int(text.split("#EXT-X-MEDIA-SEQUENCE:")[1].split()[0])
+            listed = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+            made.append(seq + listed if "#EXT-X-ENDLIST" in text else -1)
+        return made
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -188,6 +202,7 @@ class NginxServer:
 
     def __init__(self, segment: float) -> None:
         self.tmp = tempfile.mkdtemp(prefix="nxbench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+        os.chmod(self.tmp, 0o777)  # nginx's worker runs as an unprivileged user
         self.rtmp = free_port()
         modules = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
         conf = Path(self.tmp) / "nginx.conf"
@@ -207,8 +222,8 @@ rtmp {{
       live on;
       hls on;
       hls_path {self.tmp}/hls;
-      hls_fragment {segment}s;
-      hls_playlist_length {segment * 6}s;
+      hls_fragment {int(segment * 1000)}ms;
+      hls_playlist_length {int(segment * 6000)}ms;
       hls_nested on;
     }}
   }}
@@ -222,6 +237,14 @@ rtmp {{
 
     def urls(self, n: int) -> list[str]:
         return [f"rtmp://127.0.0.1:{self.rtmp}/live/stream{i}" for i in range(n)]
+
+    def segments_made(self, n: int) -> list[int]:
+        """Segment files nginx wrote per stream (it deletes old ones; count by sequence number)."""
+        made = []
+        for i in range(n):
+            names = [p.stem for p in (Path(self.tmp) / "hls" / f"stream{i}").glob("*.ts")]
+            made.append(max((int(x) for x in names if x.isdigit()), default=-1) + 1)
+        return made
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGQUIT)
@@ -243,10 +266,14 @@ def measure(server_cls, clip: Path, clip_seconds: float, n: int, **kw) -> dict:
         time.sleep(1.0)  # let the last segments be cut
         cpu = proc_cpu(server.pids) - cpu0
         peak = proc_rss_kib(server.pids, "VmHWM")
+        made = server.segments_made(n)
     finally:
         server.stop()
     minutes = n * clip_seconds / 60
-    return {"cpu_s": cpu, "cpu_per_stream_min": cpu / minutes, "wall_s": wall,
+    expected = int(clip_seconds / kw["segment"]) - 1
+    if min(made) < expected:
+        raise RuntimeError(f"{server.name} produced too few segments per stream: {made} (expected >= {expected})")
+    return {"segments_min": min(made), "cpu_s": cpu, "cpu_per_stream_min": cpu / minutes, "wall_s": wall,
             "peak_rss_mib": peak / 1024, "rss_growth_per_stream_mib": max(peak - rss_before, 0) / 1024 / n}
 
 

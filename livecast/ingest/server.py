@@ -33,9 +33,11 @@ from livecast.media import Codec, MediaUnit
 log = logging.getLogger(__name__)
 
 APP_NAME = "live"
-# More media messages than this per second is not a real encoder (a 6 Mbps 60 fps
-# stream sends ~110): a flood of tiny messages costs CPU, so the publisher is dropped.
-MAX_MESSAGES_PER_SECOND = 2000
+# A real encoder sends ~50-150 media messages per second OF MEDIA (frames plus audio
+# packets), however fast it pushes. FLOOD_WINDOW messages spanning less than
+# FLOOD_MIN_SPAN_MS of timestamps is a flood of tiny messages: the publisher is dropped.
+FLOOD_WINDOW = 1000
+FLOOD_MIN_SPAN_MS = 1000
 
 
 class PublishAuthority(Protocol):
@@ -124,8 +126,9 @@ class RtmpConnection(asyncio.Protocol):
         self.stream_id = 0
         self.converter = FlvToUnits()
         self._backlog: list[object] | None = None  # events held while a publish is authorised
-        self._rate_second = 0
-        self._rate_count = 0
+        self._flood_count = 0
+        self._flood_min = 0
+        self._flood_max = 0
         self._closing = False
 
     # -- asyncio.Protocol -------------------------------------------------------------
@@ -189,13 +192,19 @@ class RtmpConnection(asyncio.Protocol):
         stream = self.stream
         if stream is None:
             return  # media before a publish is accepted: ignore
-        now = int(self.last_rx)
-        if now != self._rate_second:
-            self._rate_second, self._rate_count = now, 0
-        self._rate_count += 1
-        if self._rate_count > MAX_MESSAGES_PER_SECOND:
-            self.abort("message flood")
-            return
+        ts = event.timestamp
+        if self._flood_count == 0:
+            self._flood_min = self._flood_max = ts
+        elif ts < self._flood_min:
+            self._flood_min = ts
+        elif ts > self._flood_max:
+            self._flood_max = ts
+        self._flood_count += 1
+        if self._flood_count >= FLOOD_WINDOW:
+            if self._flood_max - self._flood_min < FLOOD_MIN_SPAN_MS:
+                self.abort(f"message flood ({FLOOD_WINDOW} media messages within {FLOOD_MIN_SPAN_MS} ms of timestamps)")
+                return
+            self._flood_count = 0
         try:
             if isinstance(event, VideoData):
                 unit = self.converter.video(event.timestamp, event.payload)
