@@ -184,3 +184,12 @@ async def test_segments_headers_and_range(node_factory) -> None:
             assert r.status == 404
             if r.content_type == "application/json":
                 assert (await r.json())["error"]["code"]
+
+
+async def test_query_string_after_the_key_is_ignored(node_factory) -> None:
+    node = await node_factory(hls={"segment_duration": 1.0})
+    room = await make_room(node)
+    sent = await publish_async(rtmp_url(node, room["stream_key"]) + "?obs=30.2&t=1", seconds=2.0)
+    await wait_playlist(node, room["slug"], _ended)
+    frames, _, _ = await read_hls_async(node.url(f"/hls/{room['slug']}/index.m3u8"))
+    assert frames == sent.video_frames
