@@ -98,12 +98,13 @@ async def serve(settings: Settings) -> None:
 
 
 def run(settings: Settings) -> None:
+    loop_factory = None
     if settings.server.uvloop:
         try:
             import uvloop
         except ImportError:
-            pass
+            log.info("uvloop is not installed; using asyncio's default event loop")
         else:
-            asyncio.run(serve(settings), loop_factory=uvloop.new_event_loop)
-            return
-    asyncio.run(serve(settings))
+            loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(serve(settings))

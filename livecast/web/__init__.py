@@ -1,0 +1,1 @@
+"""The browser UI: static pages and the routes that serve them."""

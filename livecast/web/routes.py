@@ -1,0 +1,131 @@
+"""The browser UI: page routes, static assets, the vendored player library and the
+security headers every response gets.
+
+Pages are static HTML; everything dynamic is done by ES modules under ``/static/js``
+talking to the JSON API and the chat WebSocket. hls.js is not part of the repository: it
+is installed from the npm registry (``npm ci`` in the checkout, see package.json) and
+served from ``node_modules``. Without it the room page still plays in browsers with
+native HLS, and the server says so once at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from livecast.keys import SETTINGS
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent
+PAGES_DIR = WEB_DIR / "pages"
+STATIC_DIR = WEB_DIR / "static"
+
+# Forbids inline script and every third-party origin. hls.js needs blob: for its worker
+# and for the MediaSource URL it gives the <video> element.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' blob:; connect-src 'self' ws: wss:; worker-src 'self' blob:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+COMMON_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+PAGES = {
+    "/": "index.html",
+    "/r/{slug}": "room.html",
+    "/login": "login.html",
+    "/register": "register.html",
+    "/dashboard": "dashboard.html",
+    "/admin": "admin.html",
+}
+
+# URL name under /static/vendor/ -> (npm package, file inside it).
+VENDOR_FILES = {
+    "hls.min.js": ("hls.js", "dist/hls.min.js"),
+    "hls.min.js.map": ("hls.js", "dist/hls.min.js.map"),
+}
+
+VENDOR_DIR: web.AppKey[Path | None] = web.AppKey("web_vendor_dir")
+
+
+def find_node_modules(extra: list[Path] | None = None) -> Path | None:
+    """The first ``node_modules`` holding hls.js: the working directory (where the README's
+    commands run), then the checkout this package lives in (editable installs)."""
+    candidates = [*(extra or []), Path.cwd() / "node_modules", WEB_DIR.parent.parent / "node_modules"]
+    for candidate in candidates:
+        package, name = VENDOR_FILES["hls.min.js"]
+        if (candidate / package / name).is_file():
+            return candidate
+    return None
+
+
+def _page_handler(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    path = PAGES_DIR / name
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache", "Content-Type": "text/html; charset=utf-8"})
+
+    return page
+
+
+async def vendor_file(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    base = request.app[VENDOR_DIR]
+    if name not in VENDOR_FILES or base is None:
+        raise web.HTTPNotFound(reason="not installed: run `npm ci` in the LiveCast checkout")
+    package, inner = VENDOR_FILES[name]
+    return web.FileResponse(base / package / inner, headers={"Cache-Control": "no-cache"})
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Runs for every response (pages, API, HLS, WebSockets, errors) before it is sent."""
+    for key, value in COMMON_HEADERS.items():
+        response.headers.setdefault(key, value)
+    if request.path.startswith("/static/"):
+        response.headers.setdefault("Cache-Control", "no-cache")  # revalidate: assets change with upgrades
+    content_type = response.headers.get("Content-Type", "")
+    if content_type.startswith("text/html"):
+        for key, value in PAGE_HEADERS.items():
+            response.headers.setdefault(key, value)
+    elif request.path.startswith("/api/"):
+        # JSON opened as a document must not run anything either.
+        response.headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+
+
+def setup(app: web.Application) -> None:
+    """Page routes, static files, security headers, and (``--demo``) the demo stream.
+
+    Call after the origin components so the demo's start-up runs after the RTMP listener's.
+    """
+    for route, name in PAGES.items():
+        app.router.add_get(route, _page_handler(name), name=f"page:{name}")
+    app.router.add_get("/static/vendor/{name}", vendor_file)
+    app.router.add_static("/static/", STATIC_DIR, append_version=False)
+    app.on_response_prepare.append(_security_headers)
+    vendor = find_node_modules()
+    app[VENDOR_DIR] = vendor
+    if vendor is None:
+        log.warning(
+            "hls.js is not installed (no node_modules/hls.js in %s or %s): the player will only work in "
+            "browsers with native HLS (Safari, iOS). Install it with `npm ci` in the LiveCast checkout.",
+            Path.cwd(), WEB_DIR.parent.parent,
+        )
+    else:
+        log.debug("serving hls.js from %s", vendor)
+    settings = app[SETTINGS]
+    if settings.server.demo and settings.server.role == "origin":
+        from livecast import demo
+
+        demo.setup(app)
