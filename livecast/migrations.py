@@ -38,4 +38,47 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX rooms_owner ON rooms(owner_id)
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE comments (
+            id INTEGER PRIMARY KEY,
+            room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            content TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX comments_room ON comments(room_id, id);
+        CREATE INDEX comments_user ON comments(user_id);
+        CREATE TABLE room_chat (
+            room_id INTEGER PRIMARY KEY REFERENCES rooms(id) ON DELETE CASCADE,
+            likes INTEGER NOT NULL DEFAULT 0,
+            slow_mode_seconds INTEGER NOT NULL DEFAULT 0,
+            chat_enabled INTEGER NOT NULL DEFAULT 1,
+            max_viewers INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE gifts (
+            id INTEGER PRIMARY KEY,
+            room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+            sender_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            recipient_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            gift TEXT NOT NULL,
+            quantity INTEGER NOT NULL CHECK (quantity > 0),
+            value INTEGER NOT NULL CHECK (value > 0),
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX gifts_room_sender ON gifts(room_id, sender_id);
+        CREATE INDEX gifts_sender ON gifts(sender_id);
+        CREATE INDEX gifts_recipient ON gifts(recipient_id);
+        CREATE TABLE chat_bans (
+            room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            banned_by INTEGER REFERENCES users(id) ON DELETE SET NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (room_id, user_id)
+        );
+        CREATE INDEX chat_bans_user ON chat_bans(user_id)
+        """,
+    ),
 ]

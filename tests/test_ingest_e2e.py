@@ -193,3 +193,56 @@ async def test_query_string_after_the_key_is_ignored(node_factory) -> None:
     await wait_playlist(node, room["slug"], _ended)
     frames, _, _ = await read_hls_async(node.url(f"/hls/{room['slug']}/index.m3u8"))
     assert frames == sent.video_frames
+
+
+async def test_publish_through_a_uvloop_server(tmp_path) -> None:
+    """The production default runs on uvloop (its transports don't subclass asyncio's)."""
+    import sys
+
+    from conftest import make_settings
+
+    settings = make_settings(tmp_path / "data")
+    code = f"""
+import asyncio, json, sys, uvloop
+from livecast.config import load_settings
+from livecast.server import start_node
+async def main():
+    node = await start_node(load_settings(None, environ={{}}, overrides={{
+        "server": {{"host": "127.0.0.1", "http_port": 0, "rtmp_port": 0, "data_dir": {str(settings.data_path)!r}}},
+        "auth": {{"bcrypt_rounds": 4}}, "hls": {{"segment_duration": 1.0}}}}))
+    assert "uvloop" in type(asyncio.get_running_loop()).__module__
+    print(json.dumps([node.http_port, node.rtmp_port]), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    await node.stop()
+with asyncio.Runner(loop_factory=uvloop.new_event_loop) as r:
+    r.run(main())
+"""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        import json
+
+        import aiohttp
+
+        http_port, rtmp_port = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
+
+        class Remote:
+            def __init__(self, session: aiohttp.ClientSession) -> None:
+                self.http = session
+                self.rtmp_port = rtmp_port
+
+            def url(self, path: str) -> str:
+                return f"http://127.0.0.1:{http_port}{path}"
+
+        async with aiohttp.ClientSession() as session:
+            remote = Remote(session)
+            room = await make_room(remote)
+            sent = await publish_async(rtmp_url(remote, room["stream_key"]), seconds=2.0)
+            await wait_playlist(remote, room["slug"], _ended)
+            frames, _, _ = await read_hls_async(remote.url(f"/hls/{room['slug']}/index.m3u8"))
+            assert frames == sent.video_frames
+    finally:
+        if proc.returncode is None:
+            proc.stdin.write(b"\n")
+            await asyncio.wait_for(proc.wait(), 30)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 from livecast.config import Settings
 from livecast.hub import LiveStream, StreamHub
@@ -45,8 +45,6 @@ class PublishAuthority(Protocol):
 
     async def find_by_stream_key(self, key: str) -> Any: ...
 
-
-Callback = Callable[[LiveStream], Awaitable[None] | None]
 
 
 class RtmpServer:
@@ -133,14 +131,14 @@ class RtmpConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = self.transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         limit = self.server.settings.ingest.max_publishers * 2 + 8
         if len(self.server.connections) >= limit:
             log.warning("rtmp %s refused: too many connections", self.peer)
-            transport.abort()
+            self.transport.abort()
             return
         self.server.connections.add(self)
 

@@ -1,0 +1,152 @@
+"""The chat WebSocket: ``GET /api/v1/rooms/{slug}/chat``.
+
+Anyone may connect and read. Posting needs a user: the ``Authorization: Bearer`` header,
+the login cookie (only when the browser's ``Origin`` is this server), or an
+``{"type":"auth","token":...}`` frame. Frames are handled one at a time per socket;
+whatever is refused is answered with an ``error`` frame, and a client that keeps
+sending refused frames is closed with 1008.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from urllib.parse import urlsplit
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from livecast.api.auth import COOKIE_NAME
+from livecast.chat.frames import (
+    AuthFrame, ClientFrame, CommentFrame, FrameError, GiftFrame, LikeFrame, PingFrame, encode, error_frame,
+    error_from, parse_client_frame, user_json,
+)
+from livecast.chat.hub import CLOSE_TIMEOUT, ChatClient
+from livecast.chat.service import ChatRoom, ChatService
+from livecast.errors import LivecastError, Unauthorized, ValidationError
+from livecast.keys import SETTINGS, USERS
+from livecast.users import User
+
+log = logging.getLogger(__name__)
+
+CHAT: web.AppKey[ChatService] = web.AppKey("chat")
+HEARTBEAT = 30.0
+# Messages larger than this are cut off by aiohttp itself (close 1009); between
+# chat.max_frame_bytes and this they get a ``too_large`` error frame.
+HARD_LIMIT_FACTOR = 4
+ERROR_FORGIVE_PER_SECOND = 1.0
+
+_PONG = encode({"type": "pong"})
+_INTERNAL = encode(error_frame("internal", "the server could not handle this frame; try again"))
+
+
+def _same_origin(request: web.Request) -> bool:
+    """No Origin (not a browser) or the Origin is this server: the cookie may be used."""
+    origin = request.headers.get("Origin")
+    if not origin:
+        return True
+    netloc = urlsplit(origin).netloc.lower()
+    public = request.app[SETTINGS].server.public_url
+    return netloc == (request.host or "").lower() or bool(public and netloc == urlsplit(public).netloc.lower())
+
+
+async def connection_user(request: web.Request) -> User | None:
+    """The user the upgrade request carries (Bearer first, then the cookie), or None."""
+    users = request.app[USERS]
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return await users.user_for_token(value.strip())
+    token = request.cookies.get(COOKIE_NAME)
+    if token and _same_origin(request):
+        return await users.user_for_token(token)
+    return None
+
+
+class _Session:
+    """One connection's frame handling."""
+
+    def __init__(self, request: web.Request, service: ChatService, room: ChatRoom, client: ChatClient) -> None:
+        self.request = request
+        self.service = service
+        self.room = room
+        self.client = client
+        self.max_errors = max(1, service.chat.max_errors)
+        self.errors = 0.0
+        self._last_error = time.monotonic()
+
+    async def handle(self, frame: ClientFrame) -> None:
+        service, room, client = self.service, self.room, self.client
+        if isinstance(frame, CommentFrame):
+            await service.post_comment(room, client.user, frame.text)
+        elif isinstance(frame, LikeFrame):
+            service.like(room, client.user, frame.count)
+        elif isinstance(frame, GiftFrame):
+            await service.send_gift(room, client.user, frame.gift, frame.quantity)
+        elif isinstance(frame, PingFrame):
+            service.hub.send(client, _PONG)
+        elif isinstance(frame, AuthFrame):
+            user = await self.request.app[USERS].user_for_token(frame.token)
+            if user is None:
+                raise Unauthorized("the token is not valid", code="invalid_token")
+            service.hub.change_user(client, user)
+            service.hub.send(client, encode({"type": "auth_ok", "user": user_json(user.username, user.role)}))
+
+    def refuse(self, err: LivecastError) -> bool:
+        """Send an error frame; True when this client has been refused too often."""
+        now = time.monotonic()
+        self.errors = max(0.0, self.errors - (now - self._last_error) * ERROR_FORGIVE_PER_SECOND) + 1
+        self._last_error = now
+        self.service.hub.send(self.client, encode(error_from(err)))
+        return self.errors > self.max_errors
+
+    async def run(self) -> None:
+        limit = self.service.chat.max_frame_bytes
+        ws = self.client.ws
+        async for msg in ws:
+            if self.client.closing:
+                break
+            try:
+                if msg.type == WSMsgType.TEXT:
+                    await self.handle(parse_client_frame(msg.data, limit))
+                    continue
+                if msg.type == WSMsgType.BINARY:
+                    raise FrameError("send JSON text frames", code="invalid_frame")
+                break  # ERROR
+            except LivecastError as err:
+                if self.refuse(err):
+                    log.info("closing chat client in room %s after repeated refused frames", self.room.slug)
+                    frame = encode(error_frame("too_many_errors", "too many refused frames"))
+                    self.service.hub.close_text(self.client, WSCloseCode.POLICY_VIOLATION, frame)
+                    break
+            except Exception:  # a bug or a database failure: report it, keep the socket
+                log.exception("chat frame failed in room %s", self.room.slug)
+                self.service.hub.send(self.client, _INTERNAL)
+
+
+async def chat_socket(request: web.Request) -> web.StreamResponse:
+    service = request.app[CHAT]
+    room = await service.room(request.match_info["slug"])
+    chat = service.chat
+    ws = web.WebSocketResponse(
+        max_msg_size=max(chat.max_frame_bytes * HARD_LIMIT_FACTOR, 16 * 1024),
+        heartbeat=HEARTBEAT, compress=False, timeout=CLOSE_TIMEOUT,
+    )
+    if not ws.can_prepare(request).ok:
+        raise ValidationError("this is a WebSocket endpoint; connect with a WebSocket client",
+                              code="websocket_required")
+    user = await connection_user(request)
+    client = ChatClient(ws, request.transport, room.slug, user, chat.send_queue)
+    if not service.admit(room, client):
+        await ws.prepare(request)
+        await ws.send_str(encode(error_frame("room_full", "this room has reached its viewer limit")))
+        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER)
+        return ws
+    try:
+        writer = await ws.prepare(request)
+        client.drain_waiter = writer.drain
+        hello, newest = await service.hello(room, client)
+        service.hub.start(client, hello, newest)
+        await _Session(request, service, room, client).run()
+    finally:
+        service.hub.leave(client)
+        await client.stop()
+    return ws
