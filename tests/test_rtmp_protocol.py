@@ -251,6 +251,22 @@ def test_ack_after_default_and_peer_window() -> None:
     assert acked[0].type_id == 3 and struct.unpack(">I", acked[0].payload)[0] == client.proto.bytes_received
 
 
+def test_ack_is_held_while_backlogged_and_sent_once_caught_up() -> None:
+    """A late ack to an encoder that already closed provokes a TCP reset that discards
+    the unread end of the stream, so acks wait until the reader has caught up."""
+    proto = RtmpServerProtocol(ack_window=5000)
+    client = Client(proto)
+    client.handshake()
+    filler = message(bytes(1000), csid=7, type_id=0x50, stream_id=0)
+    proto.receive(filler * 6, backlogged=True)
+    assert client.replies() == []
+    proto.receive(filler * 6, backlogged=True)
+    assert client.replies() == []
+    proto.receive(filler)
+    acks = client.replies()
+    assert [(m.type_id, m.payload) for m in acks] == [(3, struct.pack(">I", proto.bytes_received))]
+
+
 def test_aggregate_message_unpacks_to_media() -> None:
     client = publishing_client()
 

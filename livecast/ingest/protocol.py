@@ -124,18 +124,25 @@ class RtmpServerProtocol:
         return self._handshake.done
 
     # -- input -------------------------------------------------------------------------
-    def receive(self, data: bytes) -> list[object]:
+    def receive(self, data: bytes, *, backlogged: bool = False) -> list[object]:
         """Feed bytes from the peer (any split); returns events. Raises ProtocolError,
-        after which the connection is dead and every later call raises again."""
+        after which the connection is dead and every later call raises again.
+
+        ``backlogged``: the caller knows more bytes are already waiting (a full socket
+        read). A due Acknowledgement is then held until a read that catches up. Sending
+        it late is harmful: an encoder that pushed everything and closed answers bytes
+        arriving after its close with a TCP reset, and the reset makes the kernel discard
+        what this side has not read yet (the end of the stream). A peer that waits for
+        acks stops sending, the backlog drains, and the held ack goes out."""
         if self._failed:
             raise ProtocolError("connection already failed")
         try:
-            return self._receive(data)
+            return self._receive(data, backlogged)
         except ProtocolError:
             self._failed = True
             raise
 
-    def _receive(self, data: bytes) -> list[object]:
+    def _receive(self, data: bytes, backlogged: bool) -> list[object]:
         self._bytes_received += len(data)
         events: list[object] = []
         if not self._handshake.done:
@@ -146,7 +153,7 @@ class RtmpServerProtocol:
         if data:
             for msg in self._reader.feed(data):
                 self._dispatch(msg, events)
-        if self._bytes_received - self._last_ack >= self._window:
+        if not backlogged and self._bytes_received - self._last_ack >= self._window:
             self._last_ack = self._bytes_received
             self._send(CSID_CONTROL, ACK, 0, _U32.pack(self._bytes_received & MASK32))
         return events

@@ -38,6 +38,8 @@ APP_NAME = "live"
 # FLOOD_MIN_SPAN_MS of timestamps is a flood of tiny messages: the publisher is dropped.
 FLOOD_WINDOW = 1000
 FLOOD_MIN_SPAN_MS = 1000
+# A socket read this large means the kernel is holding more for us: we are behind.
+BACKLOG_READ_BYTES = 64 * 1024
 
 
 class PublishAuthority(Protocol):
@@ -145,7 +147,7 @@ class RtmpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.last_rx = time.monotonic()
         try:
-            events = self.proto.receive(data)
+            events = self.proto.receive(data, backlogged=len(data) >= BACKLOG_READ_BYTES)
         except ProtocolError as err:
             self.abort(f"protocol error: {err}")
             return
