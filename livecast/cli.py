@@ -81,33 +81,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"livecast: configuration error: {err}", file=sys.stderr)
         return 2
 
+    from livecast.db import SchemaTooNew
+    from livecast.errors import LivecastError
     from livecast.logs import setup_logging
 
     setup_logging(settings.log)
-    if args.command == "serve":
-        from livecast.db import SchemaTooNew
-        from livecast.server import run
-
-        try:
-            run(settings)
-        except SchemaTooNew as err:
-            print(f"livecast: {err}", file=sys.stderr)
-            return 1
-        except OSError as err:
-            print(f"livecast: cannot start: {err}", file=sys.stderr)
-            return 1
-        return 0
-
-    from livecast.db import SchemaTooNew
-    from livecast.errors import LivecastError
-
-    password = _read_password(args)
     try:
-        asyncio.run(_create_user(settings, args, password))
+        if args.command == "serve":
+            from livecast.server import run
+
+            run(settings)
+        else:
+            asyncio.run(_create_user(settings, args, _read_password(args)))
+    except SchemaTooNew as err:
+        print(f"livecast: {err}", file=sys.stderr)
+        return 1
     except LivecastError as err:
         print(f"livecast: {err.message}", file=sys.stderr)
         return 1
-    except SchemaTooNew as err:
-        print(f"livecast: {err}", file=sys.stderr)
+    except OSError as err:
+        print(f"livecast: cannot start: {err}", file=sys.stderr)
         return 1
     return 0

@@ -293,15 +293,15 @@ def publish(url: str, stop: Any, seconds: float | None = None) -> None:
                     out.mux(pkt)
                 vi += 1
             else:
-                frame = av.AudioFrame(format="fltp", layout="stereo", samples=samples_per_frame)
+                sound = av.AudioFrame(format="fltp", layout="stereo", samples=samples_per_frame)
                 offset = (ai * samples_per_frame) % SAMPLE_RATE * 4
                 chunk = tone[offset:offset + samples_per_frame * 4]
-                for plane in frame.planes:
-                    plane.update(chunk)
-                frame.sample_rate = SAMPLE_RATE
-                frame.pts = ai * samples_per_frame
-                frame.time_base = Fraction(1, SAMPLE_RATE)
-                for pkt in aus.encode(frame):
+                for sample_plane in sound.planes:
+                    sample_plane.update(chunk)
+                sound.sample_rate = SAMPLE_RATE
+                sound.pts = ai * samples_per_frame
+                sound.time_base = Fraction(1, SAMPLE_RATE)
+                for pkt in aus.encode(sound):
                     out.mux(pkt)
                 ai += 1
         for stream in (vs, aus):

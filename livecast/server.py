@@ -31,9 +31,7 @@ class RunningNode:
 
     @property
     def http_port(self) -> int:
-        server = self.site._server
-        assert server is not None and server.sockets  # type: ignore[union-attr]
-        return int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        return int(self.runner.addresses[0][1])
 
     @property
     def rtmp_port(self) -> int | None:

@@ -60,10 +60,10 @@ class SegmentMuxer:
                     stream.codec_context.codec_tag = "hvc1"  # what Apple players want (parameter sets in hvcC)
                 self._streams[Track.VIDEO] = stream
             if template.audio is not None:
-                stream = self._container.add_stream_from_template(template.audio, opaque=True)
+                audio = self._container.add_stream_from_template(template.audio, opaque=True)
                 if template.sample_rate:
-                    stream.codec_context.sample_rate = template.sample_rate
-                self._streams[Track.AUDIO] = stream
+                    audio.codec_context.sample_rate = template.sample_rate
+                self._streams[Track.AUDIO] = audio
             if any(s.type not in ("video", "audio") for s in self._streams.values()):
                 raise ValueError(f"{fmt} cannot carry this codec")
             # Write the header now: a muxer whose header failed must never see a packet

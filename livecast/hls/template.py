@@ -206,7 +206,7 @@ def open_template(
         tags.append((FLV_AUDIO, 0, _aac_fixed_flags(audio_tag_body(audio_frame), audio_config)))
     data = flv_file(tags, has_video, has_audio)
     try:
-        container = av.open(io.BytesIO(data), format="flv")
+        container = av.open(io.BytesIO(data), mode="r", format="flv")
     except av.FFmpegError as err:
         raise TemplateError(f"FLV template rejected: {err}") from err
     video = container.streams.video[0] if has_video and container.streams.video else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -54,7 +54,9 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(_media_ctx)
 
 
-def _room_extras(hub: StreamHub):  # type: ignore[no-untyped-def]
+def _room_extras(hub: StreamHub) -> Callable[[str], dict[str, Any]]:
+    """The room API's live state comes from the hub (the database flag may lag a moment)."""
+
     def extras(slug: str) -> dict[str, Any]:
         stream = hub.get(slug)
         if stream is None:
