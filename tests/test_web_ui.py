@@ -198,7 +198,7 @@ async def test_register_stream_chat_like_gift(browser: Any, node: Any) -> None:
         # The viewer watches: the video advances by 3 s with no player error.
         await api_login(viewer_ctx, node, f"viewer{int(time.time() * 1000) % 10**6}")
         await viewer.goto(f"/r/{slug}")
-        assert await viewer.text_content("#room-title") == "Friday <b>night</b> stream"
+        assert await text_when_loaded(viewer, "#room-title") == "Friday <b>night</b> stream"
         status = await wait_playing(viewer, 3.0)
         assert status["fatal"] == 0 and status["error"] is None, status
 
@@ -224,7 +224,8 @@ async def test_register_stream_chat_like_gift(browser: Any, node: Any) -> None:
             f"() => Number(document.getElementById('like-count').textContent) >= {before + 2}")
 
         # A gift: the balance drops, the streamer's chat shows it.
-        balance = int(await viewer.text_content("#balance") or "0")
+        await viewer.wait_for_function("() => /^\\d+$/.test(document.getElementById('balance').textContent)")
+        balance = int(await viewer.text_content("#balance") or "")
         await viewer.select_option("#gift-select", "rose")
         await viewer.click("#gift-form button[type=submit]")
         await viewer.wait_for_function(f"() => Number(document.getElementById('balance').textContent) === {balance - 5}")
@@ -259,6 +260,16 @@ async def test_register_stream_chat_like_gift(browser: Any, node: Any) -> None:
     assert not streamer_watch.problems, streamer_watch.problems
     await streamer_ctx.close()
     await viewer_ctx.close()
+
+
+async def text_when_loaded(page: Any, selector: str) -> str:
+    """The element's text once the page's script has filled it in (the HTML ships a
+    placeholder, "…"); the assertion on it stays exact."""
+    await page.wait_for_function(
+        "sel => { const el = document.querySelector(sel); return el && el.textContent && el.textContent !== '…'; }",
+        arg=selector,
+    )
+    return str(await page.text_content(selector))
 
 
 @bounded
@@ -303,7 +314,7 @@ async def test_html_in_comments_is_text_and_layout_fits_360px(browser: Any, node
     await line.wait_for()
     assert await line.text_content() == evil
     assert await page.locator("#chat-log img, #chat-log b, #chat-log i").count() == 0
-    assert await page.text_content("#room-title") == "<script>alert(1)</script> room"
+    assert await text_when_loaded(page, "#room-title") == "<script>alert(1)</script> room"
     assert await page.evaluate("() => window.pwned === undefined")
 
     # 360 px wide: nothing overflows sideways.
