@@ -1,0 +1,232 @@
+"""Scale benchmark: N real-time 6 Mbit/s publishers into one LiveCast process on one core.
+
+The server runs in this process, pinned to CPU 0 (uvloop). A pusher process pinned to
+CPU 1 opens N RTMP connections and sends the 1080p30 clip of bench/ingest.py to each at
+real-time pace (staggered starts), recording when it sent the last message before every
+video keyframe. The server side records, through the HLS service's change listener, when
+each segment appears in its playlist. Reported: the delay from a segment's last packet
+being sent to the segment being listed (p50/p99/max), how far behind schedule any
+publisher fell, and the server's CPU share.
+
+    python bench/scale.py --publishers 100 --seconds 40
+
+Not a test: it prints figures for docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import ingest  # noqa: E402
+
+from livecast.ingest.amf import decode_values, encode_values  # noqa: E402
+from livecast.ingest.chunks import ChunkReader, ChunkWriter, RtmpMessage  # noqa: E402
+
+HANDSHAKE = 1536
+CHUNK = 4096
+
+
+def flv_tags(data: bytes) -> list[tuple[int, int, bytes]]:
+    """(type, timestamp ms, body) for every audio/video tag of an FLV file."""
+    pos, tags = 13, []
+    while pos + 11 <= len(data):
+        kind = data[pos]
+        size = int.from_bytes(data[pos + 1:pos + 4], "big")
+        ts = int.from_bytes(data[pos + 4:pos + 7], "big") | (data[pos + 7] << 24)
+        body = data[pos + 11:pos + 11 + size]
+        if kind in (8, 9):
+            tags.append((kind, ts, body))
+        pos += 11 + size + 4
+    return tags
+
+
+def command(writer: ChunkWriter, name: str, txid: float, *args: object, stream_id: int = 0) -> bytes:
+    payload = encode_values([name, txid, *args])
+    return writer.write(RtmpMessage(3, 20, stream_id, 0, payload))
+
+
+# -- the pusher (child process) ----------------------------------------------------------
+
+async def push_one(port: int, key: str, messages: list[bytes], times: list[float], key_before: list[int],
+                   delay: float, seconds: float, out: dict) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"\x03" + bytes(HANDSHAKE))
+    s0s1s2 = await reader.readexactly(1 + 2 * HANDSHAKE)
+    writer.write(s0s1s2[1:1 + HANDSHAKE])
+    cw = ChunkWriter()
+    set_size = cw.write(RtmpMessage(2, 1, 0, 0, CHUNK.to_bytes(4, "big")))
+    cw.chunk_size = CHUNK
+    writer.write(set_size)
+    writer.write(command(cw, "connect", 1, {"app": "live", "tcUrl": f"rtmp://127.0.0.1:{port}/live"}))
+    writer.write(command(cw, "createStream", 2, None))
+    writer.write(command(cw, "publish", 3, None, key, "live", stream_id=1))
+    parser = ChunkReader(max_chunk_size=0x7FFFFFFF)
+    started = False
+    while not started:
+        data = await reader.read(65536)
+        if not data:
+            raise RuntimeError("server closed before publish started")
+        for msg in parser.feed(data):
+            if msg.type_id == 20:
+                values = decode_values(msg.payload)
+                if values and values[0] == "onStatus":
+                    code = values[3]["code"]  # type: ignore[index]
+                    if code != "NetStream.Publish.Start":
+                        raise RuntimeError(code)
+                    started = True
+
+    async def drain_incoming() -> None:  # acks etc.; never let our receive buffer fill
+        while await reader.read(65536):
+            pass
+
+    sink = asyncio.create_task(drain_incoming())
+    await asyncio.sleep(delay)
+    start = time.time()
+    sent_before_key: list[float] = []
+    lateness = 0.0
+    for i, chunk in enumerate(messages):
+        if times[i] > seconds:
+            break
+        target = start + times[i]
+        now = time.time()
+        if target > now:
+            await asyncio.sleep(target - now)
+        else:
+            lateness = max(lateness, now - target)
+        writer.write(chunk)
+        if key_before[i]:
+            sent_before_key.append(time.time())
+        if writer.transport.get_write_buffer_size() > 4 * 1024 * 1024:
+            await writer.drain()
+    writer.close()
+    sink.cancel()
+    out[key] = {"sent_before_key": sent_before_key, "lateness": lateness}
+
+
+async def pusher(port: int, keys: list[str], clip: str, seconds: float, result_path: str) -> None:
+    tags = flv_tags(Path(clip).read_bytes())
+    cw = ChunkWriter(CHUNK)
+    messages, times, key_before = [], [], []
+    for i, (kind, ts, body) in enumerate(tags):
+        csid = 6 if kind == 9 else 4
+        messages.append(cw.write(RtmpMessage(csid, kind, 1, ts, body)))
+        times.append(ts / 1000.0)
+        nxt = tags[i + 1] if i + 1 < len(tags) else None
+        # this message is the last one before a video keyframe (a segment's last packet)
+        key_before.append(int(nxt is not None and nxt[0] == 9 and (nxt[2][0] >> 4) == 1 and nxt[2][1] == 1))
+    out: dict = {}
+    rng = random.Random(1)
+    await asyncio.gather(*[
+        push_one(port, key, messages, times, key_before, rng.uniform(0, 2.0), seconds, out) for key in keys
+    ])
+    Path(result_path).write_text(json.dumps(out))
+
+
+# -- the server (this process) -----------------------------------------------------------
+
+async def run_server(args: argparse.Namespace) -> None:
+    from livecast.config import load_settings
+    from livecast.ingest.component import HLS
+    from livecast.keys import ROOMS, USERS
+    from livecast.server import start_node
+
+    tmp = tempfile.mkdtemp(prefix="lcscale-")
+    settings = load_settings(None, environ={}, overrides={
+        "server": {"host": "127.0.0.1", "http_port": 0, "rtmp_port": 0, "data_dir": tmp},
+        "auth": {"bcrypt_rounds": 4},
+        "log": {"level": "warning"},
+        # the clip has a 2.0 s GOP: cut at every keyframe
+        "hls": {"segment_duration": 1.9, "max_total_bytes": 8 * 1024**3},
+        "ingest": {"max_publishers": args.publishers + 10},
+    })
+    from livecast.logs import setup_logging
+
+    setup_logging(settings.log)
+    node = await start_node(settings)
+    app = node.app
+    users, rooms = app[USERS], app[ROOMS]
+    owner = await users.create_user("scale", "scale-benchmark", role="streamer")
+    made = [await rooms.create(owner, f"scale {i}") for i in range(args.publishers)]
+    key_to_slug = {r.stream_key: r.slug for r in made}
+    listed: dict[str, list[float]] = {r.slug: [] for r in made}
+    counts: dict[str, int] = {}
+    hls = app[HLS]
+
+    def on_change(slug: str) -> None:
+        info = hls.info(slug)
+        if not info or slug not in listed:
+            return
+        total = info["media_sequence"] + info["segments"]
+        now = time.time()
+        for _ in range(counts.get(slug, 0), total):
+            listed[slug].append(now)
+        counts[slug] = total
+
+    hls.add_listener(on_change)
+    clip = ingest.CACHE / "clip-1080p30-6M-60s.flv"
+    ingest.make_clip(clip, 60)
+    result_path = Path(tmp) / "pusher.json"
+    cpu0 = time.process_time()
+    wall0 = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        "taskset", "-c", "1", sys.executable, __file__, "--push", str(node.rtmp_port),
+        ",".join(key_to_slug), str(clip), str(args.seconds), str(result_path),
+    )
+    await proc.wait()
+    await asyncio.sleep(1.0)
+    cpu = time.process_time() - cpu0
+    wall = time.monotonic() - wall0
+    await node.stop()
+    if proc.returncode != 0:
+        raise SystemExit("pusher failed")
+    pushed = json.loads(result_path.read_text())
+    delays = []
+    for key, rec in pushed.items():
+        slug = key_to_slug[key]
+        sent = rec["sent_before_key"]
+        # sent[j] precedes keyframe j; keyframe 0 opens segment 0, so segment k's last
+        # packet is the message sent just before keyframe k+1
+        for k, listed_at in enumerate(listed[slug]):
+            if k + 1 < len(sent):
+                delays.append((listed_at - sent[k + 1]) * 1000)
+    delays.sort()
+    late = max(r["lateness"] for r in pushed.values())
+    q = statistics.quantiles(delays, n=100, method="inclusive")
+    print(f"{args.publishers} publishers x {args.seconds:.0f} s of 1080p30 6 Mbit/s in real time; server pinned to 1 core")
+    print(f"segments listed: {len(delays)}; listing delay after the segment's last packet: "
+          f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {delays[-1]:.1f} ms")
+    print(f"server CPU {cpu:.1f} s over {wall:.1f} s = {100 * cpu / wall:.0f} % of one core; "
+          f"most a publisher fell behind schedule: {late * 1000:.0f} ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--publishers", type=int, default=100)
+    ap.add_argument("--seconds", type=float, default=40)
+    ap.add_argument("--push", nargs=5, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.push:
+        port, keys, clip, seconds, out = args.push
+        asyncio.run(pusher(int(port), keys.split(","), clip, float(seconds), out))
+        return
+    os.sched_setaffinity(0, {0})
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run_server(args))
+
+
+if __name__ == "__main__":
+    main()
