@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import platform
 from pathlib import Path
 
 import pytest
 
 from livecast.config import Settings
 from livecast.hls import HlsService, StreamWriter
+from livecast.hls.store import own_mappings_for_segments
 from livecast.media import MediaUnit
 from media_gen import cached_units, demux_summary, parse_playlist, shift_units
 
@@ -322,3 +324,8 @@ def test_program_date_time_never_goes_back_across_a_reconnect() -> None:
     stamps = [datetime.fromisoformat(s["pdt"].replace("Z", "+00:00")).timestamp() for s in segments]
     for (a, b), segment in zip(zip(stamps, stamps[1:]), segments):
         assert b >= a + segment["duration"] - 0.001
+
+
+def test_segment_sized_blocks_get_their_own_mappings_on_glibc() -> None:
+    # glibc's moving mmap threshold would put segments on the heap, where freed ones stay in the RSS
+    assert own_mappings_for_segments() is (platform.libc_ver()[0] == "glibc")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import av
 import pytest
 
 from livecast.hls.muxer import SegmentMuxer, split_init
@@ -9,7 +10,7 @@ from livecast.hls.template import (
     TemplateError, aac_config, audio_tag_body, check_config, open_template, video_tag_body,
 )
 from livecast.media import Codec, MediaUnit, Track
-from media_gen import audio_tag_to_unit, cached_units, video_tag_to_unit
+from media_gen import audio_tag_to_unit, cached_units, demux_summary, video_tag_to_unit
 
 
 def first(units: tuple[MediaUnit, ...], track: Track, config: bool) -> MediaUnit:
@@ -56,6 +57,29 @@ def test_template_learns_picture_size_and_sample_rate(video: str) -> None:
         assert template.video is not None and template.audio is not None
         assert (template.video.codec_context.width, template.video.codec_context.height) == (320, 240)
         assert template.sample_rate == 48000
+    finally:
+        template.close()
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"video": "hevc", "audio": "opus"}, {"audio": "mp3"}])
+def test_template_keeps_codec_parameters_not_the_demuxer(kwargs: dict[str, str]) -> None:
+    # An open FLV demuxer holds ~2 MiB per publisher: the template keeps copies of its streams.
+    units = cached_units(2, **kwargs)
+    configs = [u for u in units if u.config]
+    template = open_template(first(units, Track.VIDEO, True), first(units, Track.VIDEO, False),
+                             next((u for u in configs if u.track is Track.AUDIO), None),
+                             first(units, Track.AUDIO, False))
+    try:
+        assert isinstance(template.container, av.container.OutputContainer)
+        assert template.container.format.name == "null"
+        assert template.video is not None and template.audio is not None
+        assert (template.video.codec_context.width, template.video.codec_context.height) == (320, 240)
+        muxer = SegmentMuxer(template, "fmp4")
+        for unit in units:
+            if not unit.config:
+                assert muxer.add(unit)
+        summary = demux_summary(muxer.finish())
+        assert set(summary) == {"video", "audio"}
     finally:
         template.close()
 

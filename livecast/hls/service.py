@@ -23,7 +23,7 @@ from livecast.config import Settings
 from livecast.hls.disk import DiskMirror
 from livecast.hls.room import Room
 from livecast.hls.segmenter import Segment, Segmenter
-from livecast.hls.store import ByteBudget, SegmentData
+from livecast.hls.store import ByteBudget, SegmentData, own_mappings_for_segments
 from livecast.media import MediaUnit
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ class HlsService:
         self._rooms: dict[str, Room] = {}
         self._sessions: dict[str, PublishSession] = {}  # live session per slug
         self._budget = ByteBudget(self.hls.max_total_bytes)
+        own_mappings_for_segments()
         self._disk = DiskMirror(settings.data_path / "hls") if self.hls.write_through else None
         self._listeners: list[Callable[[str], None]] = []
         self._sweeper: asyncio.Task[None] | None = None

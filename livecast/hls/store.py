@@ -4,13 +4,43 @@ A ``SegmentStore`` holds the fetchable files of one room: the listed segments,
 retired ones (out of the window, kept for a grace number of segments) and the
 fMP4 init segments they refer to (freed with their last user). A shared
 ``ByteBudget`` counts bytes across rooms for the global bound.
+
+``own_mappings_for_segments`` makes freed segment bytes go back to the OS (glibc).
 """
 
 from __future__ import annotations
 
+import ctypes
 import itertools
+import logging
+import platform
 from collections import deque
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+SEGMENT_MMAP_THRESHOLD = 256 * 1024
+
+
+def own_mappings_for_segments(threshold: int = SEGMENT_MMAP_THRESHOLD) -> bool:
+    """glibc: serve every block of ``threshold`` bytes or more from its own mapping.
+
+    By default glibc raises this threshold to the size of the largest block freed so
+    far (up to 32 MiB), so after the first segment is freed segment-sized blocks come
+    from the heap, and the holes freed segments leave there stay in the RSS (~2.5 MiB
+    per stream with 1.5 MB segments). A fixed threshold returns each freed segment's
+    pages to the OS at once. Process-wide; False where it is not glibc.
+    """
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        ok = bool(ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, threshold))
+    except (OSError, AttributeError):
+        ok = False
+    if not ok:
+        log.debug("mallopt(M_MMAP_THRESHOLD) not applied")
+    return ok
 
 
 @dataclass(frozen=True)
