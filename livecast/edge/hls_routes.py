@@ -12,6 +12,7 @@ import re
 from typing import Protocol
 
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from livecast.api.middleware import error_response
 
@@ -19,6 +20,7 @@ PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 SEGMENT_MAX_AGE = 86400
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _SLUG = re.compile(r"^[a-z0-9-]{1,40}$")
+_RANGE = re.compile(r"\s*bytes=(\d*)-(\d*)\s*")
 
 
 class Segment(Protocol):
@@ -39,6 +41,23 @@ _CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": "Content-Length, Content-Range, Accept-Ranges",
 }
+_SEGMENT_CACHING = {
+    "Cache-Control": f"public, max-age={SEGMENT_MAX_AGE}, immutable",
+    "Accept-Ranges": "bytes",
+}
+
+# Response headers are built once, not per request: ``web.Response`` copies what it is
+# given, so these read-only maps are never changed by a response.
+_PLAYLIST_HEADERS = CIMultiDictProxy(CIMultiDict({**_CORS, "Cache-Control": "no-cache", "Content-Type": PLAYLIST_TYPE}))
+_segment_headers: dict[str, CIMultiDictProxy[str]] = {}
+
+
+def _headers_for_segment(content_type: str) -> CIMultiDictProxy[str]:
+    headers = _segment_headers.get(content_type)
+    if headers is None:  # one per container type (MPEG-TS, fMP4 init and fragments)
+        headers = CIMultiDictProxy(CIMultiDict({**_CORS, **_SEGMENT_CACHING, "Content-Type": content_type}))
+        _segment_headers[content_type] = headers
+    return headers
 
 
 def _not_found(what: str) -> web.Response:
@@ -53,13 +72,12 @@ async def playlist(request: web.Request) -> web.Response:
     body = request.app[SOURCE].playlist(slug) if _SLUG.match(slug) else None
     if body is None:
         return _not_found(f"room {slug!r} is not live")
-    headers = {**_CORS, "Cache-Control": "no-cache"}
-    return web.Response(body=body, content_type=PLAYLIST_TYPE, headers=headers)
+    return web.Response(body=body, headers=_PLAYLIST_HEADERS)
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     """One ``bytes=`` range -> (start, end inclusive); None if unsatisfiable or malformed."""
-    m = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", header)
+    m = _RANGE.fullmatch(header)
     if not m or (not m.group(1) and not m.group(2)):
         return None
     if m.group(1):
@@ -82,13 +100,9 @@ async def segment(request: web.Request) -> web.Response:
     if seg is None:
         return _not_found("no such segment")
     data = seg.data
-    headers = {
-        **_CORS,
-        "Cache-Control": f"public, max-age={SEGMENT_MAX_AGE}, immutable",
-        "Accept-Ranges": "bytes",
-    }
     range_header = request.headers.get("Range")
     if range_header:
+        headers = {**_CORS, **_SEGMENT_CACHING}
         rng = _parse_range(range_header, len(data))
         if rng is None:
             headers["Content-Range"] = f"bytes */{len(data)}"
@@ -98,7 +112,7 @@ async def segment(request: web.Request) -> web.Response:
         start, end = rng
         headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
         return web.Response(status=206, body=data[start:end + 1], content_type=seg.content_type, headers=headers)
-    return web.Response(body=data, content_type=seg.content_type, headers=headers)
+    return web.Response(body=data, headers=_headers_for_segment(seg.content_type))
 
 
 async def preflight(request: web.Request) -> web.Response:

@@ -91,17 +91,19 @@ async def vendor_file(request: web.Request) -> web.StreamResponse:
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """Runs for every response (pages, API, HLS, WebSockets, errors) before it is sent."""
+    headers = response.headers
     for key, value in COMMON_HEADERS.items():
-        response.headers.setdefault(key, value)
-    if request.path.startswith("/static/"):
-        response.headers.setdefault("Cache-Control", "no-cache")  # revalidate: assets change with upgrades
-    content_type = response.headers.get("Content-Type", "")
+        headers.setdefault(key, value)
+    path = request.path
+    if path.startswith("/static/"):
+        headers.setdefault("Cache-Control", "no-cache")  # revalidate: assets change with upgrades
+    content_type = headers.get("Content-Type", "")
     if content_type.startswith("text/html"):
         for key, value in PAGE_HEADERS.items():
-            response.headers.setdefault(key, value)
-    elif request.path.startswith("/api/"):
+            headers.setdefault(key, value)
+    elif path.startswith("/api/"):
         # JSON opened as a document must not run anything either.
-        response.headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+        headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 
 
 def setup(app: web.Application) -> None:

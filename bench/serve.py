@@ -3,8 +3,10 @@ same bytes (one HLS segment and its playlist).
 
 LiveCast gets a real stream (the ingest clip, first seconds) over RTMP so its segment and
 playlist are the real in-memory objects; nginx serves byte-identical copies from tmpfs.
+Besides wrk's figures it prints each server's CPU time per request (user and kernel, from
+/proc), which says where the difference is even on a busy machine.
 
-    python bench/delivery.py --seconds 10 --connections 50
+    python bench/serve.py --seconds 10 --connections 50
 
 Not a test: prints figures for docs/PERFORMANCE.md.
 """
@@ -28,7 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ingest  # noqa: E402  (same directory: clip, servers, helpers)
 
 
-def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds used so far by process ``pid``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def wrk(url: str, seconds: int, connections: int, pid: int) -> dict[str, float]:
+    user0, sys0 = cpu_seconds(pid)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
         capture_output=True, text=True, check=True,
@@ -39,8 +49,11 @@ def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
     p99 = re.search(r"99%\s+([\d.]+)(\w+)", out)
     p99_ms = float(p99.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[p99.group(2)]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    user1, sys1 = cpu_seconds(pid)
+    done = int(re.search(r"(\d+) requests in", out).group(1))
     return {"req_s": req_s, "bytes_s": float(transfer.group(1)) * scale, "p99_ms": p99_ms,
-            "non_2xx": int(errors.group(1)) if errors else 0}
+            "non_2xx": int(errors.group(1)) if errors else 0,
+            "user_us": 1e6 * (user1 - user0) / done, "sys_us": 1e6 * (sys1 - sys0) / done}
 
 
 class NginxStatic:
@@ -71,6 +84,16 @@ http {{
 """)
         self.proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", self.tmp], stderr=subprocess.DEVNULL)
         ingest.wait_port(self.port)
+
+    def worker_pid(self) -> int:
+        """The one worker process (the master only supervises)."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        for _ in range(50):
+            pids = children.read_text().split()
+            if pids:
+                return int(pids[0])
+            time.sleep(0.1)
+        raise RuntimeError("nginx started no worker")
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGQUIT)
@@ -110,12 +133,14 @@ def main() -> None:
         print(f"segment {segment_name}: {len(segment)} bytes; playlist {len(playlist)} bytes; "
               f"wrk -t1 -c{args.connections} -d{args.seconds}s; uvloop on")
         rows = {}
+        nginx_pid = nginx.worker_pid()
         for what, name in (("segment", segment_name), ("playlist", "index.m3u8")):
-            rows[("livecast", what)] = wrk(base + name, args.seconds, args.connections)
-            rows[("nginx", what)] = wrk(nbase + name, args.seconds, args.connections)
+            rows[("livecast", what)] = wrk(base + name, args.seconds, args.connections, lc.proc.pid)
+            rows[("nginx", what)] = wrk(nbase + name, args.seconds, args.connections, nginx_pid)
         for (server, what), r in rows.items():
             print(f"{server:8s} {what:8s}: {r['req_s']:9.0f} req/s  {r['bytes_s'] / 1e6:8.1f} MB/s  "
-                  f"p99 {r['p99_ms']:7.2f} ms  non-2xx {r['non_2xx']}")
+                  f"p99 {r['p99_ms']:7.2f} ms  non-2xx {r['non_2xx']}  "
+                  f"CPU/request {r['user_us']:6.1f} us user {r['sys_us']:6.1f} us sys")
         seg_ratio = rows[("livecast", "segment")]["bytes_s"] / rows[("nginx", "segment")]["bytes_s"]
         pl_ratio = rows[("livecast", "playlist")]["req_s"] / rows[("nginx", "playlist")]["req_s"]
         print(f"segment throughput livecast/nginx: {seg_ratio:.2f}x; playlist req/s livecast/nginx: {pl_ratio:.2f}x")
