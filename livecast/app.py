@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from livecast import tls, webhooks
 from livecast.api import health
 from livecast.api.middleware import error_middleware
 from livecast.config import Settings
 from livecast.db import Database
 from livecast.events import EventBus
 from livecast.keys import BOUND_PORTS, DB, EVENTS, SETTINGS
+from livecast.observe import setup as setup_observability
 from livecast.web import routes as web_routes
 
 log = logging.getLogger(__name__)
@@ -38,10 +40,12 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[EVENTS] = EventBus()
     app[BOUND_PORTS] = {}
+    tls.setup(app)
     app.add_routes(health.routes)
     if settings.server.role == "origin":
         app.cleanup_ctx.append(_database_ctx)
         _setup_origin(app)
+    setup_observability(app)  # request ids, /metrics; after the components it reads
     web_routes.setup(app)  # pages, static files, security headers; after the origin parts (--demo needs RTMP)
     return app
 
@@ -50,5 +54,6 @@ def _setup_origin(app: web.Application) -> None:
     from livecast.api import routes as api_routes
     from livecast.ingest import component as ingest
 
+    webhooks.setup(app)  # first: its queue closes after ingest and chat have emitted their last events
     api_routes.setup(app)
     ingest.setup(app)

@@ -104,9 +104,38 @@ class ClusterSettings:
 
 
 @dataclass
+class TlsSettings:
+    cert: str = ""
+    key: str = ""
+    rtmps_port: int = 1936
+
+
+def _no_urls() -> list[str]:
+    return []
+
+
+@dataclass
+class WebhookSettings:
+    urls: list[str] = field(default_factory=_no_urls)
+    secret: str = ""
+    queue_size: int = 1000
+    max_attempts: int = 5
+    timeout: float = 5.0
+    backoff: float = 1.0
+    on_publish: str = ""
+    on_publish_timeout: float = 2.0
+    on_publish_fail_open: bool = False
+
+
+@dataclass
 class LogSettings:
     level: str = "info"
     format: str = "text"
+
+
+@dataclass
+class MetricsSettings:
+    per_room: bool = True
 
 
 @dataclass
@@ -119,6 +148,9 @@ class Settings:
     gifts: list[Gift] = field(default_factory=_default_gifts)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @property
     def data_path(self) -> Path:
@@ -142,6 +174,11 @@ class Settings:
             (128 <= self.ingest.max_chunk_size <= 0xFFFFFF, "ingest.max_chunk_size must be 128..16777215"),
             (self.log.format in ("text", "json"), "log.format must be 'text' or 'json'"),
             (self.server.max_body_bytes >= 1024, "server.max_body_bytes must be >= 1024"),
+            (bool(self.tls.cert) == bool(self.tls.key), "tls.cert and tls.key must be set together"),
+            (0 <= self.tls.rtmps_port < 65536, "tls.rtmps_port out of range"),
+            (self.webhooks.queue_size >= 1, "webhooks.queue_size must be >= 1"),
+            (self.webhooks.max_attempts >= 1, "webhooks.max_attempts must be >= 1"),
+            (self.webhooks.timeout > 0 and self.webhooks.on_publish_timeout > 0, "webhook timeouts must be > 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -172,6 +209,11 @@ def _coerce(value: Any, typ: Any, name: str) -> Any:
             if not isinstance(value, (str, int, float)):
                 raise ValueError(value)
             return str(value)
+        if typing.get_origin(typ) is list:  # list[str]: a TOML array or a comma-separated string
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise ValueError(value)
+            return [i.strip() for i in items if i.strip()]
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{name}: expected {typ.__name__}, got {value!r}") from err
     raise ConfigError(f"{name}: unsupported type")

@@ -63,3 +63,30 @@ class StreamKeyRotated:
 @dataclass(frozen=True)
 class UserDisabled:
     user_id: int
+
+
+@dataclass(frozen=True)
+class RoomCreated:
+    slug: str
+    title: str
+    owner: str
+
+
+@dataclass(frozen=True)
+class CommentCreated:
+    slug: str
+    comment_id: int
+    user: str
+    text: str
+    ts: str
+
+
+@dataclass(frozen=True)
+class GiftSent:
+    slug: str
+    gift_id: int
+    user: str
+    gift: str
+    quantity: int
+    value: int
+    ts: str

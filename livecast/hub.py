@@ -30,19 +30,27 @@ class Output(Protocol):
 OutputFactory = Callable[["LiveStream"], Output]
 
 _STATS_WINDOW_MS = 4000
+# "bitrate_collapse": each of the last COLLAPSE_SECONDS one-second buckets (media time)
+# carried under COLLAPSE_RATIO of the stream's average bitrate.
+COLLAPSE_SECONDS = 3
+COLLAPSE_RATIO = 0.1
 
 
 class StreamStats:
     """Bitrate, frame rate and keyframe interval measured from the units themselves."""
 
     __slots__ = ("bytes", "units", "video_frames", "_window", "_window_bytes", "_window_frames",
-                 "_last_key_dts", "keyframe_interval_ms", "_first_dts", "_last_dts", "dropped")
+                 "_last_key_dts", "keyframe_interval_ms", "_first_dts", "_last_dts", "dropped",
+                 "late", "last_video_dts", "last_audio_dts")
 
     def __init__(self) -> None:
         self.bytes = 0
         self.units = 0
         self.video_frames = 0
         self.dropped = 0
+        self.late = 0  # units whose dts went backwards on their track
+        self.last_video_dts: int | None = None
+        self.last_audio_dts: int | None = None
         self._window: deque[tuple[int, int, int]] = deque()  # (dts, bytes, is_video_frame)
         self._window_bytes = 0
         self._window_frames = 0
@@ -64,12 +72,23 @@ class StreamStats:
             self._last_dts = dts
         frame = 0
         if unit.track is Track.VIDEO:
+            last = self.last_video_dts
+            if last is not None and dts < last:
+                self.late += 1
+            else:
+                self.last_video_dts = dts
             frame = 1
             self.video_frames += 1
             if unit.keyframe:
                 if self._last_key_dts is not None and dts > self._last_key_dts:
                     self.keyframe_interval_ms = dts - self._last_key_dts
                 self._last_key_dts = dts
+        else:
+            last = self.last_audio_dts
+            if last is not None and dts < last:
+                self.late += 1
+            else:
+                self.last_audio_dts = dts
         window = self._window
         window.append((dts, size, frame))
         self._window_bytes += size
@@ -99,6 +118,30 @@ class StreamStats:
     def media_seconds(self) -> float:
         return 0.0 if self._first_dts is None else (self._last_dts - self._first_dts) / 1000.0
 
+    @property
+    def av_drift_ms(self) -> int | None:
+        """Latest audio dts minus latest video dts (positive: audio runs ahead)."""
+        if self.last_audio_dts is None or self.last_video_dts is None:
+            return None
+        return self.last_audio_dts - self.last_video_dts
+
+    def bitrate_collapsed(self) -> bool:
+        """True when each of the last COLLAPSE_SECONDS seconds ran under COLLAPSE_RATIO of the average.
+
+        Computed on demand from the 4 s window, so ``add`` stays cheap.
+        """
+        seconds = self.media_seconds
+        if seconds < COLLAPSE_SECONDS * 2 or not self._window:
+            return False
+        limit = self.bytes / seconds * COLLAPSE_RATIO  # bytes per second
+        buckets = [0] * COLLAPSE_SECONDS
+        end = self._last_dts
+        for dts, size, _ in self._window:
+            age = (end - dts) // 1000
+            if 0 <= age < COLLAPSE_SECONDS:
+                buckets[age] += size
+        return all(b < limit for b in buckets)
+
 
 _session_ids = itertools.count(1)
 
@@ -106,9 +149,10 @@ _session_ids = itertools.count(1)
 class LiveStream:
     """One publisher session of one room."""
 
-    def __init__(self, slug: str, peer: str) -> None:
+    def __init__(self, slug: str, peer: str, keyframe_limit: float | None = None) -> None:
         self.slug = slug
-        self.peer = peer
+        self.peer = peer  # not in info(): the room JSON is public
+        self.keyframe_limit = keyframe_limit  # seconds; longer GOPs get a "keyframe_interval" warning
         self.session_id = next(_session_ids)
         self.started_at = time.time()
         self.metadata: dict[str, Any] = {}
@@ -168,15 +212,30 @@ class LiveStream:
             "bitrate": self.stats.bitrate,
             "keyframe_interval": (self.stats.keyframe_interval_ms or 0) / 1000.0 or None,
             "declared": {k: meta[k] for k in ("framerate", "videodatarate", "audiodatarate", "encoder") if k in meta},
+            "av_drift_ms": self.stats.av_drift_ms,
+            "late_packets": self.stats.late,
+            "warnings": self.warnings(),
             "uptime": round(time.time() - self.started_at, 1),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
         }
+
+
+    def warnings(self) -> list[str]:
+        found = []
+        interval = self.stats.keyframe_interval_ms
+        if self.keyframe_limit and interval is not None and interval > self.keyframe_limit * 1000:
+            found.append("keyframe_interval")
+        if self.stats.bitrate_collapsed():
+            found.append("bitrate_collapse")
+        return found
 
 
 class StreamHub:
     def __init__(self) -> None:
         self._live: dict[str, LiveStream] = {}
         self._factories: list[OutputFactory] = []
+        # Seconds: a stream whose keyframe interval exceeds it is flagged (set to hls.segment_duration).
+        self.keyframe_limit: float | None = None
 
     def add_output_factory(self, factory: OutputFactory) -> None:
         self._factories.append(factory)
@@ -197,7 +256,7 @@ class StreamHub:
         across a takeover (HLS) sees the new session first and treats the old as stale.
         """
         previous = self._live.get(slug)
-        stream = LiveStream(slug, peer)
+        stream = LiveStream(slug, peer, self.keyframe_limit)
         for factory in self._factories:
             try:
                 stream.outputs.append(factory(stream))

@@ -11,6 +11,8 @@ import sys
 
 from aiohttp import web
 
+from livecast import tls
+from livecast.tls import ServerTls
 from livecast.app import create_app
 from livecast.config import Settings
 from livecast.keys import BOUND_PORTS
@@ -37,6 +39,14 @@ class RunningNode:
     def rtmp_port(self) -> int | None:
         return self.app[BOUND_PORTS].get("rtmp")
 
+    @property
+    def rtmps_port(self) -> int | None:
+        return self.app[BOUND_PORTS].get("rtmps")
+
+    @property
+    def tls(self) -> ServerTls | None:
+        return tls.server_tls(self.app)
+
     async def stop(self) -> None:
         await self.runner.cleanup()
 
@@ -46,11 +56,15 @@ async def start_node(settings: Settings) -> RunningNode:
     runner = web.AppRunner(
         app,
         handle_signals=False,
-        access_log=logging.getLogger("aiohttp.access"),
+        # One line per request, wanted only at log.level = debug (livecast.logs keeps the
+        # logger at warning otherwise); without a logger aiohttp skips that path entirely.
+        access_log=logging.getLogger("aiohttp.access") if settings.log.level == "debug" else None,
         shutdown_timeout=settings.server.shutdown_timeout,
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.server.host, settings.server.http_port, backlog=1024)
+    server_tls = tls.server_tls(app)
+    site = web.TCPSite(runner, settings.server.host, settings.server.http_port, backlog=1024,
+                       ssl_context=server_tls.context if server_tls else None)
     try:
         await site.start()
     except BaseException:
@@ -67,10 +81,13 @@ def _display_host(settings: Settings) -> str:
 def banner(node: RunningNode, settings: Settings) -> str:
     host = _display_host(settings)
     lines = [f"LiveCast {settings.server.role} is running"]
-    base = settings.server.public_url.rstrip("/") or f"http://{host}:{node.http_port}"
+    scheme = "https" if node.tls else "http"
+    base = settings.server.public_url.rstrip("/") or f"{scheme}://{host}:{node.http_port}"
     lines.append(f"  Web:        {base}/")
     if node.rtmp_port is not None:
         lines.append(f"  OBS server: rtmp://{host}:{node.rtmp_port}/live   (stream key: from your room's dashboard)")
+    if node.rtmps_port is not None:
+        lines.append(f"  OBS (TLS):  rtmps://{host}:{node.rtmps_port}/live")
     if settings.server.role == "origin":
         lines.append(f"  Data:       {settings.data_path.resolve()}")
     else:
@@ -86,6 +103,10 @@ async def serve(settings: Settings) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     node = await start_node(settings)
+    server_tls = node.tls
+    if server_tls is not None:  # SIGHUP: reload the certificate; live streams keep going
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signal.SIGHUP, server_tls.reload)
     print(banner(node, settings), flush=True)
     try:
         await stop.wait()

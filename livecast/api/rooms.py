@@ -16,7 +16,7 @@ from aiohttp import web
 from livecast.api import openapi
 from livecast.api.auth import NO_STORE, current_user, read_body, require_user
 from livecast.errors import Forbidden, ValidationError
-from livecast.events import RoomDeleted, StreamKeyRotated
+from livecast.events import RoomCreated, RoomDeleted, StreamKeyRotated
 from livecast.keys import BOUND_PORTS, EVENTS, ROOM_EXTRAS, ROOMS, SETTINGS
 from livecast.rooms import Room
 from livecast.users import User
@@ -45,6 +45,11 @@ def rtmp_url(request: web.Request) -> str:
     return f"rtmp://{name}:{port}/live"
 
 
+# An extra may return {OWNER_ONLY: {"stream": {...}}}: fields merged into those blocks
+# only for the room's owner and admins (e.g. the publisher's address).
+OWNER_ONLY = "owner_only"
+
+
 def room_json(request: web.Request, room: Room, viewer: User | None) -> dict[str, Any]:
     owner_view = viewer is not None and room.is_managed_by(viewer)
     body = room.to_json(owner_view, rtmp_url=rtmp_url(request) if owner_view else None)
@@ -55,7 +60,12 @@ def room_json(request: web.Request, room: Room, viewer: User | None) -> dict[str
             log.exception("room extras %r failed for %s", extra, room.slug)
             continue
         if isinstance(added, dict):
-            body.update({k: v for k, v in added.items() if k not in _PROTECTED})
+            private = added.get(OWNER_ONLY)
+            body.update({k: v for k, v in added.items() if k not in _PROTECTED and k != OWNER_ONLY})
+            if owner_view and isinstance(private, dict):
+                for key, fields in private.items():
+                    if isinstance(body.get(key), dict) and isinstance(fields, dict):
+                        body[key] = {**body[key], **fields}
     return body
 
 
@@ -85,6 +95,7 @@ async def create_room(request: web.Request) -> web.Response:
     if data.get("title") is None:
         raise ValidationError("title is required", field="title", code="missing")
     room = await request.app[ROOMS].create(user, data["title"], data.get("description"), data.get("slug"))
+    request.app[EVENTS].emit(RoomCreated(room.slug, room.title, room.owner_username))
     return web.json_response({"room": room_json(request, room, user)}, status=201, headers=NO_STORE)
 
 

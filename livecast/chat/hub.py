@@ -276,6 +276,7 @@ class ChatHub:
                 self.close(client, 1000, frame)
             return
         ref, dirty, slow = message.ref, self._dirty, None
+        self.stats["frames_out"] += len(members.clients)
         for client in members.clients:
             if client.offer(frame, ref):
                 dirty.add(client)

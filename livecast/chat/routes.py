@@ -208,6 +208,7 @@ async def _chat_ctx(app: web.Application) -> AsyncIterator[None]:
     service = app[CHAT]
     await service.start(ChatStore(app[DB]), app[ROOMS])
     service.live_of = _live_of(app)
+    service.emit = app[EVENTS].emit
 
     def on_event(event: object) -> None:
         if isinstance(event, StreamStarted):

@@ -23,6 +23,7 @@ from livecast.chat.likes import PendingLikes
 from livecast.chat.store import ChatRoomSettings, ChatStore
 from livecast.config import Gift, Settings
 from livecast.errors import Forbidden, RateLimited, Unauthorized, ValidationError
+from livecast.events import CommentCreated, GiftSent
 from livecast.ratelimit import RateLimiter
 from livecast.rooms import RoomService
 from livecast.users import User
@@ -59,6 +60,7 @@ class ChatService:
         self.bus = bus or make_bus(settings.chat)
         self.hub = ChatHub(self.bus, self._presence_changed)
         self.live_of: Callable[[str], bool | None] = lambda slug: None
+        self.emit: Callable[[object], None] = lambda event: None  # domain events (app[EVENTS].emit)
         self._store: ChatStore | None = None
         self._rooms_service: RoomService | None = None
         self._pending_likes: PendingLikes | None = None
@@ -233,6 +235,8 @@ class ChatService:
         frame = {"type": "comment", "id": comment_id, "user": user_json(poster.username, poster.role),
                  "text": content, "ts": ts}
         self.bus.publish(room.slug, RoomMessage("comment", encode(frame), comment_id))
+        self.hub.stats["comments"] += 1
+        self.emit(CommentCreated(room.slug, comment_id, poster.username, content, ts))
 
     def like(self, room: ChatRoom, user: User | None, count: int) -> None:
         poster = self._poster(room, user)
@@ -261,6 +265,8 @@ class ChatService:
         body = {"id": gift_id, "user": user_json(poster.username, poster.role), "gift": gift.name,
                 "quantity": quantity, "value": value, "ts": ts}
         self.bus.publish(room.slug, RoomMessage("gift", encode({"type": "gift", **body})))
+        self.hub.stats["gifts"] += 1
+        self.emit(GiftSent(room.slug, gift_id, poster.username, gift.name, quantity, value, ts))
         return body, balance
 
     # -- moderation -------------------------------------------------------------------

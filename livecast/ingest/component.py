@@ -10,6 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
+from livecast import tls
+from livecast.api.rooms import OWNER_ONLY
 from livecast.edge import hls_routes
 from livecast.events import RoomDeleted, StreamKeyRotated, StreamStarted, StreamStopped
 from livecast.hls.service import HlsService, StreamWriter
@@ -17,6 +19,7 @@ from livecast.hub import LiveStream, StreamHub
 from livecast.ingest.server import RtmpServer
 from livecast.keys import BOUND_PORTS, EVENTS, ROOM_EXTRAS, ROOMS, SETTINGS
 from livecast.media import MediaUnit
+from livecast.webhooks import WEBHOOKS
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,12 @@ def _room_extras(hub: StreamHub) -> Callable[[str], dict[str, Any]]:
         stream = hub.get(slug)
         if stream is None:
             return {"live": False, "stream": None}
-        return {"live": True, "stream": stream.info()}
+        info = stream.info()
+        # Units the segmenter had to drop (bad payloads, backwards timestamps, ...).
+        info["dropped_packets"] = sum(
+            sum(out.writer.counters.values()) for out in stream.outputs if isinstance(out, HlsOutput)
+        )
+        return {"live": True, "stream": info, OWNER_ONLY: {"stream": {"peer": stream.peer}}}
 
     return extras
 
@@ -96,6 +104,12 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     await rtmp.start(settings.server.host, settings.server.rtmp_port)
     app[RTMP] = rtmp
     app[BOUND_PORTS]["rtmp"] = rtmp.port
+    server_tls = tls.server_tls(app)
+    if server_tls is not None:
+        app[BOUND_PORTS]["rtmps"] = await rtmp.start(settings.server.host, settings.tls.rtmps_port,
+                                                     ssl=server_tls.context)
+    if WEBHOOKS in app and settings.webhooks.on_publish:
+        rtmp.publish_hook = app[WEBHOOKS].authorise_publish
 
     def on_event(event: object) -> None:
         if isinstance(event, RoomDeleted):

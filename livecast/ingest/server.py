@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl as ssl_
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from livecast.config import Settings
@@ -48,6 +49,14 @@ class PublishAuthority(Protocol):
     async def find_by_stream_key(self, key: str) -> Any: ...
 
 
+# An extra check once the stream key matched (the on_publish webhook): (slug, peer, app) -> allowed.
+PublishHook = Callable[[str, str, str], Awaitable[bool]]
+
+
+def _codec_summary(stream: LiveStream) -> tuple[object, object, object, object]:
+    info = stream.info()
+    return info["video_codec"], info["width"], info["height"], info["audio_codec"]
+
 
 class RtmpServer:
     def __init__(
@@ -65,7 +74,9 @@ class RtmpServer:
         self.on_stop = on_stop
         self.connections: set[RtmpConnection] = set()
         self.publishers: dict[str, RtmpConnection] = {}
+        self.publish_hook: PublishHook | None = None
         self._server: asyncio.base_events.Server | None = None
+        self._more_servers: list[asyncio.base_events.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
@@ -73,21 +84,34 @@ class RtmpServer:
         assert self._server is not None and self._server.sockets
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, ssl: ssl_.SSLContext | None = None) -> int:
+        """Listen for RTMP (or, with ``ssl``, RTMPS); call again for a second listener.
+        Returns the bound port."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: RtmpConnection(self), host, port, backlog=256)
-        self._sweeper = asyncio.create_task(self._sweep(), name="rtmp-sweeper")
-        log.info("RTMP listening on %s:%d", host, self.port)
+        server = await loop.create_server(
+            lambda: RtmpConnection(self), host, port, backlog=256, ssl=ssl,
+            ssl_handshake_timeout=self.settings.ingest.handshake_timeout if ssl else None,
+        )
+        if ssl is None and self._server is None:
+            self._server = server
+        else:
+            self._more_servers.append(server)
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep(), name="rtmp-sweeper")
+        bound = int(server.sockets[0].getsockname()[1])
+        log.info("%s listening on %s:%d", "RTMPS" if ssl else "RTMP", host, bound)
+        return bound
 
     async def close(self) -> None:
         if self._sweeper:
             self._sweeper.cancel()
-        if self._server:
-            self._server.close()
+        servers = [s for s in (self._server, *self._more_servers) if s is not None]
+        for server in servers:
+            server.close()
         for conn in list(self.connections):
             conn.abort("server shutting down")
-        if self._server:
-            await self._server.wait_closed()
+        for server in servers:
+            await server.wait_closed()
 
     def kick(self, slug: str, reason: str) -> None:
         """Disconnect the publisher of ``slug`` (room deleted, key rotated)."""
@@ -241,6 +265,16 @@ class RtmpConnection(asyncio.Protocol):
                 self._flush()
                 self.abort(None)
                 return
+            if server.publish_hook is not None and not await server.publish_hook(room.slug, self.peer, self.app):
+                if self._closing:
+                    return
+                log.warning("rtmp %s publish to %s rejected by the on_publish hook", self.peer, room.slug)
+                self.proto.reject_publish(req, "NetStream.Publish.Rejected", "publish not authorised")
+                self._flush()
+                self.abort(None)
+                return
+            if self._closing:
+                return
             if self.stream is not None:
                 self.proto.reject_publish(req, "NetStream.Publish.BadName", "already publishing")
                 self._flush()
@@ -290,8 +324,8 @@ class RtmpConnection(asyncio.Protocol):
             del server.publishers[stream.slug]
         if server.hub.stop(stream):
             log.info(
-                "rtmp room %s: publish stopped (%.1f s of media, %d bytes)",
-                stream.slug, stream.stats.media_seconds, stream.stats.bytes,
+                "rtmp room %s: publish stopped (%.1f s of media, %d bytes, video %s %sx%s, audio %s)",
+                stream.slug, stream.stats.media_seconds, stream.stats.bytes, *_codec_summary(stream),
             )
             if server.on_stop:
                 server.on_stop(stream)

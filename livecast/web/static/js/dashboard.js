@@ -143,7 +143,13 @@ class RoomPanel {
       ["Bitrate (measured)", formatBitrate(s.bitrate)],
       ["Keyframe interval", s.keyframe_interval ? `${Number(s.keyframe_interval).toFixed(1)} s` : "–"],
       ["Uptime", formatDuration(s.uptime)],
+      ["A/V drift", typeof s.av_drift_ms === "number" ? `${s.av_drift_ms} ms` : "–"],
+      ["Late / dropped packets", `${s.late_packets || 0} / ${s.dropped_packets || 0}`],
     ];
+    if (s.peer) rows.push(["Publisher", String(s.peer)]);
+    const warnings = Array.isArray(s.warnings) ? s.warnings : [];
+    if (warnings.includes("keyframe_interval")) rows.push(["Warning", "Keyframe interval is longer than the segment target: segments get long."]);
+    if (warnings.includes("bitrate_collapse")) rows.push(["Warning", "The bitrate has collapsed: check the encoder's upload."]);
     if (s.declared && s.declared.encoder) rows.push(["Encoder", String(s.declared.encoder)]);
     replace(this.health, ...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { dataset: { stat: k } }, v)]));
     if (s.keyframe_interval && s.keyframe_interval > 4) {
