@@ -23,12 +23,13 @@ from livecast.config import Settings
 from livecast.hls.disk import DiskMirror
 from livecast.hls.room import Room
 from livecast.hls.segmenter import Segment, Segmenter
-from livecast.hls.store import ByteBudget, SegmentData, own_mappings_for_segments
+from livecast.hls.store import ByteBudget, SegmentData, release_free_memory
 from livecast.media import MediaUnit
 
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL = 1.0
+TRIM_INTERVAL = 10.0  # seconds between returns of freed heap memory to the OS
 
 
 class PublishSession:
@@ -97,7 +98,6 @@ class HlsService:
         self._rooms: dict[str, Room] = {}
         self._sessions: dict[str, PublishSession] = {}  # live session per slug
         self._budget = ByteBudget(self.hls.max_total_bytes)
-        own_mappings_for_segments()
         self._disk = DiskMirror(settings.data_path / "hls") if self.hls.write_through else None
         self._listeners: list[Callable[[str], None]] = []
         self._sweeper: asyncio.Task[None] | None = None
@@ -207,10 +207,14 @@ class HlsService:
 
     async def _sweep_forever(self) -> None:
         interval = min(SWEEP_INTERVAL, max(0.05, self.hls.reconnect_grace / 4))
+        last_trim = self._monotonic()
         while True:
             await asyncio.sleep(interval)
             try:
                 self.sweep()
+                if self._monotonic() - last_trim >= TRIM_INTERVAL:
+                    last_trim = self._monotonic()
+                    release_free_memory()
             except Exception:
                 log.exception("HLS sweeper failed")
 
