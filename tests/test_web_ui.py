@@ -17,14 +17,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import playwright.async_api as playwright_api
 import pytest
 
 from helpers import make_room, rtmp_url
 from publisher import start_publisher
 
 from livecast.web.routes import find_node_modules
-
-playwright_api = pytest.importorskip("playwright.async_api", reason="pip install playwright")
 
 CHROMIUM = Path(os.environ.get("LIVECAST_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -84,8 +83,9 @@ def chromium_executable(tmp_path: Path) -> str:
 
 @pytest.fixture
 async def browser(tmp_path: Path) -> AsyncIterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: apt-get install chromium")
+    # The browser tests are part of the suite: a missing browser is a failure, not a skip
+    # (a skip would hide a CI that forgot to install it).
+    assert CHROMIUM.exists(), f"{CHROMIUM} not found: apt-get install chromium (see README)"
     async with playwright_api.async_playwright() as p:
         # launch() gives every context a fresh temporary profile (user-data dir).
         instance = await p.chromium.launch(executable_path=chromium_executable(tmp_path), args=CHROMIUM_ARGS,
