@@ -195,7 +195,6 @@ async def test_bcrypt_runs_off_the_event_loop(node_factory: Any) -> None:
                                     "login_attempts_per_client": 100})
     assert (await register(node, "victor")).status == 201
     loop = asyncio.get_running_loop()
-    start = loop.time()
     finished: list[float] = []
 
     async def one_login() -> None:
@@ -206,15 +205,12 @@ async def test_bcrypt_runs_off_the_event_loop(node_factory: Any) -> None:
 
     logins = [asyncio.create_task(one_login()) for _ in range(20)]
     await asyncio.sleep(0.05)  # the logins are now hashing on the server
-    t0 = loop.time()
     async with node.http.get(node.url("/healthz")) as r:
         assert r.status == 200
     health_done = loop.time()
-    health_latency = health_done - t0
     await asyncio.gather(*logins)
-    total = max(finished) - start
-    assert not finished or health_done < min(finished), "healthz waited for a login"
-    assert health_latency < total / 10, (health_latency, total)
+    # Ordering, not a time budget: the GET was answered before ANY of the 20 logins.
+    assert len(finished) == 20 and health_done < min(finished), "healthz waited for a login"
 
 
 # -- the limiter itself, with a fake clock --------------------------------------------
