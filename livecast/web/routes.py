@@ -1,7 +1,8 @@
 """The browser UI: page routes, static assets, the vendored player library and the
 security headers every response gets.
 
-Pages are static HTML; everything dynamic is done by ES modules under ``/static/js``
+Pages are one shared layout (``pages/_layout.html``) around each page's ``<main>``,
+filled in once at start-up and served from memory; everything dynamic is done by ES modules under ``/static/js``
 talking to the JSON API and the chat WebSocket. hls.js is not part of the repository: it
 is installed from the npm registry (``npm ci`` in the checkout, see package.json) and
 served from ``node_modules``. Without it the room page still plays in browsers with
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -42,14 +44,23 @@ COMMON_HEADERS = {
     "Referrer-Policy": "same-origin",
 }
 
+
+@dataclass(frozen=True)
+class Page:
+    file: str    # the page's <main> under pages/
+    title: str
+    script: str  # its ES module under /static/js/
+
+
 PAGES = {
-    "/": "index.html",
-    "/r/{slug}": "room.html",
-    "/login": "login.html",
-    "/register": "register.html",
-    "/dashboard": "dashboard.html",
-    "/admin": "admin.html",
+    "/": Page("index.html", "LiveCast", "home.js"),
+    "/r/{slug}": Page("room.html", "Room · LiveCast", "room.js"),
+    "/login": Page("login.html", "Log in · LiveCast", "auth.js"),
+    "/register": Page("register.html", "Sign up · LiveCast", "auth.js"),
+    "/dashboard": Page("dashboard.html", "Dashboard · LiveCast", "dashboard.js"),
+    "/admin": Page("admin.html", "Admin · LiveCast", "admin.js"),
 }
+LAYOUT = PAGES_DIR / "_layout.html"
 
 # URL name under /static/vendor/ -> (npm package, file inside it).
 VENDOR_FILES = {
@@ -71,13 +82,21 @@ def find_node_modules(extra: list[Path] | None = None) -> Path | None:
     return None
 
 
-def _page_handler(name: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    path = PAGES_DIR / name
+def render_page(page: Page) -> str:
+    """The layout with the page's title, script and <main> filled in (plain replacement:
+    the markup itself may contain braces)."""
+    html = LAYOUT.read_text(encoding="utf-8")
+    html = html.replace("{title}", page.title).replace("{script}", page.script)
+    return html.replace("{main}", (PAGES_DIR / page.file).read_text(encoding="utf-8"))
 
-    async def page(request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(path, headers={"Cache-Control": "no-cache", "Content-Type": "text/html; charset=utf-8"})
 
-    return page
+def _page_handler(page: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    body = render_page(page).encode()  # once, at start-up
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, headers={"Cache-Control": "no-cache", "Content-Type": "text/html; charset=utf-8"})
+
+    return handler
 
 
 async def vendor_file(request: web.Request) -> web.StreamResponse:
@@ -111,8 +130,8 @@ def setup(app: web.Application) -> None:
 
     Call after the origin components so the demo's start-up runs after the RTMP listener's.
     """
-    for route, name in PAGES.items():
-        app.router.add_get(route, _page_handler(name), name=f"page:{name}")
+    for route, page in PAGES.items():
+        app.router.add_get(route, _page_handler(page), name=f"page:{page.file}")
     app.router.add_get("/static/vendor/{name}", vendor_file)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)
     app.on_response_prepare.append(_security_headers)
