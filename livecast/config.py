@@ -68,6 +68,8 @@ class HlsSettings:
     max_stream_bytes: int = 256 * 1024 * 1024
     max_total_bytes: int = 2 * 1024 * 1024 * 1024
     write_through: bool = False
+    low_latency: bool = False
+    part_target: float = 0.2
 
 
 @dataclass
@@ -101,6 +103,12 @@ def _default_gifts() -> list[Gift]:
 @dataclass
 class ClusterSettings:
     secret: str = ""
+    node_url: str = ""
+    heartbeat_interval: float = 2.0
+    heartbeat_timeout: float = 7.0
+    cache_bytes: int = 512 * 1024 * 1024
+    upstream_timeout: float = 4.0
+    upstream_connections: int = 64
 
 
 @dataclass
@@ -164,6 +172,17 @@ class Settings:
         checks: list[tuple[bool, str]] = [
             (self.server.role in ("origin", "edge"), "server.role must be 'origin' or 'edge'"),
             (self.server.role != "edge" or bool(self.server.origin), "server.origin is required for role edge"),
+            (self.server.role != "edge" or bool(self.cluster.secret), "cluster.secret is required for role edge"),
+            (self.server.role != "edge" or self.server.origin.startswith(("http://", "https://")),
+             "server.origin must be an http:// or https:// URL"),
+            (0 < self.cluster.heartbeat_interval < self.cluster.heartbeat_timeout,
+             "cluster.heartbeat_interval must be > 0 and below cluster.heartbeat_timeout"),
+            (self.cluster.cache_bytes >= 1024 * 1024, "cluster.cache_bytes must be >= 1 MiB"),
+            (0 < self.cluster.upstream_timeout <= 60, "cluster.upstream_timeout must be 0..60 s"),
+            (self.cluster.upstream_connections >= 1, "cluster.upstream_connections must be >= 1"),
+            (0.05 <= self.hls.part_target <= 1.0, "hls.part_target must be 0.05..1 s"),
+            (not self.hls.low_latency or self.hls.part_target * 3 <= self.hls.segment_duration,
+             "hls.part_target must be at most a third of hls.segment_duration"),
             (0 <= self.server.http_port < 65536, "server.http_port out of range"),
             (0 <= self.server.rtmp_port < 65536, "server.rtmp_port out of range"),
             (4 <= self.auth.bcrypt_rounds <= 31, "auth.bcrypt_rounds must be 4..31"),

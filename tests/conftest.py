@@ -82,3 +82,44 @@ async def node_factory(tmp_path: Path) -> AsyncIterator[NodeFactory]:
 @pytest.fixture
 async def node(node_factory: NodeFactory) -> Node:
     return await node_factory()
+
+
+class Cluster:
+    """Factory for separate-process nodes (and redis-server), all stopped at teardown."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.nodes: list[Any] = []
+        self.redis_servers: list[Any] = []
+
+    async def node(self, name: str, role: str = "origin", origin: Any = None, **sections: dict[str, Any]) -> Any:
+        from procs import NodeProcess, node_sections
+
+        origin_url = origin.base if origin is not None else ""
+        proc = NodeProcess(self.tmp_path / name, node_sections(self.tmp_path / name / "data", role, origin_url, **sections))
+        proc.http = aiohttp.ClientSession()  # type: ignore[attr-defined]
+        self.nodes.append(proc)
+        await proc.start()
+        return proc
+
+    async def redis(self) -> Any:
+        from procs import RedisProcess
+
+        server = RedisProcess(self.tmp_path / f"redis{len(self.redis_servers)}")
+        self.redis_servers.append(server)
+        await server.start()
+        return server
+
+    async def close(self) -> None:
+        for proc in reversed(self.nodes):
+            await proc.http.close()
+            await proc.stop()
+        for server in self.redis_servers:
+            await server.stop()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    c = Cluster(tmp_path)
+    yield c
+    await c.close()

@@ -1,14 +1,19 @@
 """HTTP delivery of HLS playlists and segments over any ``SegmentSource``.
 
 The origin's source is the in-process HLS service; an edge's source is its cache of
-the origin. Playlists are short-lived (``no-cache``); a segment URL never changes
+the origin. Sources are async: an edge may have to fetch, and an LL-HLS blocking
+playlist request waits for the segment or part it asks for. The source says how long
+a playlist may be cached (``PlaylistReply.cache_control``); a segment URL never changes
 content, so segments are cacheable for a long time and immutable. Single byte ranges
-are honoured on segments.
+are honoured on segments. Sources raise ``LivecastError``s (400 for bad LL-HLS
+directives, 502/504 when an edge cannot reach the origin), answered as JSON.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from aiohttp import web
@@ -30,9 +35,17 @@ class Segment(Protocol):
     def content_type(self) -> str: ...
 
 
+@dataclass(frozen=True)
+class PlaylistReply:
+    body: bytes
+    cache_control: str = "no-cache"
+
+
 class SegmentSource(Protocol):
-    def playlist(self, slug: str) -> bytes | None: ...
-    def segment(self, slug: str, name: str) -> Segment | None: ...
+    async def playlist(self, slug: str, query: Mapping[str, str]) -> PlaylistReply | None:
+        """The room's media playlist; ``query`` holds the request's query (LL-HLS directives)."""
+
+    async def segment(self, slug: str, name: str) -> Segment | None: ...
 
 
 SOURCE: web.AppKey[SegmentSource] = web.AppKey("hls_source")
@@ -48,8 +61,18 @@ _SEGMENT_CACHING = {
 
 # Response headers are built once, not per request: ``web.Response`` copies what it is
 # given, so these read-only maps are never changed by a response.
-_PLAYLIST_HEADERS = CIMultiDictProxy(CIMultiDict({**_CORS, "Cache-Control": "no-cache", "Content-Type": PLAYLIST_TYPE}))
 _segment_headers: dict[str, CIMultiDictProxy[str]] = {}
+_playlist_headers: dict[str, CIMultiDictProxy[str]] = {}
+
+
+def _headers_for_playlist(cache_control: str) -> CIMultiDictProxy[str]:
+    headers = _playlist_headers.get(cache_control)
+    if headers is None:  # a handful of distinct lifetimes per process
+        if len(_playlist_headers) > 64:
+            _playlist_headers.clear()
+        headers = CIMultiDictProxy(CIMultiDict({**_CORS, "Cache-Control": cache_control, "Content-Type": PLAYLIST_TYPE}))
+        _playlist_headers[cache_control] = headers
+    return headers
 
 
 def _headers_for_segment(content_type: str) -> CIMultiDictProxy[str]:
@@ -69,10 +92,10 @@ def _not_found(what: str) -> web.Response:
 
 async def playlist(request: web.Request) -> web.Response:
     slug = request.match_info["slug"]
-    body = request.app[SOURCE].playlist(slug) if _SLUG.match(slug) else None
-    if body is None:
+    reply = await request.app[SOURCE].playlist(slug, request.query) if _SLUG.match(slug) else None
+    if reply is None:
         return _not_found(f"room {slug!r} is not live")
-    return web.Response(body=body, headers=_PLAYLIST_HEADERS)
+    return web.Response(body=reply.body, headers=_headers_for_playlist(reply.cache_control))
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -96,7 +119,7 @@ async def segment(request: web.Request) -> web.Response:
     slug, name = request.match_info["slug"], request.match_info["name"]
     seg = None
     if _SLUG.match(slug) and _NAME.match(name) and not name.endswith(".m3u8"):
-        seg = request.app[SOURCE].segment(slug, name)
+        seg = await request.app[SOURCE].segment(slug, name)
     if seg is None:
         return _not_found("no such segment")
     data = seg.data

@@ -171,6 +171,10 @@ class HlsService:
         room = self._room(slug)
         return room.segment(name) if room is not None else None
 
+    def target_duration(self, slug: str) -> int | None:
+        room = self._room(slug)
+        return room.playlist.target_duration if room is not None and room.playlist is not None else None
+
     def info(self, slug: str) -> dict[str, Any] | None:
         room = self._room(slug)
         return room.info() if room is not None else None

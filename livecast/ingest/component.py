@@ -13,6 +13,7 @@ from aiohttp import web
 from livecast import tls
 from livecast.api.rooms import OWNER_ONLY
 from livecast.edge import hls_routes
+from livecast.hls.source import OriginSource
 from livecast.events import RoomDeleted, StreamKeyRotated, StreamStarted, StreamStopped
 from livecast.hls.service import HlsService, StreamWriter
 from livecast.hub import LiveStream, StreamHub
@@ -53,7 +54,7 @@ def setup(app: web.Application) -> None:
     hub.add_output_factory(lambda stream: HlsOutput(hls, stream))
     app[HLS] = hls
     app[HUB] = hub
-    hls_routes.setup(app, hls)
+    hls_routes.setup(app, OriginSource(hls))
     app.cleanup_ctx.append(_media_ctx)
 
 
