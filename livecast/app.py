@@ -45,6 +45,8 @@ def create_app(settings: Settings) -> web.Application:
     if settings.server.role == "origin":
         app.cleanup_ctx.append(_database_ctx)
         _setup_origin(app)
+    else:
+        _setup_edge(app)
     setup_observability(app)  # request ids, /metrics; after the components it reads
     web_routes.setup(app)  # pages, static files, security headers; after the origin parts (--demo needs RTMP)
     return app
@@ -57,3 +59,9 @@ def _setup_origin(app: web.Application) -> None:
     webhooks.setup(app)  # first: its queue closes after ingest and chat have emitted their last events
     api_routes.setup(app)
     ingest.setup(app)
+
+
+def _setup_edge(app: web.Application) -> None:
+    from livecast.edge import component as edge
+
+    edge.setup(app)

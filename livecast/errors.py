@@ -75,3 +75,17 @@ class Unavailable(LivecastError):
 class StreamKeyInvalid(LivecastError):
     status = 403
     code = "stream_key_invalid"
+
+
+class BadGateway(LivecastError):
+    """An edge could not get an answer from the origin."""
+
+    status = 502
+    code = "upstream_unavailable"
+
+
+class GatewayTimeout(LivecastError):
+    """An edge gave up waiting for the origin."""
+
+    status = 504
+    code = "upstream_timeout"
