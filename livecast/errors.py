@@ -89,3 +89,11 @@ class GatewayTimeout(LivecastError):
 
     status = 504
     code = "upstream_timeout"
+
+
+class UpstreamError(LivecastError):
+    """An error answer from the origin, passed on to the edge's client as it was."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message, code=code)
+        self.status = status

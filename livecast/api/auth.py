@@ -16,6 +16,7 @@ from aiohttp import web
 
 from livecast.api import openapi
 from livecast.api.middleware import read_json
+from livecast.cluster import client_ip
 from livecast.errors import Forbidden, RateLimited, Unauthorized, ValidationError
 from livecast.keys import SETTINGS, USERS
 from livecast.ratelimit import RateLimiter
@@ -86,7 +87,7 @@ async def require_user(request: web.Request, *roles: str) -> User:
 
 
 def _client_key(request: web.Request) -> str:
-    return request.remote or "unknown"
+    return client_ip(request) or "unknown"  # the viewer's address, also behind an edge
 
 
 def _iso(ts: float) -> str:

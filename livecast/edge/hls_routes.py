@@ -149,6 +149,11 @@ async def preflight(request: web.Request) -> web.Response:
 
 def setup(app: web.Application, source: SegmentSource) -> None:
     app[SOURCE] = source
+    add_routes(app)
+
+
+def add_routes(app: web.Application) -> None:
+    """The HLS routes; ``app[SOURCE]`` must be set before the app serves requests."""
     app.router.add_get("/hls/{slug}/index.m3u8", playlist)
     app.router.add_get("/hls/{slug}/{name}", segment)
     app.router.add_route("OPTIONS", "/hls/{slug}/{name}", preflight)

@@ -87,9 +87,10 @@ class OriginClient:
 
     # -- calls ---------------------------------------------------------------------
 
-    async def get(self, path: str, *, timeout: float | None = None, headers: Mapping[str, str] | None = None) -> Fetched:
+    async def get(self, path: str, *, timeout: float | None = None, headers: Mapping[str, str] | None = None,
+                  retry_statuses: frozenset[int] = _RETRY_STATUSES) -> Fetched:
         """GET ``path`` from the origin, retried with backoff until ``timeout`` (default
-        ``cluster.upstream_timeout``). Any HTTP answer but 502/503/504 is returned as is."""
+        ``cluster.upstream_timeout``). Any HTTP answer but ``retry_statuses`` is returned as is."""
         if not self.up:
             raise BadGateway("the origin is unreachable")
         budget = self.timeout if timeout is None else timeout
@@ -105,7 +106,7 @@ class OriginClient:
                 async with self.session.get(self.url(path), headers=self.headers(headers),
                                             timeout=aiohttp.ClientTimeout(total=remaining)) as resp:
                     body = await resp.read()
-                    if resp.status not in _RETRY_STATUSES:
+                    if resp.status not in retry_statuses:
                         self._succeeded()
                         return Fetched(resp.status, resp.headers, body)
                     last = BadGateway(f"the origin answered {resp.status}")
