@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 from helpers import make_room, media_sequence, rtmp_url, segment_uris, wait_playlist
 from procs import SECRET
 from publisher import publish_async, read_hls_async, start_publisher
@@ -128,6 +129,15 @@ async def test_concurrent_misses_make_one_upstream_request(cluster, counting_pro
     assert proxy.counts[plist] == 1
     # Every upstream request carried the cluster secret.
     assert all(h.get("X-Livecast-Cluster") == SECRET for h in proxy.headers_seen)
+    async with edge.http.get(edge.url("/metrics")) as r:
+        families = {f.name: f for f in text_string_to_metric_families(await r.text())}
+    lookups = {(s.labels["kind"], s.labels["result"]): s.value for s in families["livecast_edge_cache_lookups"].samples
+               if s.name.endswith("_total")}
+    # 201 lookups: those before the fetch finished missed (and shared it), the rest hit.
+    assert lookups[("segment", "miss")] >= 1 and lookups[("segment", "hit")] >= 1
+    assert lookups[("segment", "miss")] + lookups[("segment", "hit")] == 201
+    upstream = next(s.value for s in families["livecast_edge_upstream_requests"].samples if s.name.endswith("_total"))
+    assert upstream == sum(proxy.counts.values())
 
 
 async def test_edge_playlist_headers_and_never_older(cluster, counting_proxy) -> None:

@@ -161,6 +161,34 @@ class NodeCollector(Collector):
         if self.app[SETTINGS].server.role == "origin":
             yield from self._ingest()
             yield from self._chat()
+        else:
+            yield from self._edge()
+
+    def _edge(self) -> Iterator[Metric]:
+        from livecast.edge.component import EDGE_SOURCE  # edge only; imported lazily
+
+        source = self.app.get(EDGE_SOURCE)
+        if source is None:
+            return
+        stats, client = source.stats, source.client
+        lookups = CounterMetricFamily("livecast_edge_cache_lookups", "Edge cache lookups by object kind and result",
+                                      labels=["kind", "result"])
+        for kind in ("playlist", "segment"):
+            lookups.add_metric([kind, "hit"], stats.hits[kind])
+            lookups.add_metric([kind, "miss"], stats.misses[kind])
+        lookups.add_metric(["any", "stale"], stats.stale)
+        yield lookups
+        yield GaugeMetricFamily("livecast_edge_cache_bytes", "Bytes held in the edge cache", value=source.cache.bytes)
+        yield CounterMetricFamily("livecast_edge_cache_evictions", "Objects evicted from the edge cache",
+                                  value=source.cache.evictions)
+        yield CounterMetricFamily("livecast_edge_upstream_requests", "Requests from this edge to the origin",
+                                  value=client.requests)
+        yield CounterMetricFamily("livecast_edge_upstream_errors", "Failed requests from this edge to the origin",
+                                  value=client.errors)
+        yield CounterMetricFamily("livecast_edge_upstream_bytes", "HLS bytes fetched from the origin",
+                                  value=stats.upstream_bytes)
+        yield GaugeMetricFamily("livecast_edge_origin_up", "1 while the origin answers, 0 while it is down",
+                                value=1 if client.up else 0)
 
     def _labels(self) -> list[str]:
         return ["room"] if self.metrics.per_room else []
