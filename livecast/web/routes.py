@@ -33,6 +33,20 @@ CONTENT_SECURITY_POLICY = (
     "media-src 'self' blob:; connect-src 'self' ws: wss:; worker-src 'self' blob:; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+# Origins (scheme://host:port) of the cluster's edges the room page may play from: the
+# origin registers its registry's, an edge what its heartbeat replies tell it.
+MEDIA_ORIGINS: web.AppKey[Callable[[], list[str]]] = web.AppKey("web_media_origins")
+
+
+def content_security_policy(media_origins: list[str]) -> str:
+    """The pages' CSP, with the cluster's media origins allowed for playback (media, XHR)."""
+    if not media_origins:
+        return CONTENT_SECURITY_POLICY
+    extra = " ".join(media_origins)
+    return (CONTENT_SECURITY_POLICY.replace("media-src 'self' blob:", f"media-src 'self' blob: {extra}")
+            .replace("connect-src 'self' ws: wss:", f"connect-src 'self' ws: wss: {extra}"))
+
+
 PAGE_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Frame-Options": "DENY",
@@ -118,6 +132,9 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
         headers.setdefault("Cache-Control", "no-cache")  # revalidate: assets change with upgrades
     content_type = headers.get("Content-Type", "")
     if content_type.startswith("text/html"):
+        origins = request.app.get(MEDIA_ORIGINS)
+        if origins is not None:
+            headers.setdefault("Content-Security-Policy", content_security_policy(origins()))
         for key, value in PAGE_HEADERS.items():
             headers.setdefault(key, value)
     elif path.startswith("/api/"):

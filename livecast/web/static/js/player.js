@@ -3,11 +3,16 @@
 // repairs itself: the playlist answers 404 until the first segment exists, a publisher
 // reconnect continues the playlist after a discontinuity, and a stop ends it (ENDLIST)
 // until a new publish. Whatever goes wrong, the player tears down and starts over.
+// A Low-Latency HLS stream (its playlist has EXT-X-PART-INF) plays with hls.js in
+// lowLatencyMode wherever Media Source Extensions exist, and the player shows the live
+// latency: wall clock minus the EXT-X-PROGRAM-DATE-TIME of the frame on screen, or
+// hls.js's own estimate when the playlist has no dates.
 
 const HLS_JS_URL = "/static/vendor/hls.min.js";
 const POLL_MS = 1000;
 const RETRY_MS = 1500;
 const STALL_MS = 12000;
+const LATENCY_MS = 500;
 // Native players (Chromium's at least) fail to parse a live playlist shorter than three
 // segments, which is also where the HLS spec says playback should start at the earliest.
 const MIN_SEGMENTS = { native: 3, "hls.js": 1 };
@@ -37,9 +42,10 @@ export function nativeHls(video) {
 }
 
 // "native" or "hls.js": ?player= wins, then native support, then hls.js (MediaSource).
-export function chooseEngine(video) {
+export function chooseEngine(video, lowLatency = false) {
   const forced = new URLSearchParams(window.location.search).get("player");
   if (forced === "native" || forced === "hls.js") return forced;
+  if (lowLatency && (window.MediaSource || window.ManagedMediaSource)) return "hls.js";
   return nativeHls(video) ? "native" : "hls.js";
 }
 
@@ -63,6 +69,10 @@ export class LivePlayer {
     this.lastTime = 0;
     this.lastProgress = performance.now();
     this.lastMediaRecovery = 0;
+    this.lowLatency = false;
+    this.latency = null; // seconds behind the wall clock, when known
+    this.latencyEstimate = null; // hls.js's own estimate (seconds behind the live edge)
+    this.latencyBox = document.getElementById("player-latency");
     video.muted = true;
     video.autoplay = true;
     video.playsInline = true;
@@ -71,6 +81,28 @@ export class LivePlayer {
     video.addEventListener("ended", () => this.onEnded());
     video.addEventListener("error", () => this.onNativeError());
     setInterval(() => this.watchdog(), 2000);
+    setInterval(() => this.measureLatency(), LATENCY_MS);
+  }
+
+  measureLatency() {
+    let latency = null;
+    let estimate = null;
+    if (this.attached && this.hls) {
+      const date = this.hls.playingDate;
+      if (date && !Number.isNaN(date.getTime())) latency = (Date.now() - date.getTime()) / 1000;
+      if (Number.isFinite(this.hls.latency)) estimate = this.hls.latency;
+    } else if (this.attached && this.video.getStartDate) {
+      const start = this.video.getStartDate().getTime(); // Safari: the playlist's first date
+      if (!Number.isNaN(start)) latency = (Date.now() - start) / 1000 - this.video.currentTime;
+    }
+    this.latency = latency;
+    this.latencyEstimate = estimate;
+    if (this.latencyBox) {
+      const shown = latency !== null ? latency : estimate;
+      const live = this.state === "playing" && shown !== null;
+      this.latencyBox.hidden = !live;
+      if (live) this.latencyBox.textContent = `${this.lowLatency ? "Low latency · " : ""}${shown.toFixed(1)} s behind live`;
+    }
   }
 
   setState(value, message) {
@@ -122,6 +154,11 @@ export class LivePlayer {
       const response = await fetch(this.url, { cache: "no-store", credentials: "same-origin" });
       if (response.ok) {
         const text = await response.text();
+        const lowLatency = text.includes("#EXT-X-PART-INF");
+        if (lowLatency !== this.lowLatency) {
+          this.lowLatency = lowLatency;
+          this.engine = chooseEngine(this.video, lowLatency);
+        }
         const segments = text.split("#EXTINF").length - 1;
         ready = segments >= MIN_SEGMENTS[this.engine] && !text.includes("#EXT-X-ENDLIST");
       }
@@ -169,15 +206,12 @@ export class LivePlayer {
       this.setState("error", "This browser cannot play live video (no HLS or Media Source Extensions).");
       return;
     }
-    const hls = new Hls({
-      lowLatencyMode: false,
-      liveSyncDurationCount: 3,
-      liveMaxLatencyDurationCount: 10,
-      backBufferLength: 30,
-      manifestLoadingMaxRetry: 2,
-      levelLoadingMaxRetry: 4,
-      fragLoadingMaxRetry: 4,
-    });
+    const common = { backBufferLength: 30, manifestLoadingMaxRetry: 2, levelLoadingMaxRetry: 4, fragLoadingMaxRetry: 4 };
+    // Low latency: hls.js holds back PART-HOLD-BACK from the playlist's end, blocks on
+    // _HLS_msn/_HLS_part and loads parts; it speeds up a little to catch up after a stall.
+    const hls = new Hls(this.lowLatency
+      ? { ...common, lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 }
+      : { ...common, lowLatencyMode: false, liveSyncDurationCount: 3, liveMaxLatencyDurationCount: 10 });
     this.hls = hls;
     hls.on(Hls.Events.MANIFEST_PARSED, () => this.play());
     hls.on(Hls.Events.ERROR, (event, data) => this.onHlsError(Hls, hls, data));

@@ -318,12 +318,13 @@ $("gift-form").addEventListener("submit", async (event) => {
 // -- start -----------------------------------------------------------------------------------
 
 async function main() {
-  const [user, room] = await Promise.all([
+  const [user, room, playFrom] = await Promise.all([
     renderNav(),
     api("GET", `/api/v1/rooms/${encodeURIComponent(slug)}`).then((d) => d.room).catch((err) => {
       if (err.status === 404) return null;
       throw err;
     }),
+    playTarget(),
   ]);
   if (!room) {
     $("stage").hidden = true;
@@ -340,13 +341,26 @@ async function main() {
   if (user && user.username === room.owner.username) $("gift-form").hidden = true; // no gifts to yourself
   showRoom(room);
   showChatForm();
-  player = new LivePlayer(video, room.hls_url, playerUi);
+  const url = playFrom || room.hls_url;
+  playerBox.dataset.playFrom = url;
+  player = new LivePlayer(video, url, playerUi);
   playerBox.dataset.engine = player.engine;
   window.livecastPlayer = player; // for debugging from the console
   setLive(Boolean(room.live));
   loadGifts();
   startChat();
   setInterval(refreshRoom, ROOM_REFRESH_MS);
+}
+
+// Where to play from: the cluster's least loaded edge for this room (or the origin), as
+// /play says; null (play the room's own hls_url, on this server) if it cannot be asked.
+async function playTarget() {
+  try {
+    const { hls_url: url } = await api("GET", `/api/v1/rooms/${encodeURIComponent(slug)}/play`);
+    return typeof url === "string" && url ? url : null;
+  } catch (err) {
+    return null;
+  }
 }
 
 // Title and description edits show up without a reload; without a chat connection the
