@@ -116,10 +116,12 @@ async def test_per_room_labels_can_be_turned_off(node_factory) -> None:
 
 async def test_edge_node_serves_metrics(node, node_factory) -> None:
     edge = await node_factory(node.settings.data_path.parent / "edge",
-                              server={"role": "edge", "origin": node.base})
+                              server={"role": "edge", "origin": node.base}, cluster={"secret": "s3cret-test"})
     families = await scrape(edge)
     assert "livecast_http_requests" in families
     assert "livecast_publishers" not in families  # no ingest on an edge
+    assert value(families, "livecast_edge_origin_up") == 1
+    assert value(families, "livecast_edge_upstream_requests_total") == 0
 
 
 async def test_chat_counters(node) -> None:
