@@ -70,6 +70,7 @@ async def start_node(settings: Settings) -> RunningNode:
     except BaseException:
         await runner.cleanup()
         raise
+    app[BOUND_PORTS]["http"] = int(runner.addresses[0][1])  # edges announce it (livecast.edge.heartbeat)
     return RunningNode(runner, site)
 
 
