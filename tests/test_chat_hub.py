@@ -215,9 +215,11 @@ async def test_coalescer_limits_rate_and_keeps_latest() -> None:
 
 def test_make_bus_refuses_unknown_bus() -> None:
     from livecast.chat.bus import make_bus
+    from livecast.chat.redis_bus import RedisBus
     from livecast.config import ChatSettings, ConfigError
 
     assert isinstance(make_bus(ChatSettings()), InProcessBus)
+    assert isinstance(make_bus(ChatSettings(bus="redis://:secret@host:6379/0")), RedisBus)
     with pytest.raises(ConfigError) as info:
-        make_bus(ChatSettings(bus="redis://:secret@host:6379/0"))
+        make_bus(ChatSettings(bus="nats://:secret@host:4222"))
     assert "secret" not in str(info.value)

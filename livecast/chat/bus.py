@@ -3,8 +3,10 @@
 Everything that happens in a room (comment, deleted, likes, gift, viewers, stream, the
 room closing) is published here once, already serialised; every node's chat hub that
 has sockets in that room subscribes and delivers the same text to them. Only
-``make_bus`` knows which implementation runs: in-process today, a multi-node one
-(Redis) later, behind the same ``ChatBus`` protocol.
+``make_bus`` knows which implementation runs: in-process (one node) or Redis pub/sub
+(``chat.bus = "redis://host:port/db"``, livecast.chat.redis_bus), behind the same
+``ChatBus`` protocol. The bus also carries presence: each node reports its local
+viewer count per room and the bus turns the counts into the room's ``viewers`` frames.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from livecast.chat.frames import encode
 from livecast.config import ChatSettings, ConfigError
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,15 @@ class ChatBus(Protocol):
 
     def subscribe(self, room: str, handler: Handler) -> Unsubscribe:
         """Receive the room's messages (in publish order) until unsubscribed."""
+
+    async def ready(self, room: str) -> None:
+        """Return once a subscription to ``room`` receives what is published (bounded)."""
+
+    def set_viewers(self, room: str, count: int) -> None:
+        """This node now has ``count`` viewers in ``room``; publishes the ``viewers`` frame."""
+
+    def viewers(self, room: str, local: int) -> int:
+        """The room's viewers on every node, given this node's current ``local`` count."""
 
     async def start(self) -> None: ...
 
@@ -79,6 +91,15 @@ class InProcessBus:
     def rooms(self) -> list[str]:
         return list(self._handlers)
 
+    async def ready(self, room: str) -> None:
+        return None
+
+    def set_viewers(self, room: str, count: int) -> None:
+        self.publish(room, RoomMessage("viewers", encode({"type": "viewers", "count": count})))
+
+    def viewers(self, room: str, local: int) -> int:
+        return local
+
     async def start(self) -> None:
         return None
 
@@ -86,9 +107,17 @@ class InProcessBus:
         self._handlers.clear()
 
 
-def make_bus(settings: ChatSettings) -> ChatBus:
-    """The bus ``chat.bus`` names: "" = in-process."""
+def make_bus(settings: ChatSettings, heartbeat: float = 2.0, ttl: float = 7.0) -> ChatBus:
+    """The bus ``chat.bus`` names: "" = in-process, ``redis://`` (or ``rediss://``) = Redis.
+
+    ``heartbeat`` is how often a node refreshes its viewer counts on a shared bus and
+    ``ttl`` how long a count survives without a refresh (a dead node's viewers vanish).
+    """
     if not settings.bus:
         return InProcessBus()
-    raise ConfigError(f"chat.bus {settings.bus.split('://', 1)[0]!r}: only the in-process bus (\"\") "
-                      "is available in this version")
+    scheme = settings.bus.split("://", 1)[0].lower()
+    if scheme in ("redis", "rediss", "unix"):
+        from livecast.chat.redis_bus import RedisBus
+
+        return RedisBus(settings.bus, heartbeat=heartbeat, ttl=ttl)
+    raise ConfigError(f"chat.bus {scheme!r}: use \"\" (in-process) or a redis://host:port/db URL")

@@ -14,6 +14,7 @@ from aiohttp import WSCloseCode, web
 
 from livecast.api.auth import read_body, require_user
 from livecast.chat import apidoc  # noqa: F401  (documents the routes)
+from livecast.chat import cluster_routes
 from livecast.chat.frames import GIFT_QUANTITY_MAX
 from livecast.chat.service import ChatRoom, ChatService
 from livecast.chat.store import ChatStore
@@ -183,9 +184,10 @@ def setup(app: web.Application) -> None:
     app[CHAT] = service
     app.router.add_get("/api/v1/rooms/{slug}/chat", chat_socket, allow_head=False)
     app.add_routes(routes)
+    app.add_routes(cluster_routes.routes)  # what edges call (cluster secret required)
     if ROOM_EXTRAS not in app:
         app[ROOM_EXTRAS] = []
-    app[ROOM_EXTRAS].append(lambda slug: {"viewers": service.hub.viewers(slug)})
+    app[ROOM_EXTRAS].append(lambda slug: {"viewers": service.viewers(slug)})
     app.cleanup_ctx.append(_chat_ctx)
     app.on_shutdown.append(_close_sockets)
 

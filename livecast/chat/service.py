@@ -57,7 +57,8 @@ class ChatService:
         self.settings = settings
         self.chat = settings.chat
         self.gifts: dict[str, Gift] = {g.name: g for g in settings.gifts}
-        self.bus = bus or make_bus(settings.chat)
+        self.bus = bus or make_bus(settings.chat, settings.cluster.heartbeat_interval,
+                                        settings.cluster.heartbeat_timeout)
         self.hub = ChatHub(self.bus, self._presence_changed)
         self.live_of: Callable[[str], bool | None] = lambda slug: None
         self.emit: Callable[[object], None] = lambda event: None  # domain events (app[EVENTS].emit)
@@ -169,7 +170,7 @@ class ChatService:
     def admit(self, room: ChatRoom, client: ChatClient) -> bool:
         """Join the room unless it is full (``max_viewers``; owner/admin always get in)."""
         limit = room.settings.max_viewers
-        if limit and not room.managed_by(client.user) and self.hub.viewers(room.slug) >= limit:
+        if limit and not room.managed_by(client.user) and self.viewers(room.slug) >= limit:
             if client.user is None or not self.hub.is_present(room.slug, client.user.id):
                 return False
         self.hub.join(client)
@@ -183,7 +184,7 @@ class ChatService:
             "type": "hello",
             "room": room.slug,
             "live": bool(live),
-            "viewers": self.hub.viewers(room.slug),
+            "viewers": self.viewers(room.slug),
             "likes": room.likes,
             "history": [c.to_json() for c in history],
             "user": user_json(client.user.username, client.user.role) if client.user else None,
@@ -191,11 +192,15 @@ class ChatService:
         }
         return encode(frame), history[-1].id if history else 0
 
+    def viewers(self, slug: str) -> int:
+        """The room's viewers on every node of the cluster (this node's alone without a shared bus)."""
+        return self.bus.viewers(slug, self.hub.viewers(slug))
+
     def _presence_changed(self, slug: str) -> None:
         self._viewers.mark(slug)
 
     def _publish_viewers(self, slug: str) -> None:
-        self.bus.publish(slug, RoomMessage("viewers", encode({"type": "viewers", "count": self.hub.viewers(slug)})))
+        self.bus.set_viewers(slug, self.hub.viewers(slug))
 
     def _publish_likes(self, slug: str) -> None:
         room = self._rooms.get(slug)

@@ -20,8 +20,9 @@ from livecast.chat.frames import (
     AuthFrame, ClientFrame, CommentFrame, FrameError, GiftFrame, LikeFrame, PingFrame, encode, error_frame,
     error_from, parse_client_frame, user_json,
 )
-from livecast.chat.hub import CLOSE_TIMEOUT, ChatClient
+from livecast.chat.hub import CLOSE_TIMEOUT, ChatClient, ChatHub
 from livecast.chat.service import ChatRoom, ChatService
+from livecast.config import ChatSettings
 from livecast.errors import LivecastError, Unauthorized, ValidationError
 from livecast.keys import SETTINGS, USERS
 from livecast.users import User
@@ -49,39 +50,107 @@ def _same_origin(request: web.Request) -> bool:
     return netloc == (request.host or "").lower() or bool(public and netloc == urlsplit(public).netloc.lower())
 
 
-async def connection_user(request: web.Request) -> User | None:
-    """The user the upgrade request carries (Bearer first, then the cookie), or None."""
-    users = request.app[USERS]
+def connection_token(request: web.Request) -> str | None:
+    """The token the upgrade request carries: Bearer first, then the login cookie (only
+    from this server's own pages). Edges apply the same rule relative to their host."""
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer":
-        return await users.user_for_token(value.strip())
+        return value.strip() or None
     token = request.cookies.get(COOKIE_NAME)
     if token and _same_origin(request):
-        return await users.user_for_token(token)
+        return token
     return None
 
 
-class _Session:
-    """One connection's frame handling."""
+async def connection_user(request: web.Request) -> User | None:
+    """The user the upgrade request carries (Bearer first, then the cookie), or None."""
+    token = connection_token(request)
+    return await request.app[USERS].user_for_token(token) if token else None
 
-    def __init__(self, request: web.Request, service: ChatService, room: ChatRoom, client: ChatClient) -> None:
-        self.request = request
-        self.service = service
-        self.room = room
+
+async def act(service: ChatService, room: ChatRoom, user: User | None, frame: ClientFrame) -> bool:
+    """Carry out a comment, like or gift frame of ``user`` (True), or leave it (False).
+    Edges' forwarded frames go through here too, so their errors are the same."""
+    if isinstance(frame, CommentFrame):
+        await service.post_comment(room, user, frame.text)
+    elif isinstance(frame, LikeFrame):
+        service.like(room, user, frame.count)
+    elif isinstance(frame, GiftFrame):
+        await service.send_gift(room, user, frame.gift, frame.quantity)
+    else:
+        return False
+    return True
+
+
+class FrameLoop:
+    """Reads one socket's frames one at a time; refused frames become error frames and
+    a client refused too often is closed with 1008. Subclasses handle the frames."""
+
+    def __init__(self, hub: ChatHub, chat: ChatSettings, client: ChatClient) -> None:
+        self.hub = hub
+        self.chat = chat
         self.client = client
-        self.max_errors = max(1, service.chat.max_errors)
+        self.max_errors = max(1, chat.max_errors)
         self.errors = 0.0
         self._last_error = time.monotonic()
 
+    async def handle_text(self, text: str) -> None:
+        raise NotImplementedError
+
+    def refuse(self, err: LivecastError) -> bool:
+        """Send an error frame; True when this client has been refused too often."""
+        return self.refuse_frame(encode(error_from(err)))
+
+    def refuse_frame(self, text: str) -> bool:
+        now = time.monotonic()
+        self.errors = max(0.0, self.errors - (now - self._last_error) * ERROR_FORGIVE_PER_SECOND) + 1
+        self._last_error = now
+        self.hub.send(self.client, text)
+        return self.errors > self.max_errors
+
+    def too_many_errors(self) -> None:
+        log.info("closing chat client in room %s after repeated refused frames", self.client.room)
+        frame = encode(error_frame("too_many_errors", "too many refused frames"))
+        self.hub.close_text(self.client, WSCloseCode.POLICY_VIOLATION, frame)
+
+    async def run(self) -> None:
+        ws = self.client.ws
+        async for msg in ws:
+            if self.client.closing:
+                break
+            try:
+                if msg.type == WSMsgType.TEXT:
+                    await self.handle_text(msg.data)
+                    continue
+                if msg.type == WSMsgType.BINARY:
+                    raise FrameError("send JSON text frames", code="invalid_frame")
+                break  # ERROR
+            except LivecastError as err:
+                if self.refuse(err):
+                    self.too_many_errors()
+                    break
+            except Exception:  # a bug or a database failure: report it, keep the socket
+                log.exception("chat frame failed in room %s", self.client.room)
+                self.hub.send(self.client, _INTERNAL)
+
+
+class _Session(FrameLoop):
+    """One origin connection's frame handling."""
+
+    def __init__(self, request: web.Request, service: ChatService, room: ChatRoom, client: ChatClient) -> None:
+        super().__init__(service.hub, service.chat, client)
+        self.request = request
+        self.service = service
+        self.room = room
+
+    async def handle_text(self, text: str) -> None:
+        await self.handle(parse_client_frame(text, self.chat.max_frame_bytes))
+
     async def handle(self, frame: ClientFrame) -> None:
         service, room, client = self.service, self.room, self.client
-        if isinstance(frame, CommentFrame):
-            await service.post_comment(room, client.user, frame.text)
-        elif isinstance(frame, LikeFrame):
-            service.like(room, client.user, frame.count)
-        elif isinstance(frame, GiftFrame):
-            await service.send_gift(room, client.user, frame.gift, frame.quantity)
-        elif isinstance(frame, PingFrame):
+        if await act(service, room, client.user, frame):
+            return
+        if isinstance(frame, PingFrame):
             service.hub.send(client, _PONG)
         elif isinstance(frame, AuthFrame):
             user = await self.request.app[USERS].user_for_token(frame.token)
@@ -89,37 +158,6 @@ class _Session:
                 raise Unauthorized("the token is not valid", code="invalid_token")
             service.hub.change_user(client, user)
             service.hub.send(client, encode({"type": "auth_ok", "user": user_json(user.username, user.role)}))
-
-    def refuse(self, err: LivecastError) -> bool:
-        """Send an error frame; True when this client has been refused too often."""
-        now = time.monotonic()
-        self.errors = max(0.0, self.errors - (now - self._last_error) * ERROR_FORGIVE_PER_SECOND) + 1
-        self._last_error = now
-        self.service.hub.send(self.client, encode(error_from(err)))
-        return self.errors > self.max_errors
-
-    async def run(self) -> None:
-        limit = self.service.chat.max_frame_bytes
-        ws = self.client.ws
-        async for msg in ws:
-            if self.client.closing:
-                break
-            try:
-                if msg.type == WSMsgType.TEXT:
-                    await self.handle(parse_client_frame(msg.data, limit))
-                    continue
-                if msg.type == WSMsgType.BINARY:
-                    raise FrameError("send JSON text frames", code="invalid_frame")
-                break  # ERROR
-            except LivecastError as err:
-                if self.refuse(err):
-                    log.info("closing chat client in room %s after repeated refused frames", self.room.slug)
-                    frame = encode(error_frame("too_many_errors", "too many refused frames"))
-                    self.service.hub.close_text(self.client, WSCloseCode.POLICY_VIOLATION, frame)
-                    break
-            except Exception:  # a bug or a database failure: report it, keep the socket
-                log.exception("chat frame failed in room %s", self.room.slug)
-                self.service.hub.send(self.client, _INTERNAL)
 
 
 async def chat_socket(request: web.Request) -> web.StreamResponse:
@@ -143,6 +181,7 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     try:
         writer = await ws.prepare(request)
         client.drain_waiter = writer.drain
+        await service.bus.ready(room.slug)  # on a shared bus: what is published from now on arrives
         hello, newest = await service.hello(room, client)
         service.hub.start(client, hello, newest)
         await _Session(request, service, room, client).run()

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from livecast.edge import chat as edge_chat
 from livecast.edge import hls_routes, proxy
 from livecast.edge.source import EdgeSource
 from livecast.edge import heartbeat
@@ -28,6 +29,7 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(_origin_ctx)  # first: everything below calls the origin
+    edge_chat.setup(app)  # chat sockets (hosted on the bus, or proxied to the origin)
     heartbeat.setup(app)
     hls_routes.add_routes(app)
     proxy.setup(app)  # last: the catch-all for /api/v1/*

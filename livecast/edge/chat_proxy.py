@@ -1,0 +1,90 @@
+"""An edge without a chat bus: each chat socket is relayed to the origin's chat socket.
+
+The edge decides the identity as the origin would (Bearer header, or the login cookie
+only from the edge's own pages) and opens the origin socket with that token as a Bearer
+header plus the cluster secret; the client's own headers (Origin, cookies,
+``X-Livecast-*``) are not passed on. Frames are relayed as they are, in both
+directions, one at a time: a client that does not read stalls only its own origin
+socket, which the origin then drops like any slow reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from livecast.chat.hub import CLOSE_TIMEOUT
+from livecast.chat.ws import HARD_LIMIT_FACTOR, HEARTBEAT, connection_token
+from livecast.edge.chat import EDGE_CHAT
+from livecast.errors import BadGateway, GatewayTimeout
+
+log = logging.getLogger(__name__)
+
+
+async def _relay_plain(request: web.Request, path: str) -> web.Response:
+    """The origin's answer to a plain GET of the socket URL (its 404 or 400 as is)."""
+    fetched = await request.app[EDGE_CHAT].origin.get(path)  # type: ignore[union-attr]
+    return web.Response(status=fetched.status, body=fetched.body,
+                        content_type=fetched.headers.get("Content-Type", "application/json").split(";")[0])
+
+
+async def _pump(source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+                sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse) -> None:
+    async for msg in source:
+        if msg.type == WSMsgType.TEXT:
+            await sink.send_str(msg.data)
+        elif msg.type == WSMsgType.BINARY:
+            await sink.send_bytes(msg.data)
+        else:
+            break
+
+
+async def chat_socket(request: web.Request) -> web.StreamResponse:
+    edge = request.app[EDGE_CHAT]
+    origin, session = edge.origin, edge.ws_session
+    assert origin is not None and session is not None
+    path = f"/api/v1/rooms/{request.match_info['slug']}/chat"
+    limit = max(edge.chat.max_frame_bytes * HARD_LIMIT_FACTOR, 16 * 1024)
+    ws = web.WebSocketResponse(max_msg_size=limit, heartbeat=HEARTBEAT, compress=False, timeout=CLOSE_TIMEOUT)
+    if not ws.can_prepare(request).ok:
+        return await _relay_plain(request, path)
+    token = connection_token(request)
+    extra = {"X-Livecast-Client-Ip": request.remote or ""}
+    if token:
+        extra["Authorization"] = f"Bearer {token}"
+    try:
+        upstream = await session.ws_connect(
+            origin.url(path), headers=origin.headers(extra), heartbeat=HEARTBEAT, max_msg_size=0,
+            compress=0, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
+        )
+    except aiohttp.WSServerHandshakeError:
+        return await _relay_plain(request, path)  # e.g. the room does not exist: the origin's 404
+    except asyncio.TimeoutError as err:
+        raise GatewayTimeout("the origin did not answer in time") from err
+    except aiohttp.ClientError as err:
+        raise BadGateway(f"the origin is unreachable ({type(err).__name__})") from err
+    edge.proxied.add(ws)
+    try:
+        await ws.prepare(request)
+        down = asyncio.create_task(_pump(upstream, ws))
+        up = asyncio.create_task(_pump(ws, upstream))
+        await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (down, up):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError):
+                await task
+        if upstream.closed and upstream.close_code and upstream.close_code not in (1005, 1006):
+            code = upstream.close_code  # the origin's reason (1008, room deleted, ...)
+        else:
+            code = WSCloseCode.GOING_AWAY if upstream.closed else WSCloseCode.OK
+        with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
+            await ws.close(code=code)
+    finally:
+        edge.proxied.discard(ws)
+        with contextlib.suppress(ConnectionError, RuntimeError, asyncio.TimeoutError):
+            await upstream.close()
+    return ws
