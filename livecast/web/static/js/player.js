@@ -52,10 +52,14 @@ export function chooseEngine(video, lowLatency = false) {
 export class LivePlayer {
   // ui: {setState(state, message)} where state is "offline" | "connecting" | "buffering"
   // | "playing" | "blocked" (autoplay refused) | "error".
-  constructor(video, url, ui) {
+  // relocate: optional async () => url, asked for a new place to play from (another edge)
+  // after repeated failures at the current one.
+  constructor(video, url, ui, relocate = null) {
     this.video = video;
     this.url = url;
     this.ui = ui;
+    this.relocate = relocate;
+    this.failuresHere = 0;
     this.state = null;
     this.engine = chooseEngine(video);
     this.wanted = false; // the stream is believed to be live
@@ -238,7 +242,10 @@ export class LivePlayer {
     if (t !== this.lastTime) {
       this.lastTime = t;
       this.lastProgress = performance.now();
-      if (!this.video.paused) this.setState("playing");
+      if (!this.video.paused) {
+        this.setState("playing");
+        this.failuresHere = 0;
+      }
     }
   }
 
@@ -277,6 +284,16 @@ export class LivePlayer {
 
   restart(reason, delay) {
     this.recoveries += 1;
+    this.failuresHere += 1;
+    if (this.relocate && this.failuresHere >= 2) {
+      this.failuresHere = 0;
+      this.relocate().then((url) => {
+        if (url && url !== this.url) {
+          if (window.console) console.info(`player: moving to ${url}`);
+          this.url = url;
+        }
+      }, () => {});
+    }
     if (window.console) console.info(`player: restarting (${reason})`);
     this.teardown();
     this.setState("connecting");

@@ -343,7 +343,12 @@ async function main() {
   showChatForm();
   const url = playFrom || room.hls_url;
   playerBox.dataset.playFrom = url;
-  player = new LivePlayer(video, url, playerUi);
+  // After repeated failures (say the edge went away) the player asks /play again.
+  player = new LivePlayer(video, url, playerUi, async () => {
+    const next = (await playTarget()) || room.hls_url;
+    playerBox.dataset.playFrom = next;
+    return next;
+  });
   playerBox.dataset.engine = player.engine;
   window.livecastPlayer = player; // for debugging from the console
   setLive(Boolean(room.live));
