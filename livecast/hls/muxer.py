@@ -75,8 +75,10 @@ class SegmentMuxer:
         self.packets = 0
         self.dropped = 0
 
-    def add(self, unit: MediaUnit) -> bool:
-        """Mux one unit; a unit FFmpeg rejects is dropped (counted) and False returned."""
+    def add(self, unit: MediaUnit, duration: int = 0) -> bool:
+        """Mux one unit; a unit FFmpeg rejects is dropped (counted) and False returned.
+        ``duration`` (ms, 0 = unknown) sets the sample's duration: LL-HLS parts need it
+        for the last sample of each track in a fragment."""
         stream = self._streams.get(unit.track)
         if stream is None or not unit.payload:
             self.dropped += 1
@@ -87,6 +89,8 @@ class SegmentMuxer:
         packet.dts = unit.dts
         packet.pts = unit.pts
         packet.is_keyframe = unit.keyframe
+        if duration > 0:
+            packet.duration = duration
         try:
             self._container.mux_one(packet)
         except (av.FFmpegError, ValueError) as err:

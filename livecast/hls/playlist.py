@@ -1,4 +1,12 @@
-"""The HLS media playlist (RFC 8216) as an object with a cached ``render()``."""
+"""The HLS media playlist (RFC 8216) as an object with a cached ``render()``.
+
+With ``low_latency`` set it is an LL-HLS playlist (draft-pantos-hls-rfc8216bis):
+version 9, EXT-X-SERVER-CONTROL (blocking reload; delta updates when the window is
+long enough to ever skip a segment), EXT-X-PART-INF, the parts of the segments that
+end within the last three target durations plus those of the segment being made,
+and an EXT-X-PRELOAD-HINT for the next part. ``render(skip=True)`` is the delta
+update (EXT-X-SKIP replaces the segments older than CAN-SKIP-UNTIL).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,27 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 VERSION = {"mpegts": 3, "fmp4": 7}  # 3: decimal EXTINF; EXT-X-MAP needs >= 6
+LL_VERSION = 9  # EXT-X-SKIP needs 9; one version for every LL playlist
+PART_WINDOW = 3  # parts are listed for segments ending within this many target durations
+SKIP_AFTER = 6  # CAN-SKIP-UNTIL, in target durations (the spec's minimum)
+
+
+@dataclass(frozen=True)
+class PartEntry:
+    uri: str
+    duration: float  # seconds
+    independent: bool
+
+
+@dataclass(frozen=True)
+class LowLatency:
+    part_target: float  # seconds (EXT-X-PART-INF:PART-TARGET)
+    can_skip: bool = False  # offer delta updates (the window is longer than CAN-SKIP-UNTIL)
+
+    @property
+    def advance_part_limit(self) -> int:
+        """How many parts ahead of the last one a blocking request may ask for."""
+        return 3 if self.part_target >= 1 else int(3 / self.part_target)
 
 
 @dataclass(frozen=True)
@@ -17,6 +46,7 @@ class PlaylistEntry:
     program_date_time: float  # unix time of the segment's first frame
     discontinuity: bool = False
     map_uri: str | None = None  # fMP4 init segment
+    parts: tuple[PartEntry, ...] = ()  # LL-HLS: the parts it was made of
 
 
 def extinf(duration: float) -> str:
@@ -42,8 +72,17 @@ class MediaPlaylist:
     The target duration only grows: it covers every entry ever listed.
     """
 
-    def __init__(self, kind: str, target_duration: float, first_sequence: int = 0) -> None:
+    def __init__(
+        self, kind: str, target_duration: float, first_sequence: int = 0, low_latency: LowLatency | None = None
+    ) -> None:
         self.kind = kind
+        self.low_latency = low_latency
+        self.pending: list[PartEntry] = []  # LL: parts of the segment being made
+        self.pending_discontinuity = False
+        self.pending_map: str | None = None
+        self.pending_date = 0.0  # unix time of the first frame of the segment being made
+        self.preload_hint: str | None = None  # LL: URI of the next part
+        self._rendered_skip: bytes | None = None
         self.entries: deque[PlaylistEntry] = deque()
         self.next_sequence = first_sequence
         self.discontinuity_sequence = 0
@@ -55,27 +94,69 @@ class MediaPlaylist:
     def media_sequence(self) -> int:
         return self.entries[0].sequence if self.entries else self.next_sequence
 
+    @property
+    def last_sequence(self) -> int:
+        """Media sequence number of the last complete segment (one less than the first if none)."""
+        return self.next_sequence - 1
+
+    def part_position(self) -> tuple[int, int]:
+        """(media sequence, part index) of the newest part; part -1 if there is none."""
+        if self.pending or not self.entries:
+            return self.next_sequence, len(self.pending) - 1
+        last = self.entries[-1]
+        return last.sequence, len(last.parts) - 1
+
     def append(self, entry: PlaylistEntry) -> None:
         self.entries.append(entry)
         self.next_sequence = entry.sequence + 1
         self.target_duration = max(self.target_duration, rounded_seconds(entry.duration))
-        self._rendered = None
+        self.pending = []
+        self.pending_discontinuity = False
+        self.pending_map = None
+        self.changed()
+
+    def add_part(
+        self, part: PartEntry, discontinuity: bool, map_uri: str | None, preload_hint: str | None, wall: float
+    ) -> None:
+        if not self.pending:
+            self.pending_discontinuity, self.pending_map = discontinuity, map_uri
+            if self.entries:  # never let the date go back
+                last = self.entries[-1]
+                wall = max(wall, last.program_date_time + last.duration)
+            self.pending_date = wall
+        self.pending.append(part)
+        self.preload_hint = preload_hint
+        self.changed()
+
+    def set_preload_hint(self, uri: str | None) -> None:
+        if uri != self.preload_hint:
+            self.preload_hint = uri
+            self.changed()
+
+    def changed(self) -> None:
+        self._rendered = self._rendered_skip = None
 
     def pop_oldest(self) -> PlaylistEntry:
         entry = self.entries.popleft()
         if entry.discontinuity:
             self.discontinuity_sequence += 1
-        self._rendered = None
+        self.changed()
         return entry
 
     def set_ended(self, ended: bool) -> None:
         if ended != self.ended:
             self.ended = ended
-            self._rendered = None
+            if ended:
+                self.preload_hint = None
+            self.changed()
 
-    def render(self) -> bytes:
+    def render(self, skip: bool = False) -> bytes:
+        if skip and self.low_latency is not None and self.low_latency.can_skip and not self.ended:
+            if self._rendered_skip is None:
+                self._rendered_skip = self._render_ll(skip=True).encode()
+            return self._rendered_skip
         if self._rendered is None:
-            self._rendered = self._render().encode()
+            self._rendered = (self._render() if self.low_latency is None else self._render_ll(skip=False)).encode()
         return self._rendered
 
     def _render(self) -> str:
@@ -100,3 +181,67 @@ class MediaPlaylist:
         if self.ended:
             lines.append("#EXT-X-ENDLIST")
         return "\n".join(lines) + "\n"
+
+    # -- LL-HLS ------------------------------------------------------------------
+
+    def _render_ll(self, skip: bool) -> str:
+        ll = self.low_latency
+        assert ll is not None
+        target = self.target_duration
+        control = "CAN-BLOCK-RELOAD=YES"
+        if ll.can_skip:
+            control += f",CAN-SKIP-UNTIL={SKIP_AFTER * target:.1f}"
+        control += f",PART-HOLD-BACK={3 * ll.part_target:.3f},HOLD-BACK={3 * target:.1f}"
+        ends: list[float] = []  # each entry's end, in seconds from the first listed entry's start
+        clock = 0.0
+        for entry in self.entries:
+            clock += entry.duration
+            ends.append(clock)
+        end = clock + sum(part.duration for part in self.pending)
+        skipped = 0
+        if skip:
+            while skipped < len(ends) - 1 and end - ends[skipped] >= SKIP_AFTER * target:
+                skipped += 1
+        lines = [
+            "#EXTM3U",
+            f"#EXT-X-VERSION:{LL_VERSION}",
+            f"#EXT-X-TARGETDURATION:{target}",
+            f"#EXT-X-SERVER-CONTROL:{control}",
+            f"#EXT-X-PART-INF:PART-TARGET={ll.part_target:.3f}",
+            f"#EXT-X-MEDIA-SEQUENCE:{self.media_sequence}",
+            f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.discontinuity_sequence}",
+            "#EXT-X-INDEPENDENT-SEGMENTS",
+        ]
+        if skipped:
+            lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
+        current_map: str | None = None
+        for index, entry in enumerate(self.entries):
+            if index < skipped:
+                continue
+            if entry.discontinuity:
+                lines.append("#EXT-X-DISCONTINUITY")
+            if entry.map_uri is not None and entry.map_uri != current_map:
+                lines.append(f'#EXT-X-MAP:URI="{entry.map_uri}"')
+                current_map = entry.map_uri
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{program_date_time(entry.program_date_time)}")
+            if end - ends[index] < PART_WINDOW * target:
+                lines.extend(_part_line(part) for part in entry.parts)
+            lines.append(f"#EXTINF:{extinf(entry.duration)},")
+            lines.append(entry.uri)
+        if self.pending:
+            if self.pending_discontinuity:
+                lines.append("#EXT-X-DISCONTINUITY")
+            if self.pending_map is not None and self.pending_map != current_map:
+                lines.append(f'#EXT-X-MAP:URI="{self.pending_map}"')
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{program_date_time(self.pending_date)}")
+            lines.extend(_part_line(part) for part in self.pending)
+        if self.preload_hint is not None and not self.ended:
+            lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{self.preload_hint}"')
+        if self.ended:
+            lines.append("#EXT-X-ENDLIST")
+        return "\n".join(lines) + "\n"
+
+
+def _part_line(part: PartEntry) -> str:
+    independent = ",INDEPENDENT=YES" if part.independent else ""
+    return f'#EXT-X-PART:DURATION={part.duration:.3f},URI="{part.uri}"{independent}'

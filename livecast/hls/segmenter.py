@@ -6,6 +6,9 @@ the stream has; then the segmenter opens a template and muxes units into one
 duration is reached (audio-only: by duration). A changed config (or a track that
 shows up late) makes a new template at the next cut point, and a timestamp jump
 makes a new timeline; both mark the next segment as a discontinuity.
+With a part target (LL-HLS, fMP4 only) each segment is muxed as parts by a
+``PartedMuxer``, reported through ``on_part`` as they complete; a segment's bytes
+are then its parts joined.
 It never raises for bad media: non-increasing timestamps, units for unknown
 tracks and packets FFmpeg rejects are dropped and counted.
 """
@@ -19,6 +22,7 @@ from dataclasses import dataclass, replace
 
 from livecast.hls.gate import StartGate
 from livecast.hls.muxer import MuxError, SegmentMuxer, split_init
+from livecast.hls.parts import Part, PartedMuxer
 from livecast.hls.template import Template, TemplateError, needs_config, open_template
 from livecast.media import Codec, MediaUnit, Track
 
@@ -55,8 +59,15 @@ class Segmenter:
         has_video: bool | None = None,
         has_audio: bool | None = None,
         clock: Callable[[], float] = time.time,
+        part_target: float | None = None,
+        on_part: Callable[[Part], None] | None = None,
     ) -> None:
+        self.part_target_ms = int(round(part_target * 1000)) if part_target else 0
+        if self.part_target_ms:
+            kind = "fmp4"  # LL-HLS parts are fMP4 fragments
         self.configured_kind = kind
+        self._on_part = on_part
+        self.next_part = 0  # number of the next part (the preload hint)
         self.kind = kind
         self.target_ms = int(round(target_duration * 1000))
         self.counters: dict[str, int] = {}
@@ -64,7 +75,7 @@ class Segmenter:
         self._on_segment = on_segment
         self._clock = clock
         self._template: Template | None = None
-        self._muxer: SegmentMuxer | None = None
+        self._muxer: SegmentMuxer | PartedMuxer | None = None
         self._ref = Track.VIDEO  # the track whose timestamps define segment boundaries
         self._seg_start = 0
         self._last_dts: dict[Track, int] = {}
@@ -288,7 +299,12 @@ class Segmenter:
             self._anchor = (self._clock(), unit.dts)
         assert self._template is not None
         try:
-            self._muxer = SegmentMuxer(self._template, self.kind)
+            if self.part_target_ms and self.kind == "fmp4":
+                self._muxer = PartedMuxer(
+                    self._template, self._ref, self.part_target_ms, self._frame_ms, self._take_part_index, self._part,
+                )
+            else:
+                self._muxer = SegmentMuxer(self._template, self.kind)
         except MuxError as err:
             self._count("mux_errors", str(err))
             return
@@ -312,19 +328,17 @@ class Segmenter:
         muxer, self._muxer = self._muxer, None
         if muxer is None:
             return
-        data = muxer.finish()
-        if muxer.packets == 0 or not data:
-            return
         if next_dts is None:
             next_dts = max(self._last_dts.get(self._ref, self._seg_start), self._seg_start) + self._frame_ms[self._ref]
+            if isinstance(muxer, PartedMuxer):
+                next_dts = muxer.fit_end(next_dts)
+        data = muxer.finish_at(next_dts) if isinstance(muxer, PartedMuxer) else muxer.finish()
+        if muxer.packets == 0 or not data:
+            return
         init = None
         if self.kind == "fmp4":
             init, data = split_init(data)
-            if self._init is None:
-                self._init = init
-            elif init != self._init:
-                log.warning("fMP4 init segment changed without a config change")
-                self._init, self._init_id = init, self._init_id + 1
+            self._check_init(init)
         wall, anchor_dts = self._anchor or (self._clock(), self._seg_start)
         segment = Segment(
             kind=self.kind,
@@ -338,6 +352,27 @@ class Segmenter:
         )
         self._discontinuity = False
         self._on_segment(segment)
+
+    def _check_init(self, init: bytes) -> None:
+        if self._init is None:
+            self._init = init
+        elif init != self._init:
+            log.warning("fMP4 init segment changed without a config change")
+            self._init, self._init_id = init, self._init_id + 1
+
+    def _take_part_index(self) -> int:
+        index = self.next_part
+        self.next_part += 1
+        return index
+
+    def _part(self, init: bytes, data: bytes, index: int, duration_ms: int, independent: bool) -> None:
+        self._check_init(init)
+        if self._on_part is not None:
+            wall, anchor_dts = self._anchor or (self._clock(), self._seg_start)
+            self._on_part(Part(
+                index, data, duration_ms / 1000, independent, init, self._init_id, self._discontinuity,
+                wall + (self._seg_start - anchor_dts) / 1000,
+            ))
 
     def _count(self, name: str, message: str) -> None:
         count = self.counters.get(name, 0) + 1

@@ -6,6 +6,9 @@ publish within ``reconnect_grace`` seconds, or a takeover while the old publishe
 is still live, continues the same playlist after an EXT-X-DISCONTINUITY. Rooms
 stopped for longer than the grace are dropped (lazily on access, and by the
 background sweeper).
+
+With ``hls.low_latency`` every session makes fMP4 LL-HLS output: the segmenter
+reports parts as they complete, the room lists them and wakes held requests.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 from livecast.config import Settings
 from livecast.hls.disk import DiskMirror
 from livecast.hls.room import Room
+from livecast.hls.parts import Part
 from livecast.hls.segmenter import Segment, Segmenter
 from livecast.hls.store import ByteBudget, SegmentData, release_free_memory
 from livecast.media import MediaUnit
@@ -117,10 +121,15 @@ class HlsService:
         room.stopped_at = None
         prefix = self._new_prefix(room)
         session = PublishSession(room, prefix)
+        low_latency = self.hls.low_latency
         session.segmenter = Segmenter(
-            self.hls.container, self.hls.segment_duration, functools.partial(self._on_segment, session),
+            "fmp4" if low_latency else self.hls.container, self.hls.segment_duration,
+            functools.partial(self._on_segment, session),
             has_video=has_video, has_audio=has_audio, clock=self._clock,
+            part_target=self.hls.part_target if low_latency else None,
+            on_part=functools.partial(self._on_part, session) if low_latency else None,
         )
+        room.set_live_prefix(prefix)
         session.continues = room.playlist is not None and room.playlist.next_sequence > 0
         self._sessions[slug] = session
         if room.set_ended(False):
@@ -135,6 +144,7 @@ class HlsService:
         self._end_session(session)
         room = session.room
         room.stopped_at = self._monotonic()
+        room.set_live_prefix(None)
         if room.set_ended(True):
             self._notify(slug)
 
@@ -155,6 +165,11 @@ class HlsService:
         self._enforce_total()
         self._notify(room.slug)
 
+    def _on_part(self, session: PublishSession, part: Part) -> None:
+        room = session.room
+        if self._rooms.get(room.slug) is room:
+            room.add_part(part, session.prefix, session.continues)
+
     def _new_prefix(self, room: Room) -> str:
         while True:
             prefix = secrets.token_hex(4)
@@ -166,6 +181,10 @@ class HlsService:
     def playlist(self, slug: str) -> bytes | None:
         room = self._room(slug)
         return room.rendered() if room is not None else None
+
+    def room(self, slug: str) -> Room | None:
+        """The room (for LL-HLS readers that wait on it), unless it expired."""
+        return self._room(slug)
 
     def segment(self, slug: str, name: str) -> SegmentData | None:
         room = self._room(slug)
@@ -200,6 +219,7 @@ class HlsService:
             del self._sessions[slug]
             self._end_session(session)
             session.room.stopped_at = self._monotonic()
+            session.room.set_live_prefix(None)
             session.room.set_ended(True)
         if self._disk is not None:
             await self._disk.close()
