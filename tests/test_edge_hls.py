@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
+import m3u8
 import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
@@ -31,6 +32,7 @@ class CountingProxy:
     def __init__(self, origin: Any) -> None:
         self.origin = origin
         self.counts: Counter[str] = Counter()
+        self.queries: Counter[str] = Counter()  # path with query string
         self.headers_seen: list[dict[str, str]] = []
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -52,6 +54,7 @@ class CountingProxy:
 
     async def _forward(self, request: web.Request) -> web.Response:
         self.counts[request.rel_url.path] += 1
+        self.queries[request.rel_url.path_qs] += 1
         self.headers_seen.append(dict(request.headers))
         assert self.session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
@@ -240,3 +243,52 @@ async def test_api_through_edge_keeps_cookies_and_strips_cluster_headers(cluster
     async with edge.http.get(edge.url("/")) as r:  # the web UI is served by the edge itself
         assert r.status == 200 and "text/html" in r.headers["Content-Type"]
     assert "/" not in proxy.counts
+
+
+LL = {"low_latency": True, "part_target": 0.2, "segment_duration": 1.0, "window": 10}
+
+
+def _next_part(text: str) -> tuple[int, int, str]:
+    """(msn, part) of the part after the newest listed one, and the preload-hinted URI."""
+    parsed = m3u8.loads(text)
+    last = len(parsed.segments) - 1
+    msn, parts = parsed.media_sequence + last, len(parsed.segments[last].parts)
+    return msn, parts, parsed.preload_hint.uri
+
+
+async def test_ll_hls_blocking_and_hints_coalesce_through_an_edge(cluster, counting_proxy) -> None:
+    origin = await cluster.node("origin", hls=LL)
+    proxy = await counting_proxy(origin)
+    edge = await cluster.node("edge", role="edge", origin=proxy)
+    room = await make_room(origin)
+    slug = room["slug"]
+    publisher = await start_publisher(rtmp_url(origin, room["stream_key"]), seconds=10.0, fps=FPS, gop=FPS,
+                                      realtime=True)
+    try:
+        text = await wait_playlist(edge, slug, lambda t: "#EXT-X-PART:" in t and "#EXTINF" in t)
+        for _ in range(3):
+            msn, part, hint = _next_part(text)
+            params = f"_HLS_msn={msn}&_HLS_part={part}"
+            plist = f"/hls/{slug}/index.m3u8?{params}"
+            hinted = f"/hls/{slug}/{hint}"
+
+            async def get(path: str) -> tuple[int, bytes]:
+                async with edge.http.get(edge.url(path)) as r:
+                    return r.status, await r.read()
+
+            # 50 viewers held on the same next part, 50 on the hinted part: asked before they exist.
+            results = await asyncio.gather(*(get(plist) for _ in range(50)), *(get(hinted) for _ in range(50)))
+            assert all(status == 200 for status, _ in results)
+            playlists = {body for _, body in results[:50]}
+            assert all(f'URI="{hint}"'.encode() in body for body in playlists)  # the held answer lists the part
+            assert len({body for _, body in results[50:]}) == 1  # one part, same bytes for everyone
+            assert results[50][1][4:8] == b"moof"
+            upstream_plist = sum(n for q, n in proxy.queries.items() if q.startswith(f"/hls/{slug}/index.m3u8?")
+                                 and f"_HLS_msn={msn}&_HLS_part={part}" in q)
+            assert upstream_plist == 1  # 50 held viewers, one held upstream request
+            assert proxy.counts[hinted] == 1
+            text = playlists.pop().decode()
+        async with edge.http.get(edge.url(f"/hls/{slug}/index.m3u8"), params={"_HLS_msn": "x"}) as r:
+            assert r.status == 400 and (await r.json())["error"]["code"]  # the origin's refusal, passed on
+    finally:
+        await publisher.stop()
