@@ -139,6 +139,8 @@ async def test_concurrent_misses_make_one_upstream_request(cluster, counting_pro
     # 201 lookups: those before the fetch finished missed (and shared it), the rest hit.
     assert lookups[("segment", "miss")] >= 1 and lookups[("segment", "hit")] >= 1
     assert lookups[("segment", "miss")] + lookups[("segment", "hit")] == 201
+    coalesced = next(s.value for s in families["livecast_edge_coalesced_requests"].samples if s.name.endswith("_total"))
+    assert coalesced >= lookups[("segment", "miss")] - 1  # every segment miss but one joined the first fetch
     upstream = next(s.value for s in families["livecast_edge_upstream_requests"].samples if s.name.endswith("_total"))
     # The metric counts HLS and API requests; the heartbeat (not a fetch) goes beside it.
     assert upstream == sum(n for p, n in proxy.counts.items() if p != "/api/v1/cluster/heartbeat")

@@ -146,6 +146,11 @@ class EdgeSource:
         self._rooms: OrderedDict[str, RoomPlaylist] = OrderedDict()
         self._missing: dict[str, float] = {}
 
+    @property
+    def coalesced(self) -> int:
+        """Misses that joined a fetch in flight (a miss that made no upstream request)."""
+        return self._fetches.joined
+
     # -- playlists -----------------------------------------------------------------
 
     async def playlist(self, slug: str, query: Mapping[str, str]) -> PlaylistReply | None:

@@ -178,6 +178,9 @@ class NodeCollector(Collector):
             lookups.add_metric([kind, "miss"], stats.misses[kind])
         lookups.add_metric(["any", "stale"], stats.stale)
         yield lookups
+        yield CounterMetricFamily("livecast_edge_coalesced_requests",
+                                  "Misses that joined an upstream fetch already in flight instead of making one",
+                                  value=source.coalesced)
         yield GaugeMetricFamily("livecast_edge_cache_bytes", "Bytes held in the edge cache", value=source.cache.bytes)
         yield CounterMetricFamily("livecast_edge_cache_evictions", "Objects evicted from the edge cache",
                                   value=source.cache.evictions)
