@@ -35,6 +35,7 @@ const unmute = $("unmute");
 const playerUi = {
   setState(value, message) {
     playerBox.dataset.state = value;
+    if (player) playerBox.dataset.engine = player.engine; // an LL-HLS playlist may switch it to hls.js
     $("spinner").hidden = !(value === "connecting" || value === "buffering");
     $("offline-card").hidden = value !== "offline";
     const box = $("player-message");
