@@ -168,9 +168,7 @@ class EdgeSource:
         self.stats.misses["playlist"] += 1
         try:
             await self._fetches.run(("playlist", slug), lambda: self._fetch_playlist(slug, ""))
-        except UpstreamError:
-            raise
-        except (BadGateway, GatewayTimeout):
+        except (BadGateway, GatewayTimeout):  # unreachable origin; its own error answers pass on
             if room is None:
                 raise
             self.stats.stale += 1
