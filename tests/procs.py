@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def wait_listening(port: int, timeout: float) -> bool:
+    """True once something accepts TCP connections on 127.0.0.1:``port`` (within ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return True
+        except OSError:
+            await asyncio.sleep(0.05)
+    return False
 
 
 def _toml_value(value: Any) -> str:
@@ -171,14 +185,8 @@ class RedisProcess:
              "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        for _ in range(100):
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                return
-            except OSError:
-                await asyncio.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        if not await wait_listening(self.port, 5.0):
+            raise RuntimeError("redis-server did not start")
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

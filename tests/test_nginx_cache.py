@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 import pytest
 from helpers import make_room, media_sequence, rtmp_url, segment_uris, wait_playlist
-from procs import free_port
+from procs import free_port, wait_listening
 from prometheus_client.parser import text_string_to_metric_families
 from publisher import publish_async, read_hls_async, start_publisher
 
@@ -88,19 +88,12 @@ class NginxCache:
             nginx_binary(), "-c", str(conf), "-p", f"{self.prefix}/", "-g", f"daemon off; pid {self.prefix}/nginx.pid;",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+        if not await wait_listening(self.port, 15.0):
             if self.proc.returncode is not None:
                 assert self.proc.stderr is not None
                 err = (await self.proc.stderr.read()).decode(errors="replace")
                 raise AssertionError(f"nginx exited with {self.proc.returncode}: {err}{self.log('error.log')}")
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                return
-            except OSError:
-                await asyncio.sleep(0.05)
-        raise AssertionError(f"nginx did not listen on {self.port}: {self.log('error.log')}")
+            raise AssertionError(f"nginx did not listen on {self.port}: {self.log('error.log')}")
 
     async def stop(self) -> None:
         await self.http.close()

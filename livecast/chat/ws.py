@@ -160,10 +160,9 @@ class _Session(FrameLoop):
             service.hub.send(client, encode({"type": "auth_ok", "user": user_json(user.username, user.role)}))
 
 
-async def chat_socket(request: web.Request) -> web.StreamResponse:
-    service = request.app[CHAT]
-    room = await service.room(request.match_info["slug"])
-    chat = service.chat
+def chat_websocket(request: web.Request, chat: ChatSettings) -> web.WebSocketResponse:
+    """The chat socket's response object, bounded by the chat settings; 400 if the request
+    is not a WebSocket upgrade."""
     ws = web.WebSocketResponse(
         max_msg_size=max(chat.max_frame_bytes * HARD_LIMIT_FACTOR, 16 * 1024),
         heartbeat=HEARTBEAT, compress=False, timeout=CLOSE_TIMEOUT,
@@ -171,6 +170,14 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         raise ValidationError("this is a WebSocket endpoint; connect with a WebSocket client",
                               code="websocket_required")
+    return ws
+
+
+async def chat_socket(request: web.Request) -> web.StreamResponse:
+    service = request.app[CHAT]
+    room = await service.room(request.match_info["slug"])
+    chat = service.chat
+    ws = chat_websocket(request, chat)
     user = await connection_user(request)
     client = ChatClient(ws, request.transport, room.slug, user, chat.send_queue)
     if not service.admit(room, client):

@@ -19,11 +19,11 @@ from livecast.chat.frames import (
     AuthFrame, CommentFrame, GiftFrame, LikeFrame, PingFrame, encode, error_frame, error_from,
     parse_client_frame, user_json,
 )
-from livecast.chat.hub import CLOSE_TIMEOUT, ChatClient
-from livecast.chat.ws import HARD_LIMIT_FACTOR, HEARTBEAT, FrameLoop, connection_token
+from livecast.chat.hub import ChatClient
+from livecast.chat.ws import FrameLoop, chat_websocket, connection_token
 from livecast.edge import chat_proxy
 from livecast.edge.chat import EDGE_CHAT, EdgeChat, OriginRefused
-from livecast.errors import BadGateway, GatewayTimeout, LivecastError, Unauthorized, ValidationError
+from livecast.errors import BadGateway, GatewayTimeout, LivecastError, Unauthorized
 from livecast.users import User
 
 log = logging.getLogger(__name__)
@@ -86,13 +86,7 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
             log.error("chat.bus is set on this edge but the origin has no shared bus; proxying chat sockets")
         return await chat_proxy.chat_socket(request)
     chat = edge.chat
-    ws = web.WebSocketResponse(
-        max_msg_size=max(chat.max_frame_bytes * HARD_LIMIT_FACTOR, 16 * 1024),
-        heartbeat=HEARTBEAT, compress=False, timeout=CLOSE_TIMEOUT,
-    )
-    if not ws.can_prepare(request).ok:
-        raise ValidationError("this is a WebSocket endpoint; connect with a WebSocket client",
-                              code="websocket_required")
+    ws = chat_websocket(request, chat)
     user = _user(info.get("user"))
     token = token if user is not None else None
     client = ChatClient(ws, request.transport, slug, user, chat.send_queue)

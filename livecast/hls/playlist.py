@@ -64,6 +64,19 @@ def program_date_time(unix: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def _open_segment(lines: list[str], discontinuity: bool, map_uri: str | None, current_map: str | None,
+                  date: float) -> str | None:
+    """The tags before a segment's parts and URI: a discontinuity, a changed EXT-X-MAP and
+    its date; returns the map in force after it."""
+    if discontinuity:
+        lines.append("#EXT-X-DISCONTINUITY")
+    if map_uri is not None and map_uri != current_map:
+        lines.append(f'#EXT-X-MAP:URI="{map_uri}"')
+        current_map = map_uri
+    lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{program_date_time(date)}")
+    return current_map
+
+
 class MediaPlaylist:
     """A live media playlist: a sliding list of entries plus the sequence bookkeeping.
 
@@ -170,12 +183,8 @@ class MediaPlaylist:
         ]
         current_map: str | None = None
         for entry in self.entries:
-            if entry.discontinuity:
-                lines.append("#EXT-X-DISCONTINUITY")
-            if entry.map_uri is not None and entry.map_uri != current_map:
-                lines.append(f'#EXT-X-MAP:URI="{entry.map_uri}"')
-                current_map = entry.map_uri
-            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{program_date_time(entry.program_date_time)}")
+            current_map = _open_segment(lines, entry.discontinuity, entry.map_uri, current_map,
+                                        entry.program_date_time)
             lines.append(f"#EXTINF:{extinf(entry.duration)},")
             lines.append(entry.uri)
         if self.ended:
@@ -218,22 +227,14 @@ class MediaPlaylist:
         for index, entry in enumerate(self.entries):
             if index < skipped:
                 continue
-            if entry.discontinuity:
-                lines.append("#EXT-X-DISCONTINUITY")
-            if entry.map_uri is not None and entry.map_uri != current_map:
-                lines.append(f'#EXT-X-MAP:URI="{entry.map_uri}"')
-                current_map = entry.map_uri
-            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{program_date_time(entry.program_date_time)}")
+            current_map = _open_segment(lines, entry.discontinuity, entry.map_uri, current_map,
+                                        entry.program_date_time)
             if end - ends[index] < PART_WINDOW * target:
                 lines.extend(_part_line(part) for part in entry.parts)
             lines.append(f"#EXTINF:{extinf(entry.duration)},")
             lines.append(entry.uri)
         if self.pending:
-            if self.pending_discontinuity:
-                lines.append("#EXT-X-DISCONTINUITY")
-            if self.pending_map is not None and self.pending_map != current_map:
-                lines.append(f'#EXT-X-MAP:URI="{self.pending_map}"')
-            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{program_date_time(self.pending_date)}")
+            _open_segment(lines, self.pending_discontinuity, self.pending_map, current_map, self.pending_date)
             lines.extend(_part_line(part) for part in self.pending)
         if self.preload_hint is not None and not self.ended:
             lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{self.preload_hint}"')
