@@ -9,6 +9,7 @@ sending refused frames is closed with 1008.
 
 from __future__ import annotations
 
+import abc
 import logging
 import time
 from urllib.parse import urlsplit
@@ -82,7 +83,7 @@ async def act(service: ChatService, room: ChatRoom, user: User | None, frame: Cl
     return True
 
 
-class FrameLoop:
+class FrameLoop(abc.ABC):
     """Reads one socket's frames one at a time; refused frames become error frames and
     a client refused too often is closed with 1008. Subclasses handle the frames."""
 
@@ -94,8 +95,9 @@ class FrameLoop:
         self.errors = 0.0
         self._last_error = time.monotonic()
 
+    @abc.abstractmethod
     async def handle_text(self, text: str) -> None:
-        raise NotImplementedError
+        """Handle one text frame; a ``LivecastError`` raised here is refused as an error frame."""
 
     def refuse(self, err: LivecastError) -> bool:
         """Send an error frame; True when this client has been refused too often."""
@@ -160,13 +162,17 @@ class _Session(FrameLoop):
             service.hub.send(client, encode({"type": "auth_ok", "user": user_json(user.username, user.role)}))
 
 
-def chat_websocket(request: web.Request, chat: ChatSettings) -> web.WebSocketResponse:
-    """The chat socket's response object, bounded by the chat settings; 400 if the request
-    is not a WebSocket upgrade."""
-    ws = web.WebSocketResponse(
+def chat_response(chat: ChatSettings) -> web.WebSocketResponse:
+    """A chat socket's response object, bounded by the chat settings."""
+    return web.WebSocketResponse(
         max_msg_size=max(chat.max_frame_bytes * HARD_LIMIT_FACTOR, 16 * 1024),
         heartbeat=HEARTBEAT, compress=False, timeout=CLOSE_TIMEOUT,
     )
+
+
+def chat_websocket(request: web.Request, chat: ChatSettings) -> web.WebSocketResponse:
+    """``chat_response``, or 400 if the request is not a WebSocket upgrade."""
+    ws = chat_response(chat)
     if not ws.can_prepare(request).ok:
         raise ValidationError("this is a WebSocket endpoint; connect with a WebSocket client",
                               code="websocket_required")

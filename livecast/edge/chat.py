@@ -28,19 +28,18 @@ from livecast.chat.coalesce import Coalescer
 from livecast.chat.hub import CLOSE_TIMEOUT, ChatHub
 from livecast.chat.service import VIEWERS_INTERVAL
 from livecast.config import Settings
-from livecast.edge.upstream import ORIGIN, OriginClient
-from livecast.errors import BadGateway, GatewayTimeout, LivecastError
+from livecast.edge.upstream import ORIGIN, OriginClient, upstream_errors
+from livecast.errors import BadGateway, UpstreamError
 from livecast.keys import SETTINGS
 
 log = logging.getLogger(__name__)
 
 
-class OriginRefused(LivecastError):
+class OriginRefused(UpstreamError):
     """The origin refused a forwarded call; ``frame`` is the error frame it answered with."""
 
     def __init__(self, status: int, error: dict[str, Any]) -> None:
-        super().__init__(str(error.get("message", "")), code=str(error.get("code", "upstream_error")))
-        self.status = status
+        super().__init__(status, str(error.get("code", "upstream_error")), str(error.get("message", "")))
         self.frame = {"type": "error", **error}
 
 
@@ -72,13 +71,12 @@ class EdgeChat:
         origin = self.origin
         assert origin is not None
         try:
-            async with origin.session.post(origin.url(path), json=body, headers=origin.headers(),
-                                           timeout=aiohttp.ClientTimeout(total=origin.timeout)) as resp:
-                data = await resp.json(content_type=None)
-        except asyncio.TimeoutError as err:
-            raise GatewayTimeout("the origin did not answer in time") from err
-        except (aiohttp.ClientError, ValueError) as err:
-            raise BadGateway(f"the origin is unreachable ({type(err).__name__})") from err
+            with upstream_errors():
+                async with origin.session.post(origin.url(path), json=body, headers=origin.headers(),
+                                               timeout=aiohttp.ClientTimeout(total=origin.timeout)) as resp:
+                    data = await resp.json(content_type=None)
+        except ValueError as err:
+            raise BadGateway("the origin answered something that is not JSON") from err
         if not isinstance(data, dict):
             raise BadGateway("the origin answered something unexpected")
         error = data.get("error")

@@ -18,9 +18,9 @@ import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from livecast.chat.hub import CLOSE_TIMEOUT
-from livecast.chat.ws import HARD_LIMIT_FACTOR, HEARTBEAT, connection_token
+from livecast.chat.ws import HEARTBEAT, chat_response, connection_token
 from livecast.edge.chat import EDGE_CHAT
-from livecast.errors import BadGateway, GatewayTimeout
+from livecast.edge.upstream import upstream_errors
 
 log = logging.getLogger(__name__)
 
@@ -48,25 +48,21 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     origin, session = edge.origin, edge.ws_session
     assert origin is not None and session is not None
     path = f"/api/v1/rooms/{request.match_info['slug']}/chat"
-    limit = max(edge.chat.max_frame_bytes * HARD_LIMIT_FACTOR, 16 * 1024)
-    ws = web.WebSocketResponse(max_msg_size=limit, heartbeat=HEARTBEAT, compress=False, timeout=CLOSE_TIMEOUT)
+    ws = chat_response(edge.chat)
     if not ws.can_prepare(request).ok:
         return await _relay_plain(request, path)
     token = connection_token(request)
     extra = {"X-Livecast-Client-Ip": request.remote or ""}
     if token:
         extra["Authorization"] = f"Bearer {token}"
-    try:
-        upstream = await session.ws_connect(
-            origin.url(path), headers=origin.headers(extra), heartbeat=HEARTBEAT, max_msg_size=0,
-            compress=0, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
-        )
-    except aiohttp.WSServerHandshakeError:
-        return await _relay_plain(request, path)  # e.g. the room does not exist: the origin's 404
-    except asyncio.TimeoutError as err:
-        raise GatewayTimeout("the origin did not answer in time") from err
-    except aiohttp.ClientError as err:
-        raise BadGateway(f"the origin is unreachable ({type(err).__name__})") from err
+    with upstream_errors():
+        try:
+            upstream = await session.ws_connect(
+                origin.url(path), headers=origin.headers(extra), heartbeat=HEARTBEAT, max_msg_size=0,
+                compress=0, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
+            )
+        except aiohttp.WSServerHandshakeError:
+            return await _relay_plain(request, path)  # e.g. the room does not exist: the origin's 404
     edge.proxied.add(ws)
     try:
         await ws.prepare(request)

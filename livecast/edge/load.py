@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from livecast.observe.metrics import response_body_size
+
 VIEWER_WINDOW = 10.0
 RATE_WINDOW = 5
 MAX_CLIENTS = 100_000
@@ -88,14 +90,6 @@ class LoadMeter:
 LOAD: web.AppKey[LoadMeter] = web.AppKey("load_meter", LoadMeter)
 
 
-def _body_bytes(response: web.StreamResponse) -> int:
-    if response.prepared:  # streamed by the handler: what it wrote
-        return int(response.body_length)
-    if isinstance(response, web.Response) and isinstance(response.body, (bytes, bytearray)):
-        return len(response.body)
-    return int(response.content_length or 0)
-
-
 def _middleware(meter: LoadMeter) -> Middleware:
     @web.middleware
     async def measure_load(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -103,7 +97,7 @@ def _middleware(meter: LoadMeter) -> Middleware:
         path = request.path
         if path.startswith("/hls/") and request.method in ("GET", "HEAD"):
             if request.method == "GET":
-                meter.bytes_sent(_body_bytes(response))
+                meter.bytes_sent(response_body_size(response))
             if path.endswith(".m3u8") and response.status < 400:
                 meter.playlist_fetched(request.remote or "", request.headers.get("User-Agent", ""))
         return response

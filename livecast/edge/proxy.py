@@ -12,15 +12,13 @@ POST is never repeated): a refused connection is a 502, no answer in
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
 from livecast.cluster import NODE_HEADERS
-from livecast.edge.upstream import ORIGIN
-from livecast.errors import BadGateway, GatewayTimeout, PayloadTooLarge
+from livecast.edge.upstream import ORIGIN, upstream_errors
+from livecast.errors import PayloadTooLarge
 from livecast.keys import SETTINGS
 
 HOP_BY_HOP = frozenset(h.lower() for h in (
@@ -54,7 +52,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     body = await request.read() if request.can_read_body else None  # bounded by client_max_size
     headers = client.headers(_forward_headers(request))
-    try:
+    with upstream_errors():
         async with client.session.request(
             request.method, client.url(request.rel_url.path_qs), headers=headers, data=body,
             allow_redirects=False, timeout=aiohttp.ClientTimeout(total=client.timeout),
@@ -65,10 +63,6 @@ async def proxy(request: web.Request) -> web.StreamResponse:
                 if name.lower() not in _DROP_RESPONSE:
                     response.headers.add(name, value)
             return response
-    except asyncio.TimeoutError:
-        raise GatewayTimeout("the origin did not answer in time") from None
-    except aiohttp.ClientError as err:
-        raise BadGateway(f"the origin is unreachable ({type(err).__name__})") from None
 
 
 def setup(app: web.Application) -> None:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -32,6 +32,18 @@ FIRST_BACKOFF = 0.05
 MAX_BACKOFF = 2.0
 # HTTP statuses worth another try: the origin is restarting or overloaded.
 _RETRY_STATUSES = frozenset({502, 503, 504})
+
+
+@contextlib.contextmanager
+def upstream_errors() -> Iterator[None]:
+    """Turn a failed call to the origin into the JSON errors clients get: no answer in
+    time -> 504, anything else on the connection -> 502."""
+    try:
+        yield
+    except asyncio.TimeoutError:
+        raise GatewayTimeout("the origin did not answer in time") from None
+    except aiohttp.ClientError as err:
+        raise BadGateway(f"the origin is unreachable ({type(err).__name__})") from None
 
 
 @dataclass(frozen=True)

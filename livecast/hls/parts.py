@@ -55,7 +55,7 @@ def set_fragment_sequence(fragment: bytes, number: int) -> bytes:
 
 
 class PartedMuxer:
-    """Muxes one segment as parts; same interface as ``SegmentMuxer`` plus ``finish_at``."""
+    """Muxes one segment as parts: ``add`` like ``SegmentMuxer``, then ``finish_at`` the segment's end."""
 
     kind = "fmp4"
 
@@ -102,10 +102,6 @@ class PartedMuxer:
         if self._part_start is not None and self._part is not None:
             self._close_part(max(end_dts, self._part_start + 1))
         return self._init + b"".join(self.fragments) if self.fragments else b""
-
-    def finish(self) -> bytes:
-        end = self._held.dts + self._frame_ms.get(self._ref, 1) if self._held else 0
-        return self.finish_at(self.fit_end(end))
 
     def fit_end(self, estimate: int) -> int:
         """An estimated end of the stream, shortened so it does not split the last part

@@ -294,7 +294,8 @@ def route_label(request: web.BaseRequest) -> str:
     return _ROUTE_NAMES.get(canonical, canonical)
 
 
-def _body_size(resp: web.StreamResponse) -> int:
+def response_body_size(resp: web.StreamResponse) -> int:
+    """Bytes of the response body: what was written if streamed, else the body's length."""
     if resp.prepared:  # streamed or WebSocket: already written
         return resp.body_length
     body = getattr(resp, "body", None)
@@ -336,7 +337,7 @@ def _record(metrics: Metrics, route: str, method: str, status: int, start: float
     latency.observe(time.perf_counter() - start)
     requests.inc()
     if resp is not None:
-        size = _body_size(resp)
+        size = response_body_size(resp)
         if size:
             sent.inc(size)
 
