@@ -8,7 +8,9 @@ flood of registrations or logins would starve a server. The pool runs at most
 ``auth.bcrypt_workers`` hashes at once (never on the event loop's default executor), and
 serves login checks before registration hashes: registrations never hold more than
 ``workers - 1`` threads (when there are two or more), so a login always finds a thread
-within one hash. At most ``auth.bcrypt_queue`` jobs of each kind wait; beyond that the
+within one hash. Registration hashes also run on threads of lower CPU priority (nice
++10 on Linux), so on a busy machine a login check, and the rest of the server, get the
+cores first. At most ``auth.bcrypt_queue`` jobs of each kind wait; beyond that the
 request is refused at once with 503 ``busy`` and a Retry-After.
 """
 
@@ -18,6 +20,8 @@ import asyncio
 import base64
 import hashlib
 import logging
+import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -31,6 +35,8 @@ import bcrypt
 from livecast.errors import RateLimited
 
 log = logging.getLogger(__name__)
+
+SIGNUP_NICE = 10  # how much lower the registration threads' CPU priority is
 
 
 class Busy(RateLimited):
@@ -61,6 +67,14 @@ def check_password(password: str, hashed: str) -> bool:
         return False
 
 
+def _lower_priority() -> None:
+    """Thread initializer: on Linux, nice applies to the calling thread alone."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SIGNUP_NICE)
+    except (AttributeError, OSError) as err:  # not Linux, or not allowed: same priority
+        log.debug("cannot lower the registration threads' priority: %s", err)
+
+
 @dataclass
 class _Job:
     fn: Callable[..., Any]
@@ -70,7 +84,7 @@ class _Job:
 
 
 class PasswordPool:
-    """Runs bcrypt jobs on ``workers`` threads, logins first, with bounded waiting lines."""
+    """Runs at most ``workers`` bcrypt jobs at once, logins first, with bounded waiting lines."""
 
     def __init__(self, workers: int, queue_limit: int) -> None:
         self.workers = max(1, workers)
@@ -78,7 +92,11 @@ class PasswordPool:
         self.signup_threads = max(1, self.workers - 1)
         self.hashes = 0  # bcrypt jobs started (hashes and checks), for tests and metrics
         self.refused = 0
-        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="bcrypt")
+        self._executors = {
+            Priority.LOGIN: ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="bcrypt-login"),
+            Priority.SIGNUP: ThreadPoolExecutor(max_workers=self.signup_threads, thread_name_prefix="bcrypt-signup",
+                                                initializer=_lower_priority),
+        }
         self._waiting: dict[Priority, deque[_Job]] = {p: deque() for p in Priority}
         self._running: dict[Priority, int] = {p: 0 for p in Priority}
         self._seconds = 0.25  # running average of one job, for Retry-After
@@ -100,7 +118,8 @@ class PasswordPool:
             for job in line:
                 job.future.cancel()
             line.clear()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for executor in self._executors.values():
+            executor.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self, priority: Priority, fn: Callable[..., Any], *args: Any) -> Any:
         job = _Job(fn, args, asyncio.get_running_loop().create_future(), priority)
@@ -123,7 +142,7 @@ class PasswordPool:
         self._running[job.priority] += 1
         self.hashes += 1
         started = time.monotonic()
-        done = self._executor.submit(job.fn, *job.args)
+        done = self._executors[job.priority].submit(job.fn, *job.args)
         loop = job.future.get_loop()
 
         def back_on_the_loop(f: Future[Any]) -> None:
