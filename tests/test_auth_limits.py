@@ -9,7 +9,9 @@ import asyncio
 from typing import Any
 
 import aiohttp
+import pytest
 
+from livecast.config import ConfigError, load_settings
 from livecast.keys import USERS
 from livecast.passwords import Priority
 
@@ -175,3 +177,19 @@ async def test_login_requests_per_address_count_successes(node_factory: Any) -> 
     assert_limited(*await login(node, "busy_bee"), window=60)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))) as elsewhere:
         assert (await login(node, "busy_bee", http=elsewhere))[0] == 200
+
+
+# -- settings -----------------------------------------------------------------------------
+
+
+def test_proxy_and_origin_settings_are_checked() -> None:
+    settings = load_settings(None, environ={"LIVECAST_SERVER_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1,::1"})
+    assert settings.server.trusted_proxies == ["10.0.0.0/8", "192.0.2.1", "::1"]
+    for section, values in [("server", {"trusted_proxies": ["10.0.0.300"]}),
+                            ("server", {"trusted_proxies": ["proxy.example"]}),
+                            ("server", {"allowed_origins": ["https://app.example/path"]}),
+                            ("server", {"allowed_origins": ["app.example"]}),
+                            ("auth", {"bcrypt_workers": 0}), ("auth", {"bcrypt_queue": 0}),
+                            ("auth", {"register_per_address": 0}), ("tls", {"hsts_max_age": -1})]:
+        with pytest.raises(ConfigError):
+            load_settings(None, environ={}, overrides={section: values})
