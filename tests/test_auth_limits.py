@@ -73,6 +73,10 @@ async def test_trusted_proxy_addresses_are_limited_separately(node_factory: Any)
     # skipped when it appears in the chain (127.0.0.1 is trusted).
     assert (await register(node, "b_one", via="203.0.113.50, 127.0.0.1"))[0] == 201
     assert (await register(node, "c_one", via="2001:db8::1"))[0] == 201
+    # An IPv6 client counts as its /64: rotating through it does not buy more attempts.
+    assert (await register(node, "c_two", via="2001:db8::2:1"))[0] == 201
+    assert_limited(*await register(node, "c_three", via="2001:db8::ffff:3"), window=600)
+    assert (await register(node, "c_four", via="2001:db8:0:1::1"))[0] == 201  # the next /64
     # Garbage in the header: the last address a trusted proxy vouched for is the client.
     assert (await register(node, "d_one", via="not-an-ip"))[0] == 201
     assert (await register(node, "d_two"))[0] == 201

@@ -12,6 +12,7 @@ username), login requests per address, and registrations per address. Each refus
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -112,7 +113,15 @@ async def require_user(request: web.Request, *roles: str) -> User:
 
 
 def _client_key(request: web.Request) -> str:
-    return client_ip(request) or "unknown"  # the viewer's address, also behind an edge
+    """The viewer's address (also behind an edge or a trusted proxy); an IPv6 address
+    counts as its /64, since one subscriber usually holds a whole /64 to rotate through."""
+    address = client_ip(request) or "unknown"
+    if ":" in address:
+        try:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        except ValueError:
+            return address
+    return address
 
 
 def _iso(ts: float) -> str:
