@@ -13,6 +13,7 @@ from aiohttp import web
 
 from livecast import tls, webhooks
 from livecast.api import health
+from livecast.api.csrf import csrf_middleware
 from livecast.api.middleware import error_middleware
 from livecast.config import Settings
 from livecast.db import Database
@@ -34,7 +35,7 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware],
+        middlewares=[error_middleware, csrf_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings

@@ -7,6 +7,7 @@ Every setting has a dotted name (``section.key``); its environment variable is
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import typing
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class ConfigError(ValueError):
@@ -33,6 +35,8 @@ class ServerSettings:
     max_body_bytes: int = 64 * 1024
     uvloop: bool = True
     demo: bool = False
+    trusted_proxies: list[str] = field(default_factory=list)
+    allowed_origins: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -45,6 +49,11 @@ class AuthSettings:
     login_attempts_per_user: int = 5
     login_window_seconds: float = 60.0
     cookie_secure: bool = False
+    login_requests_per_client: int = 60
+    register_per_address: int = 5
+    register_window_seconds: float = 600.0
+    bcrypt_workers: int = 2
+    bcrypt_queue: int = 32
 
 
 @dataclass
@@ -116,6 +125,7 @@ class TlsSettings:
     cert: str = ""
     key: str = ""
     rtmps_port: int = 1936
+    hsts_max_age: int = 31536000
 
 
 def _no_urls() -> list[str]:
@@ -198,10 +208,33 @@ class Settings:
             (self.webhooks.queue_size >= 1, "webhooks.queue_size must be >= 1"),
             (self.webhooks.max_attempts >= 1, "webhooks.max_attempts must be >= 1"),
             (self.webhooks.timeout > 0 and self.webhooks.on_publish_timeout > 0, "webhook timeouts must be > 0"),
+            (all(_is_network(p) for p in self.server.trusted_proxies),
+             "server.trusted_proxies must be IP addresses or CIDR networks"),
+            (all(_is_origin(o) for o in self.server.allowed_origins),
+             "server.allowed_origins must be scheme://host[:port] origins"),
+            (self.auth.login_requests_per_client >= 1, "auth.login_requests_per_client must be >= 1"),
+            (self.auth.register_per_address >= 1, "auth.register_per_address must be >= 1"),
+            (self.auth.register_window_seconds > 0, "auth.register_window_seconds must be > 0"),
+            (1 <= self.auth.bcrypt_workers <= 64, "auth.bcrypt_workers must be 1..64"),
+            (self.auth.bcrypt_queue >= 1, "auth.bcrypt_queue must be >= 1"),
+            (self.tls.hsts_max_age >= 0, "tls.hsts_max_age must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+
+def _is_network(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_origin(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.path in ("", "/")
 
 
 def _coerce(value: Any, typ: Any, name: str) -> Any:

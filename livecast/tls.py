@@ -3,6 +3,9 @@
 The HTTP site and the RTMPS listener share the context. ``reload()`` (on SIGHUP) loads the
 files again INTO that same context: connections opened afterwards get the new
 certificate, while open connections (live RTMPS publishers, HTTP keep-alives) keep theirs.
+
+With TLS on, every HTTPS answer carries ``Strict-Transport-Security`` (``tls.hsts_max_age``
+seconds, 0 = no header), so browsers never fall back to plain HTTP for this host.
 """
 
 from __future__ import annotations
@@ -55,6 +58,14 @@ def setup(app: web.Application) -> None:
     settings = app[SETTINGS].tls
     if settings.cert and settings.key:
         app[TLS] = ServerTls(settings)
+        if settings.hsts_max_age > 0:
+            app.on_response_prepare.append(_strict_transport_security)
+
+
+async def _strict_transport_security(request: web.Request, response: web.StreamResponse) -> None:
+    if request.secure:
+        max_age = request.app[SETTINGS].tls.hsts_max_age
+        response.headers.setdefault("Strict-Transport-Security", f"max-age={max_age}")
 
 
 def server_tls(app: web.Application) -> ServerTls | None:

@@ -1,8 +1,7 @@
 """Accounts and login sessions.
 
-Passwords are hashed with bcrypt off the event loop. bcrypt only reads 72 bytes, so the
-password is first reduced to base64(SHA-256(password)) (44 bytes, no NUL) and every
-character of a long passphrase counts.
+Passwords are hashed with bcrypt in the bounded pool of ``livecast.passwords`` (its own
+threads, logins first). A registration of a taken name is refused before any hashing.
 
 Session tokens are ``secrets.token_urlsafe(32)`` (256 bits); the database stores only
 their SHA-256, so a leaked database cannot be replayed as logins.
@@ -10,8 +9,6 @@ their SHA-256, so a leaked database cannot be replayed as logins.
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import hashlib
 import logging
 import re
@@ -22,11 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-import bcrypt
-
 from livecast.config import AuthSettings
 from livecast.db import Database
 from livecast.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationError
+from livecast.passwords import PasswordPool
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +42,6 @@ def utc_now() -> str:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii")).hexdigest()
-
-
-def _prehash(password: str) -> bytes:
-    digest = hashlib.sha256(password.encode("utf-8", "surrogatepass")).digest()
-    return base64.b64encode(digest)
-
-
-def _hash_password(password: str, rounds: int) -> str:
-    return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(rounds)).decode("ascii")
-
-
-def _check_password(password: str, hashed: str) -> bool:
-    try:
-        return bcrypt.checkpw(_prehash(password), hashed.encode("ascii"))
-    except ValueError:  # a corrupt hash in the database is a failed login, not a crash
-        return False
 
 
 def _encodable(value: str) -> bool:
@@ -152,18 +132,26 @@ class UserService:
     def __init__(self, db: Database, settings: AuthSettings) -> None:
         self.db = db
         self.settings = settings
+        self.passwords = PasswordPool(settings.bcrypt_workers, settings.bcrypt_queue)
         self._dummy_hash: str | None = None
+
+    def close(self) -> None:
+        """Stop the hashing threads (queued jobs are cancelled)."""
+        self.passwords.close()
 
     # -- accounts -----------------------------------------------------------------
 
     async def create_user(self, username: object, password: object, *, role: object = None,
                           email: object = None) -> User:
-        """Validate and create an account; 409 ``username_taken`` on a case-insensitive duplicate."""
-        name = validate_username(username)
-        secret = validate_password(password)
-        role_ = validate_role(self.settings.default_role if role is None else role)
-        email_ = validate_email(email)
-        hashed = await asyncio.to_thread(_hash_password, secret, self.settings.bcrypt_rounds)
+        """Validate and create an account; 409 ``username_taken`` on a case-insensitive duplicate.
+
+        A taken name is refused before hashing; the unique index still settles two
+        registrations of one new name that race past that check.
+        """
+        name, secret, role_, email_ = self.validate_new(username, password, role=role, email=email)
+        if await self.get_by_username(name) is not None:
+            raise Conflict("username is already taken", field="username", code="username_taken")
+        hashed = await self.passwords.hash(secret, self.settings.bcrypt_rounds)
         now = utc_now()
         try:
             async with self.db.transaction() as conn:
@@ -179,6 +167,12 @@ class UserService:
             raise
         log.info("created %s account %s (id %d)", role_, name, user_id)
         return User(user_id, name, role_, max(0, self.settings.signup_coins), False, now, email_)
+
+    def validate_new(self, username: object, password: object, *, role: object = None,
+                     email: object = None) -> tuple[str, str, str, str | None]:
+        """The checked (username, password, role, email) of a new account, or a 400."""
+        return (validate_username(username), validate_password(password),
+                validate_role(self.settings.default_role if role is None else role), validate_email(email))
 
     async def get_by_id(self, user_id: int) -> User | None:
         row = await self.db.fetchone(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
@@ -218,7 +212,7 @@ class UserService:
             row = await self.db.fetchone(
                 f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE username = ?", (username,))
         hashed = str(row["password_hash"]) if row else await self._dummy()
-        ok = await asyncio.to_thread(_check_password, password, hashed)
+        ok = await self.passwords.check(password, hashed)
         if row is None or not ok:
             raise Unauthorized("invalid username or password", code="invalid_credentials")
         user = User.from_row(row)
@@ -232,8 +226,7 @@ class UserService:
 
     async def _dummy(self) -> str:
         if self._dummy_hash is None:
-            self._dummy_hash = await asyncio.to_thread(
-                _hash_password, secrets.token_urlsafe(16), self.settings.bcrypt_rounds)
+            self._dummy_hash = await self.passwords.hash(secrets.token_urlsafe(16), self.settings.bcrypt_rounds)
         return self._dummy_hash
 
     # -- sessions -----------------------------------------------------------------

@@ -15,12 +15,14 @@ from livecast.server import RunningNode, start_node
 
 # Tests use a cheap bcrypt cost; production defaults to 12.
 TEST_BCRYPT_ROUNDS = 4
+# Tests register and log in many users from 127.0.0.1; tests of these limits set them low.
+TEST_AUTH_LIMITS = {"register_per_address": 10_000, "login_requests_per_client": 10_000}
 
 
 def make_settings(data_dir: Path, **sections: dict[str, Any]) -> Settings:
     overrides: dict[str, dict[str, Any]] = {
         "server": {"host": "127.0.0.1", "http_port": 0, "rtmp_port": 0, "data_dir": str(data_dir), "uvloop": False},
-        "auth": {"bcrypt_rounds": TEST_BCRYPT_ROUNDS},
+        "auth": {"bcrypt_rounds": TEST_BCRYPT_ROUNDS, **TEST_AUTH_LIMITS},
     }
     for name, values in sections.items():
         overrides.setdefault(name, {}).update(values)

@@ -152,7 +152,7 @@ def node_sections(
     sections: dict[str, dict[str, Any]] = {
         "server": {"host": "127.0.0.1", "http_port": 0, "rtmp_port": 0, "data_dir": str(data_dir),
                    "uvloop": False, "role": role},
-        "auth": {"bcrypt_rounds": 4},
+        "auth": {"bcrypt_rounds": 4, "register_per_address": 10_000, "login_requests_per_client": 10_000},
         "cluster": {"secret": SECRET, "heartbeat_interval": 0.5, "heartbeat_timeout": 2.0},
         "log": {"level": "info"},
     }

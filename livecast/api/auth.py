@@ -1,12 +1,18 @@
 """Register, login, logout, ``/me``, and the helpers every route uses to find the caller.
 
 A client authenticates with ``Authorization: Bearer <token>`` (checked first) or the
-``livecast_session`` cookie set by login (HttpOnly, SameSite=Lax). Login attempts are
-limited per client address and per username; an attempt that succeeds is not counted.
+``livecast_session`` cookie set by login (HttpOnly, SameSite=Lax; unsafe requests with the
+cookie pass the CSRF check of ``livecast.api.csrf``).
+
+Limits, all keyed by the client address of ``client_ip()`` (never by username alone, so
+nobody can lock a user out from elsewhere): failed logins per address and per (address,
+username), login requests per address, and registrations per address. Each refusal is a
+429 with Retry-After. Hashing itself is bounded by ``livecast.passwords``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,6 +25,7 @@ from livecast.api.middleware import read_json
 from livecast.cluster import client_ip
 from livecast.errors import Forbidden, RateLimited, Unauthorized, ValidationError
 from livecast.keys import SETTINGS, USERS
+from livecast.passwords import Busy
 from livecast.ratelimit import RateLimiter
 from livecast.users import USERNAME_RE, User
 
@@ -31,21 +38,40 @@ routes = web.RouteTableDef()
 
 
 @dataclass
-class LoginLimits:
-    per_client: RateLimiter
-    per_user: RateLimiter
+class AuthLimits:
+    failures_per_client: RateLimiter  # failed logins per address
+    failures_per_client_user: RateLimiter  # failed logins per (address, username)
+    logins_per_client: RateLimiter  # every login request per address
+    registrations_per_client: RateLimiter
+
+    def login_wait(self, client: str, client_user: str | None) -> float:
+        return max(self.failures_per_client.retry_after(client), self.logins_per_client.retry_after(client),
+                   self.failures_per_client_user.retry_after(client_user) if client_user else 0.0)
+
+    def login_hit(self, client: str, client_user: str | None) -> None:
+        self.failures_per_client.hit(client)
+        self.logins_per_client.hit(client)
+        if client_user:
+            self.failures_per_client_user.hit(client_user)
+
+    def forgive_failure(self, client: str, client_user: str | None) -> None:
+        self.failures_per_client.refund(client)
+        if client_user:
+            self.failures_per_client_user.refund(client_user)
 
 
-LOGIN_LIMITS: web.AppKey[LoginLimits] = web.AppKey("login_limits")
+AUTH_LIMITS: web.AppKey[AuthLimits] = web.AppKey("auth_limits")
 _CALLER: web.RequestKey[tuple[User | None, str | None]] = web.RequestKey("livecast_caller")
 
 
 def setup_limits(app: web.Application) -> None:
     auth = app[SETTINGS].auth
     window = auth.login_window_seconds
-    app[LOGIN_LIMITS] = LoginLimits(
-        per_client=RateLimiter(max(1, auth.login_attempts_per_client), window),
-        per_user=RateLimiter(max(1, auth.login_attempts_per_user), window),
+    app[AUTH_LIMITS] = AuthLimits(
+        failures_per_client=RateLimiter(max(1, auth.login_attempts_per_client), window),
+        failures_per_client_user=RateLimiter(max(1, auth.login_attempts_per_user), window),
+        logins_per_client=RateLimiter(max(1, auth.login_requests_per_client), window),
+        registrations_per_client=RateLimiter(max(1, auth.register_per_address), auth.register_window_seconds),
     )
 
 
@@ -87,7 +113,15 @@ async def require_user(request: web.Request, *roles: str) -> User:
 
 
 def _client_key(request: web.Request) -> str:
-    return client_ip(request) or "unknown"  # the viewer's address, also behind an edge
+    """The viewer's address (also behind an edge or a trusted proxy); an IPv6 address
+    counts as its /64, since one subscriber usually holds a whole /64 to rotate through."""
+    address = client_ip(request) or "unknown"
+    if ":" in address:
+        try:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        except ValueError:
+            return address
+    return address
 
 
 def _iso(ts: float) -> str:
@@ -106,8 +140,19 @@ def _required(data: dict[str, Any], field: str) -> Any:
 @routes.post("/api/v1/auth/register")
 async def register(request: web.Request) -> web.Response:
     data = await read_body(request)
-    user = await request.app[USERS].create_user(
-        _required(data, "username"), _required(data, "password"), email=data.get("email"))
+    users = request.app[USERS]
+    username, password = _required(data, "username"), _required(data, "password")
+    users.validate_new(username, password, email=data.get("email"))  # a 400 costs no attempt
+    limiter, client = request.app[AUTH_LIMITS].registrations_per_client, _client_key(request)
+    wait = limiter.hit(client)
+    if wait > 0:
+        log.warning("registration rate limit hit from %s", client)
+        raise RateLimited("too many registrations from this address, try again later", retry_after=wait)
+    try:
+        user = await users.create_user(username, password, email=data.get("email"))
+    except Busy:
+        limiter.refund(client)  # nothing was done; the client may simply retry
+        raise
     return web.json_response({"user": user.to_private_json()}, status=201)
 
 
@@ -119,26 +164,26 @@ async def login(request: web.Request) -> web.Response:
         raise ValidationError("username must be a string", field="username")
     if not isinstance(password, str):
         raise ValidationError("password must be a string", field="password")
-    limits = request.app[LOGIN_LIMITS]
+    limits = request.app[AUTH_LIMITS]
     client = _client_key(request)
     user_key = username.lower() if USERNAME_RE.fullmatch(username) else None
-    wait = max(limits.per_client.retry_after(client),
-               limits.per_user.retry_after(user_key) if user_key else 0.0)
+    client_user = f"{client} {user_key}" if user_key else None  # never the name alone
+    wait = limits.login_wait(client, client_user)
     if wait > 0:
         log.warning("login rate limit hit from %s", client)
         raise RateLimited("too many login attempts, try again later", retry_after=wait)
-    limits.per_client.hit(client)
-    if user_key:
-        limits.per_user.hit(user_key)
+    limits.login_hit(client, client_user)
     users = request.app[USERS]
     try:
         user = await users.authenticate(username, password)
     except Unauthorized:
         log.info("failed login for %s from %s", user_key or "<invalid name>", client)
         raise
-    limits.per_client.refund(client)
-    if user_key:
-        limits.per_user.refund(user_key)
+    except Busy:
+        limits.forgive_failure(client, client_user)
+        limits.logins_per_client.refund(client)
+        raise
+    limits.forgive_failure(client, client_user)
     session = await users.create_session(user)
     settings = request.app[SETTINGS].auth
     response = web.json_response(
@@ -170,14 +215,19 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response({"user": user.to_private_json()}, headers=NO_STORE)
 
 
+CSRF_403 = "csrf_rejected: a cookie-authenticated request without a same-origin Origin or a JSON body"
+BUSY_503 = "busy: password hashing is saturated; retry after Retry-After seconds"
 openapi.document("POST", "/api/v1/auth/register", "Create an account", tags=["auth"],
-                 body="Register", responses={201: "UserEnvelope", 409: "username taken"},
-                 description="The new account gets the server's default role and `auth.signup_coins`.")
+                 body="Register", responses={201: "UserEnvelope", 403: CSRF_403, 409: "username taken",
+                                             429: "too many registrations from this address (Retry-After)",
+                                             503: BUSY_503},
+                 description="The new account gets the server's default role and `auth.signup_coins`."
+                             " At most `auth.register_per_address` per `auth.register_window_seconds`.")
 openapi.document("POST", "/api/v1/auth/login", "Log in; returns a token and sets the session cookie",
                  tags=["auth"], body="Login",
-                 responses={200: "Session", 401: "bad credentials", 403: "account disabled",
-                            429: "too many attempts"})
+                 responses={200: "Session", 401: "bad credentials", 403: f"account disabled, or {CSRF_403}",
+                            429: "too many attempts from this address (Retry-After)", 503: BUSY_503})
 openapi.document("POST", "/api/v1/auth/logout", "Revoke the current token and clear the cookie",
-                 tags=["auth"], auth="user", responses={204: None})
+                 tags=["auth"], auth="user", responses={204: None, 403: CSRF_403})
 openapi.document("GET", "/api/v1/me", "The logged-in user", tags=["auth"], auth="user",
                  responses={200: "UserEnvelope"})

@@ -44,3 +44,4 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     if purged:
         log.info("removed %d expired session(s)", purged)
     yield
+    users.close()

@@ -5,7 +5,9 @@ origin's status, body and headers (``Set-Cookie`` included) come back unchanged.
 hop headers are dropped. Cluster headers never cross: a client's are removed before
 the request goes on, the origin's are removed from the response, and the edge adds the
 cluster secret plus the viewer's address itself (the origin trusts that address only
-with the secret, so rate limits count viewers, not edges). One attempt per request (a
+with the secret, so rate limits count viewers, not edges). Cookie-authenticated unsafe
+requests pass the CSRF check against the edge's own host first (``livecast.api.csrf``);
+the origin trusts that check for requests with the secret. One attempt per request (a
 POST is never repeated): a refused connection is a 502, no answer in
 ``cluster.upstream_timeout`` a 504, both as JSON.
 """
@@ -16,7 +18,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from livecast.cluster import NODE_HEADERS
+from livecast.cluster import NODE_HEADERS, client_ip
 from livecast.edge.upstream import ORIGIN, upstream_errors
 from livecast.errors import PayloadTooLarge
 from livecast.keys import SETTINGS
@@ -34,10 +36,10 @@ def _forward_headers(request: web.Request) -> CIMultiDict[str]:
     for name, value in request.headers.items():
         if name.lower() not in _DROP:
             headers.add(name, value)
-    client = request.remote or ""
-    headers["X-Livecast-Client-Ip"] = client
+    headers["X-Livecast-Client-Ip"] = client_ip(request)  # behind a trusted proxy: the proxy's client
+    peer = request.remote or ""
     prior = request.headers.get("X-Forwarded-For")
-    headers["X-Forwarded-For"] = f"{prior}, {client}" if prior else client
+    headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
     headers["X-Forwarded-Proto"] = request.scheme
     headers["X-Forwarded-Host"] = request.host
     return headers
