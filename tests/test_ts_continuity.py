@@ -51,7 +51,7 @@ def ts_packet(pid: int, cc: int, payload: bool = True, adaptation: bool = False,
 def test_counters_run_on_across_the_segments_of_a_session() -> None:
     service = make_service("mpegts")
     publish(service, cached_units(6))
-    parsed, whole, alone = read_back(service)
+    _, whole, alone = read_back(service)
     assert len(alone) == 3
     stream = packets(whole)
     assert continuity_errors(stream) == []

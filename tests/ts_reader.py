@@ -62,15 +62,11 @@ def continuity_errors(stream: list[TsPacket]) -> list[str]:
         last[packet.pid] = packet
         if before is None or packet.discontinuity:
             continue
-        if not packet.has_payload:
-            expected = {before.continuity_counter}
-        elif packet.raw == before.raw:
-            expected = {before.continuity_counter}  # a duplicate packet
-        else:
-            expected = {(before.continuity_counter + 1) & 0x0F}
-        if packet.continuity_counter not in expected:
+        repeats = not packet.has_payload or packet.raw == before.raw  # no payload, or a duplicate packet
+        expected = (before.continuity_counter + (0 if repeats else 1)) & 0x0F
+        if packet.continuity_counter != expected:
             errors.append(f"PID {packet.pid:#x} at byte {packet.offset}: counter {packet.continuity_counter}, "
-                          f"expected {sorted(expected)[0]}")
+                          f"expected {expected}")
     return errors
 
 
