@@ -370,3 +370,14 @@ async def test_parts_window_over_http_on_a_live_node(node_factory) -> None:
         await publisher.stop()
         with contextlib.suppress(PublishFailed):
             await publisher.result(timeout=30)
+
+
+def test_the_segment_being_made_keeps_all_its_parts() -> None:
+    # a keyframe interval longer than three target durations: the segment being made
+    # outgrows the window before its length can raise the target duration
+    playlist = MediaPlaylist("fmp4", 1.0, low_latency=LowLatency(0.25))
+    add_parts(playlist, [0.25] * 4)
+    add_parts(playlist, [0.25] * 16, close=False)  # 4 s and counting, target duration still 1
+    names = listed(playlist.render().decode())
+    assert names == [f"s1p{n}.m4s" for n in range(4, 20)]  # s0's parts gone, none of s1's
+    assert playlist.part_position() == (1, 15)  # what _HLS_part counts: from the segment's first part

@@ -6,13 +6,15 @@ long enough to ever skip a segment), EXT-X-PART-INF, the parts that start within
 last three target durations (rfc8216bis 6.2.2: EXT-X-PART tags SHOULD be removed once
 they are more than three target durations from the end of the playlist; a part that
 starts earlier is partly beyond that, so the listed parts never span more than three
-target durations), and an EXT-X-PRELOAD-HINT for the next part. ``render(skip=True)`` is the delta
+target durations; the segment being made keeps all its parts), and an EXT-X-PRELOAD-HINT
+for the next part. ``render(skip=True)`` is the delta
 update (EXT-X-SKIP replaces the segments older than CAN-SKIP-UNTIL).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -154,28 +156,28 @@ class MediaPlaylist:
     def _advance_part_floor(self) -> None:
         """Unlist the parts that start more than PART_WINDOW target durations before the
         end. Only ever moves on: parts go in playlist order and never come back (not
-        even when the target duration grows)."""
+        even when the target duration grows). The segment being made keeps all its parts
+        (it can outgrow the window before its length raises the target duration): a
+        blocking request's ``_HLS_part`` counts them from its first."""
         if self.low_latency is None:
             return
         horizon = self.duration() - PART_WINDOW * self.target_duration - 1e-6
+        being_made = (self.next_sequence, 0)
+        first = next(((sequence, index) for sequence, index, start in self._part_starts() if start >= horizon),
+                     being_made)
+        self.part_floor = max(self.part_floor, min(first, being_made))
+
+    def _part_starts(self) -> Iterator[tuple[int, int, float]]:
+        """(sequence, index, start in seconds from the first listed segment's) of every part,
+        oldest first, those of the segment being made included."""
         clock = 0.0
-        for sequence, parts, duration in self._part_runs():
+        segments = [(entry.sequence, entry.parts, entry.duration) for entry in self.entries]
+        for sequence, parts, duration in [*segments, (self.next_sequence, tuple(self.pending), 0.0)]:
             start = clock
             for index, part in enumerate(parts):
-                if start >= horizon:
-                    self.part_floor = max(self.part_floor, (sequence, index))
-                    return
+                yield sequence, index, start
                 start += part.duration
             clock += duration
-        self.part_floor = max(self.part_floor, (self.next_sequence, len(self.pending)))
-
-    def _part_runs(self) -> list[tuple[int, tuple[PartEntry, ...] | list[PartEntry], float]]:
-        """(sequence, parts, duration) of every listed segment, then of the one being made."""
-        runs: list[tuple[int, tuple[PartEntry, ...] | list[PartEntry], float]] = [
-            (entry.sequence, entry.parts, entry.duration) for entry in self.entries
-        ]
-        runs.append((self.next_sequence, self.pending, sum(part.duration for part in self.pending)))
-        return runs
 
     def duration(self) -> float:
         """Seconds from the start of the first listed segment to the end of the newest part."""
