@@ -7,8 +7,8 @@ last three target durations (rfc8216bis 6.2.2: EXT-X-PART tags SHOULD be removed
 they are more than three target durations from the end of the playlist; a part that
 starts earlier is partly beyond that, so the listed parts never span more than three
 target durations; the segment being made keeps all its parts), and an EXT-X-PRELOAD-HINT
-for the next part. ``render(skip=True)`` is the delta
-update (EXT-X-SKIP replaces the segments older than CAN-SKIP-UNTIL).
+for the next part. ``render(skip=True)`` is the delta update (EXT-X-SKIP replaces the
+segments older than CAN-SKIP-UNTIL).
 """
 
 from __future__ import annotations
