@@ -2,7 +2,8 @@
 
     python bench/mux.py
 
-Not a test: prints microseconds per unit and the share of one core, for docs/PERFORMANCE.md.
+Not a test: prints microseconds per unit and the share of one core, for docs/PERFORMANCE.md;
+for MPEG-TS also the cost of carrying continuity counters over (TsContinuity.rewrite) per segment.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from media_gen import cached_units, shift_units  # noqa: E402
 
 from livecast.config import Settings  # noqa: E402
 from livecast.hls import HlsService  # noqa: E402
+from livecast.hls.continuity import TsContinuity  # noqa: E402
 from livecast.media import MediaUnit, Track  # noqa: E402
 
 SECONDS = 2
@@ -47,10 +49,30 @@ def measure(container: str) -> None:
         writer.write(unit)
     elapsed = time.perf_counter() - began
     service.publish_stopped("perf", writer)
+    if container == "mpegts":
+        continuity_cost(service)
     per_unit = elapsed / len(media) * 1e6
     mbps = video_bytes * 8 / (SECONDS * REPEATS) / 1e6
     print(f"{container}: {len(media)} units, video {mbps:.1f} Mbit/s, {per_unit:.1f} us/unit, "
           f"{elapsed / (SECONDS * REPEATS) * 100:.3f}% of one core; dropped {writer.counters or 'none'}")
+
+
+def continuity_cost(service: HlsService) -> None:
+    room = service.room("perf")
+    assert room is not None and room.playlist is not None
+    segments = [item.data for entry in room.playlist.entries if (item := room.segment(entry.uri)) is not None]
+    rewriter = TsContinuity()
+    rewriter.rewrite(segments[0], False)
+    rounds = 20
+    began = time.perf_counter()
+    for _ in range(rounds):
+        for data in segments[1:]:
+            rewriter.rewrite(data, False)
+    elapsed = (time.perf_counter() - began) / rounds / (len(segments) - 1)
+    packets = sum(len(d) for d in segments[1:]) / 188 / (len(segments) - 1)
+    seconds = sum(e.duration for e in room.playlist.entries) / len(segments)
+    print(f"mpegts continuity rewrite: {elapsed * 1e6:.0f} us per {seconds:.1f} s segment of {packets:.0f} packets "
+          f"({elapsed / packets * 1e9:.0f} ns/packet, {elapsed / seconds * 100:.3f}% of one core)")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ plus regexes for what it does not model), parts and segments read back with PyAV
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 
@@ -12,9 +13,12 @@ import pytest
 
 from livecast.config import Settings
 from livecast.hls import HlsService
+from livecast.hls.playlist import LowLatency, MediaPlaylist, PartEntry, PlaylistEntry
 from livecast.hls.room import PART_NAME
 from livecast.media import MediaUnit, Track
+from helpers import make_room, rtmp_url, wait_playlist
 from media_gen import cached_units, decode_count, demux_summary, shift_units
+from publisher import PublishFailed, start_publisher
 
 PART_TARGET = 0.2
 
@@ -70,16 +74,7 @@ def check_ll_rules(text: str, parsed: m3u8.M3U8, part_target: float = PART_TARGE
             is_last = segment.uri is not None and number == len(segment.parts) - 1
             if not is_last:
                 assert part.duration >= 0.85 * part_target - 1e-9, (segment.uri, number, part.duration)
-        if segment.uri and segment.parts:
-            assert sum(p.duration for p in segment.parts) == pytest.approx(segment.duration, abs=1e-6)
-            assert segment.parts[0].independent == "YES"  # segments start at keyframes
-    # parts are listed at least for the segments within the last 3 target durations
-    end = sum(s.duration for s in complete) + sum(p.duration for s in parsed.segments if not s.uri for p in s.parts)
-    clock = 0.0
-    for segment in complete:
-        clock += segment.duration
-        if end - clock < 3 * target:
-            assert segment.parts, f"{segment.uri} ends within 3 target durations but has no parts"
+    check_part_window(parsed, part_target)
     # the preload hint names the part after the last listed one
     if "#EXT-X-ENDLIST" not in text:
         hint = parsed.preload_hint
@@ -95,6 +90,34 @@ def check_ll_rules(text: str, parsed: m3u8.M3U8, part_target: float = PART_TARGE
     assert re.search(r"^#EXT-X-PART-INF:PART-TARGET=\d+\.\d+$", text, re.M)
     for line in re.findall(r"^#EXT-X-PART:.*$", text, re.M):
         assert re.fullmatch(r'#EXT-X-PART:DURATION=\d+\.\d{3},URI="[^"]+"(,INDEPENDENT=YES)?', line), line
+
+
+def check_part_window(parsed: m3u8.M3U8, part_target: float = PART_TARGET) -> None:
+    """rfc8216bis 6.2.2: a part is listed exactly while it starts within three target
+    durations of the playlist's end (parts that start earlier are partly beyond that);
+    parts go in playlist order, so only the oldest segment with parts may list a tail of them."""
+    horizon = parsed_end(parsed) - 3 * parsed.target_duration
+    clock = 0.0
+    with_parts = [n for n, s in enumerate(parsed.segments) if s.parts]
+    assert with_parts == list(range(with_parts[0], len(parsed.segments))) if with_parts else True
+    for number, segment in enumerate(parsed.segments):
+        listed = sum(p.duration for p in segment.parts)
+        duration = segment.duration if segment.uri else listed
+        start = clock + duration - listed  # of its first listed part
+        if segment.parts:
+            assert start >= horizon - 1e-6, f"{segment.parts[0].uri} starts {horizon - start:.3f}s too early"
+            if start - 1e-6 > clock:  # a tail: the part before it started before the horizon
+                assert number == with_parts[0] and start - part_target < horizon + 1e-6
+            else:  # all its parts: they add up to the segment, which starts at a keyframe
+                assert not segment.uri or listed == pytest.approx(segment.duration, abs=1e-6)
+                assert segment.parts[0].independent == "YES"
+        elif segment.uri:
+            assert clock + duration <= horizon + part_target + 1e-6, f"{segment.uri} should list its last parts"
+        clock += duration
+
+
+def parsed_end(parsed: m3u8.M3U8) -> float:
+    return sum(s.duration if s.uri else sum(p.duration for p in s.parts) for s in parsed.segments)
 
 
 def test_live_playlist_follows_the_ll_hls_rules() -> None:
@@ -243,3 +266,118 @@ def test_old_parts_are_freed() -> None:
     stored = [n for n in room.store.names() if PART_NAME.match(n)]
     # parts of about the last 3 target durations plus a few segments of grace, not all 120
     assert 10 < len(stored) <= 10 * 8
+
+
+# -- the parts window on a playlist of known durations ------------------------------
+
+
+def add_parts(playlist: MediaPlaylist, durations: list[float], close: bool = True) -> None:
+    """Parts of ``durations`` seconds (named by a global counter), then the segment they make."""
+    sequence = playlist.next_sequence
+    for duration in durations:
+        number = sum(len(e.parts) for e in playlist.entries) + len(playlist.pending)
+        playlist.add_part(PartEntry(f"s{sequence}p{number}.m4s", duration, not playlist.pending), False,
+                          "init.mp4", f"next{number + 1}.m4s", 1_700_000_000.0)
+    if close:
+        playlist.append(PlaylistEntry(sequence, f"s{sequence}.m4s", sum(durations), 1_700_000_000.0 + 2 * sequence,
+                                      False, "init.mp4", tuple(playlist.pending)))
+
+
+def listed(text: str) -> list[str]:
+    return re.findall(r'^#EXT-X-PART:.*URI="([^"]+)"', text, re.M)
+
+
+def test_parts_are_listed_only_while_they_start_within_three_target_durations() -> None:
+    playlist = MediaPlaylist("fmp4", 2.0, low_latency=LowLatency(0.5, can_skip=True))
+    for _ in range(5):
+        add_parts(playlist, [0.5] * 4)  # five segments of 2 s: 0-10 s
+    add_parts(playlist, [0.5] * 3, close=False)  # 1.5 s of the sixth: the playlist ends at 11.5 s
+    text = playlist.render().decode()
+    # 11.5 - 3 x 2 = 5.5: of segment 2 (4-6 s) only the part starting at 5.5 s, then everything after
+    assert listed(text) == ["s2p11.m4s"] + [f"s3p{n}.m4s" for n in range(12, 16)] \
+        + [f"s4p{n}.m4s" for n in range(16, 20)] + ["s5p20.m4s", "s5p21.m4s", "s5p22.m4s"]
+    assert sum(float(d) for d in re.findall(r"^#EXT-X-PART:DURATION=([\d.]+)", text, re.M)) == pytest.approx(6.0)
+    assert text.index("s2p11.m4s") < text.index("\ns2.m4s\n")  # the tail sits before its segment's URI
+    assert '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="next23.m4s"' in text
+    parsed = m3u8.loads(text)
+    check_part_window(parsed, 0.5)
+    # 0.1 s more: the part that started at 5.5 s is now 3.1 target durations back
+    add_parts(playlist, [0.1], close=False)
+    assert listed(playlist.render().decode())[0] == "s3p12.m4s"
+    # the segment closes: nothing moves (its end is where its parts ended)
+    playlist.append(PlaylistEntry(5, "s5.m4s", 1.6, 0.0, False, "init.mp4", tuple(playlist.pending)))
+    text = playlist.render().decode()
+    assert listed(text)[0] == "s3p12.m4s" and listed(text)[-1] == "s5p23.m4s"
+    # two more segments (15.6 s): a delta update lists the same parts as the full playlist
+    add_parts(playlist, [0.5] * 4)
+    add_parts(playlist, [0.5] * 4)
+    text = playlist.render().decode()
+    assert listed(text)[0] == "s5p20.m4s"  # 15.6 - 6 = 9.6: segment 4's parts all start before
+    delta = playlist.render(skip=True).decode()
+    assert "#EXT-X-SKIP:SKIPPED-SEGMENTS=" in delta and listed(delta) == listed(text)
+
+
+def test_removed_parts_never_come_back() -> None:
+    playlist = MediaPlaylist("fmp4", 1.0, low_latency=LowLatency(0.25))
+    for _ in range(6):
+        add_parts(playlist, [0.25] * 4)  # six 1 s segments: parts of the last 3 s listed
+    before = listed(playlist.render().decode())
+    assert before[0] == "s3p12.m4s" and len(before) == 12
+    # a 2.5 s segment raises the target duration to 3: the window grows to 9 s, but the
+    # parts already dropped stay dropped (tags go in playlist order, rfc8216bis 6.2.2)
+    add_parts(playlist, [0.25] * 10, close=False)
+    growing = listed(playlist.render().decode())
+    assert growing[0] == "s5p22.m4s"  # 8.5 - 3 x 1: the 2.5 s segment is still being made
+    playlist.append(PlaylistEntry(6, "s6.m4s", 2.5, 0.0, False, "init.mp4", tuple(playlist.pending)))
+    assert playlist.target_duration == 3
+    after = listed(playlist.render().decode())
+    assert after == growing
+
+
+async def test_parts_window_over_http_on_a_live_node(node_factory) -> None:
+    node = await node_factory(hls={"low_latency": True, "part_target": PART_TARGET, "segment_duration": 1.0,
+                                   "window": 10})
+    room = await make_room(node)
+    slug = room["slug"]
+    publisher = await start_publisher(rtmp_url(node, room["stream_key"]), seconds=8.0, fps=30, gop=30, realtime=True)
+    try:
+        text = await wait_playlist(node, slug, lambda t: t.count("#EXTINF") >= 4)
+        previous = listed(text)
+        tails = unlisted = 0
+        for _ in range(12):
+            parsed = m3u8.loads(text)
+            last = len(parsed.segments) - 1
+            msn, part = parsed.media_sequence + last, len(parsed.segments[last].parts)
+            async with node.http.get(node.url(f"/hls/{slug}/index.m3u8"),
+                                     params={"_HLS_msn": str(msn), "_HLS_part": str(part)}) as r:
+                assert r.status == 200
+                text = await r.text()
+            parsed = m3u8.loads(text)
+            check_ll_rules(text, parsed)  # the window rule included (check_part_window)
+            oldest = next(s for s in parsed.segments if s.parts)
+            tails += bool(oldest.uri) and sum(p.duration for p in oldest.parts) < oldest.duration - 1e-6
+            now = listed(text)
+            gone = [uri for uri in previous if uri not in now]
+            assert gone == previous[: len(gone)]  # removed in playlist order
+            for uri in gone:  # and still fetchable after (for three more target durations)
+                async with node.http.get(node.url(f"/hls/{slug}/{uri}")) as r:
+                    assert r.status == 200 and (await r.read())[4:8] == b"moof"
+                unlisted += 1
+            previous = now
+        assert tails >= 3  # per part, not per segment: the oldest listed segment shows only its last parts
+        assert unlisted >= 5
+    finally:
+        await publisher.stop()
+        with contextlib.suppress(PublishFailed):
+            await publisher.result(timeout=30)
+
+
+def test_the_segment_being_made_keeps_all_its_parts() -> None:
+    # a keyframe interval longer than three target durations: the segment being made
+    # outgrows the window before its length can raise the target duration
+    playlist = MediaPlaylist("fmp4", 1.0, low_latency=LowLatency(0.25))
+    add_parts(playlist, [0.25] * 4)
+    add_parts(playlist, [0.25] * 16, close=False)  # 4 s and counting, target duration still 1
+    names = listed(playlist.render().decode())
+    assert names == [f"s1p{n}.m4s" for n in range(4, 20)]  # s0's parts gone, none of s1's
+    assert playlist.part_position() == (1, 15)  # what _HLS_part counts: from the segment's first part

@@ -1,8 +1,11 @@
 """Units to container bytes: one PyAV output container per segment.
 
-MPEG-TS: each segment is a complete little TS file (PAT/PMT first, continuity
-counters flagged as discontinuous at the start so concatenated segments demux
-cleanly). The TS muxer converts AVCC/HVCC to Annex B and adds ADTS itself.
+MPEG-TS: each segment is a complete little TS file (PAT/PMT first). The muxer flags
+each PID's first packet as discontinuous (``initial_discontinuity``); the segmenter's
+``TsContinuity`` then carries the continuity counters over from the previous segment
+and clears that flag except where the timeline really breaks (clearing a bit is cheap,
+adding an adaptation field is not). The TS muxer converts AVCC/HVCC to Annex B and
+adds ADTS itself.
 
 fMP4: each segment is muxed as a fragmented MP4 (empty moov, one fragment,
 ``frag_discont`` + non-negative timestamps so ``tfdt`` carries the absolute decode

@@ -2,21 +2,25 @@
 
 With ``low_latency`` set it is an LL-HLS playlist (draft-pantos-hls-rfc8216bis):
 version 9, EXT-X-SERVER-CONTROL (blocking reload; delta updates when the window is
-long enough to ever skip a segment), EXT-X-PART-INF, the parts of the segments that
-end within the last three target durations plus those of the segment being made,
-and an EXT-X-PRELOAD-HINT for the next part. ``render(skip=True)`` is the delta
-update (EXT-X-SKIP replaces the segments older than CAN-SKIP-UNTIL).
+long enough to ever skip a segment), EXT-X-PART-INF, the parts that start within the
+last three target durations (rfc8216bis 6.2.2: EXT-X-PART tags SHOULD be removed once
+they are more than three target durations from the end of the playlist; a part that
+starts earlier is partly beyond that, so the listed parts never span more than three
+target durations; the segment being made keeps all its parts), and an EXT-X-PRELOAD-HINT
+for the next part. ``render(skip=True)`` is the delta update (EXT-X-SKIP replaces the
+segments older than CAN-SKIP-UNTIL).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 VERSION = {"mpegts": 3, "fmp4": 7}  # 3: decimal EXTINF; EXT-X-MAP needs >= 6
 LL_VERSION = 9  # EXT-X-SKIP needs 9; one version for every LL playlist
-PART_WINDOW = 3  # parts are listed for segments ending within this many target durations
+PART_WINDOW = 3  # parts are listed while they start within this many target durations of the end
 SKIP_AFTER = 6  # CAN-SKIP-UNTIL, in target durations (the spec's minimum)
 
 
@@ -96,6 +100,7 @@ class MediaPlaylist:
         self.pending_date = 0.0  # unix time of the first frame of the segment being made
         self.preload_hint: str | None = None  # LL: URI of the next part
         self._rendered_skip: bytes | None = None
+        self.part_floor = (first_sequence, 0)  # LL: (sequence, part index) of the oldest listed part
         self.entries: deque[PlaylistEntry] = deque()
         self.next_sequence = first_sequence
         self.discontinuity_sequence = 0
@@ -126,6 +131,7 @@ class MediaPlaylist:
         self.pending = []
         self.pending_discontinuity = False
         self.pending_map = None
+        self._advance_part_floor()
         self.changed()
 
     def add_part(
@@ -139,12 +145,50 @@ class MediaPlaylist:
             self.pending_date = wall
         self.pending.append(part)
         self.preload_hint = preload_hint
+        self._advance_part_floor()
         self.changed()
 
     def set_preload_hint(self, uri: str | None) -> None:
         if uri != self.preload_hint:
             self.preload_hint = uri
             self.changed()
+
+    def _advance_part_floor(self) -> None:
+        """Unlist the parts that start more than PART_WINDOW target durations before the
+        end. Only ever moves on: parts go in playlist order and never come back (not
+        even when the target duration grows). The segment being made keeps all its parts
+        (it can outgrow the window before its length raises the target duration): a
+        blocking request's ``_HLS_part`` counts them from its first."""
+        if self.low_latency is None:
+            return
+        horizon = self.duration() - PART_WINDOW * self.target_duration - 1e-6
+        being_made = (self.next_sequence, 0)
+        first = next(((sequence, index) for sequence, index, start in self._part_starts() if start >= horizon),
+                     being_made)
+        self.part_floor = max(self.part_floor, min(first, being_made))
+
+    def _part_starts(self) -> Iterator[tuple[int, int, float]]:
+        """(sequence, index, start in seconds from the first listed segment's) of every part,
+        oldest first, those of the segment being made included."""
+        clock = 0.0
+        segments = [(entry.sequence, entry.parts, entry.duration) for entry in self.entries]
+        for sequence, parts, duration in [*segments, (self.next_sequence, tuple(self.pending), 0.0)]:
+            start = clock
+            for index, part in enumerate(parts):
+                yield sequence, index, start
+                start += part.duration
+            clock += duration
+
+    def duration(self) -> float:
+        """Seconds from the start of the first listed segment to the end of the newest part."""
+        return sum(entry.duration for entry in self.entries) + sum(part.duration for part in self.pending)
+
+    def listed_parts(self, sequence: int, parts: tuple[PartEntry, ...] | list[PartEntry]) -> list[PartEntry]:
+        """The parts of segment ``sequence`` the LL playlist lists."""
+        floor_sequence, floor_index = self.part_floor
+        if sequence < floor_sequence:
+            return []
+        return list(parts[floor_index:]) if sequence == floor_sequence else list(parts)
 
     def changed(self) -> None:
         self._rendered = self._rendered_skip = None
@@ -229,13 +273,12 @@ class MediaPlaylist:
                 continue
             current_map = _open_segment(lines, entry.discontinuity, entry.map_uri, current_map,
                                         entry.program_date_time)
-            if end - ends[index] < PART_WINDOW * target:
-                lines.extend(_part_line(part) for part in entry.parts)
+            lines.extend(_part_line(part) for part in self.listed_parts(entry.sequence, entry.parts))
             lines.append(f"#EXTINF:{extinf(entry.duration)},")
             lines.append(entry.uri)
         if self.pending:
             _open_segment(lines, self.pending_discontinuity, self.pending_map, current_map, self.pending_date)
-            lines.extend(_part_line(part) for part in self.pending)
+            lines.extend(_part_line(part) for part in self.listed_parts(self.next_sequence, self.pending))
         if self.preload_hint is not None and not self.ended:
             lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{self.preload_hint}"')
         if self.ended:

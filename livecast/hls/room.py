@@ -2,7 +2,7 @@
 
 LL-HLS rooms also store parts (named by a session-wide counter, so the preload hint
 names a part before anyone knows which segment it will belong to). Parts stay
-fetchable while listed and for a few segments after; ``signal`` wakes requests
+fetchable while listed and for three target durations after; ``signal`` wakes requests
 held for a segment or part (blocking playlist reload, preload hint fetches).
 """
 
@@ -58,8 +58,10 @@ class Room:
         self.signal = ChangeSignal()
         self._disk = disk
         self._parts: deque[tuple[int, list[str]]] = deque()  # (segment sequence, its part names)
-        # parts of this many newest segments stay stored: the listed ones and a grace after
-        self._keep_parts = math.ceil(PART_WINDOW * max(1.0, settings.segment_duration) / settings.segment_duration) + 3
+        # parts of this many newest segments stay stored: a part is listed for up to PART_WINDOW
+        # target durations and must stay fetchable for as long again after (rfc8216bis 6.2.2)
+        target = max(1, rounded_seconds(settings.segment_duration))
+        self._keep_parts = math.ceil(2 * PART_WINDOW * target / settings.segment_duration)
 
     # -- reading -------------------------------------------------------------
 

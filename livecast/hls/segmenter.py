@@ -8,7 +8,8 @@ shows up late) makes a new template at the next cut point, and a timestamp jump
 makes a new timeline; both mark the next segment as a discontinuity.
 With a part target (LL-HLS, fMP4 only) each segment is muxed as parts by a
 ``PartedMuxer``, reported through ``on_part`` as they complete; a segment's bytes
-are then its parts joined.
+are then its parts joined. MPEG-TS segments are rewritten by a ``TsContinuity`` so
+their continuity counters run on across the session.
 It never raises for bad media: non-increasing timestamps, units for unknown
 tracks and packets FFmpeg rejects are dropped and counted.
 """
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from livecast.hls.continuity import TsContinuity
 from livecast.hls.gate import StartGate
 from livecast.hls.muxer import MuxError, SegmentMuxer, split_init
 from livecast.hls.parts import Part, PartedMuxer
@@ -89,6 +91,7 @@ class Segmenter:
         self._init: bytes | None = None
         self._init_id = -1
         self._last_audio: MediaUnit | None = None
+        self._continuity = TsContinuity()  # MPEG-TS counters run on from segment to segment
         self._closed = False
 
     @property
@@ -339,6 +342,8 @@ class Segmenter:
         if self.kind == "fmp4":
             init, data = split_init(data)
             self._check_init(init)
+        else:
+            data = self._continuity.rewrite(data, self._discontinuity)
         wall, anchor_dts = self._anchor or (self._clock(), self._seg_start)
         segment = Segment(
             kind=self.kind,

@@ -1,0 +1,90 @@
+"""MPEG-TS continuity across the segments of one publish session.
+
+Every segment is its own little TS file from a fresh FFmpeg muxer: each PID's
+continuity counter starts again at 0, and the muxer (``initial_discontinuity``) sets
+the discontinuity indicator on each PID's first packet, so the segment also plays on
+its own. Played back to back, that reads as a broken stream: players count
+continuity errors, and those that trust the indicator reset their clocks at every
+segment although the timestamps run on.
+
+``TsContinuity`` rewrites each finished segment in place (sans-IO, one per session):
+each PID's counters are shifted so they continue from the previous segment's last
+packet of that PID (ISO/IEC 13818-1 2.4.3.3: a packet with payload is the previous
+counter plus one, a packet without payload repeats it). The shift is the same for a
+whole segment, so what the muxer got right inside it (adaptation-only packets,
+duplicates) stays right. The discontinuity indicator is cleared, except in the first
+segment of the session and where the segmenter marks a real break (a new timeline
+or a new codec configuration). Clearing it only flips a flag bit, which is why the
+muxer keeps setting it: adding an adaptation field where there is none would mean
+repacketising.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+log = logging.getLogger(__name__)
+
+PACKET = 188
+SYNC = 0x47
+NULL_PID = 0x1FFF
+_HAS_PAYLOAD = 0x10
+_HAS_ADAPTATION = 0x20
+_DISCONTINUITY = 0x80  # first flag of the adaptation field
+_PID_HIGH = bytes(b & 0x1F for b in range(256))  # byte 1 without the error/start/priority bits
+# _SHIFT[s] maps header byte 3 to the same byte with its counter moved on by s
+_SHIFT = [bytes(b & 0xF0 | (b + s) & 0x0F for b in range(256)) for s in range(16)]
+_RUN = re.compile(rb"(..)\1*", re.S)  # a run of packets of one PID, over 2-byte PIDs
+
+
+class TsContinuity:
+    """Continuity counters of one session, carried from segment to segment.
+
+    The work is done on columns (byte 3 of every packet, the PIDs as 2-byte keys)
+    and on runs of packets of one PID, so its cost barely grows with the bit rate.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[int, int] = {}  # PID -> counter of the last packet written
+        self.unaligned = 0  # segments left untouched because they were not whole TS packets
+
+    def rewrite(self, data: bytes, discontinuity: bool) -> bytes:
+        """``data`` with counters continuing the previous segment's; the discontinuity
+        indicator stays only on each PID's first packet, and only if ``discontinuity``
+        is set or this is the first segment."""
+        count = len(data) // PACKET
+        if not count or len(data) % PACKET or data[::PACKET].count(SYNC) != count:
+            self.unaligned += 1
+            if self.unaligned & (self.unaligned - 1) == 0:
+                log.warning("segment is not a whole number of TS packets, left as is (%d so far)", self.unaligned)
+            return data
+        keep_indicator = discontinuity or not self._last
+        out = bytearray(data)
+        headers = out[3::PACKET]
+        keys = bytearray(2 * count)
+        keys[0::2] = out[1::PACKET].translate(_PID_HIGH)
+        keys[1::2] = out[2::PACKET]
+        shifts: dict[int, int] = {}
+        for run in _RUN.finditer(keys):
+            first, end = run.start() // 2, run.end() // 2
+            pid = int.from_bytes(run.group(1), "big")
+            shift = shifts.get(pid)
+            if shift is None:
+                shift = shifts[pid] = self._first_packet(out, first * PACKET, pid, headers[first], keep_indicator)
+            if shift:
+                headers[first:end] = headers[first:end].translate(_SHIFT[shift])
+            self._last[pid] = headers[end - 1] & 0x0F
+        out[3::PACKET] = headers
+        return bytes(out)
+
+    def _first_packet(self, out: bytearray, pos: int, pid: int, header: int, keep_indicator: bool) -> int:
+        """The counter shift for ``pid`` in this segment; clears the indicator of its first
+        packet (the only one the muxer sets it on) unless it must stay."""
+        if not keep_indicator and header & _HAS_ADAPTATION and out[pos + 4] and out[pos + 5] & _DISCONTINUITY:
+            out[pos + 5] &= ~_DISCONTINUITY & 0xFF
+        previous = self._last.get(pid)
+        if previous is None or pid == NULL_PID:
+            return 0  # a PID new in this session: nothing to continue
+        expected = previous + 1 if header & _HAS_PAYLOAD else previous
+        return (expected - header) & 0x0F
