@@ -5,6 +5,13 @@ its events: publish authorisation against the room's stream key, takeover of a l
 room by a new publisher, media into the stream hub. Anything wrong with one connection
 (bad bytes, timeouts, floods, unsupported codecs) closes that connection with one log
 line and touches nothing else.
+
+A connection is *pending* from accept until a publish with a valid key is accepted (and
+again after its publish ends). Pending connections are capped per address and in all,
+apart from publishers, and must authenticate within ``ingest.auth_timeout``; when the
+global cap is full a newcomer evicts the oldest pending connection of the address that
+holds the most, so a real encoder (which authenticates within milliseconds) always gets
+in. Refusals are counted by reason and logged once (see :mod:`livecast.ingest.limits`).
 """
 
 from __future__ import annotations
@@ -17,11 +24,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from livecast.config import Settings
+from livecast.hls.store import release_free_memory
 from livecast.hub import LiveStream, StreamHub
 from livecast.ingest.flv_to_units import FlvToUnits, UnsupportedCodec
+from livecast.ingest.limits import PendingConnections, Refusals
 from livecast.ingest.protocol import (
     AudioData,
     Closed,
+    LimitExceeded,
     MetaData,
     ProtocolError,
     PublishRequested,
@@ -41,6 +51,10 @@ FLOOD_WINDOW = 1000
 FLOOD_MIN_SPAN_MS = 1000
 # A socket read this large means the kernel is holding more for us: we are behind.
 BACKLOG_READ_BYTES = 64 * 1024
+# Closed connections that held this many bytes of partial messages (together) make the
+# sweeper hand free heap memory back to the OS, at most once per TRIM_INTERVAL seconds.
+TRIM_AFTER_BYTES = 1024 * 1024
+TRIM_INTERVAL = 5.0
 
 
 class PublishAuthority(Protocol):
@@ -75,6 +89,10 @@ class RtmpServer:
         self.connections: set[RtmpConnection] = set()
         self.publishers: dict[str, RtmpConnection] = {}
         self.publish_hook: PublishHook | None = None
+        self.pending: PendingConnections[RtmpConnection] = PendingConnections()
+        self.refusals = Refusals()
+        self._freed = 0  # bytes of partial messages held by connections closed since the last trim
+        self._last_trim = 0.0
         self._server: asyncio.base_events.Server | None = None
         self._more_servers: list[asyncio.base_events.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
@@ -119,17 +137,47 @@ class RtmpServer:
         if conn is not None:
             conn.abort(reason)
 
+    def admit(self, conn: RtmpConnection) -> bool:
+        """Take a new connection in as pending, within the pending caps; False: refused."""
+        ingest = self.settings.ingest
+        if self.pending.count(conn.host) >= ingest.max_pending_per_address:
+            self.refusals.note("pending_per_address", conn.host,
+                               f"{conn.peer} refused: {ingest.max_pending_per_address} connections from this "
+                               "address are not publishing yet (ingest.max_pending_per_address)")
+            return False
+        if len(self.pending) >= ingest.max_pending:
+            victim = self.pending.victim()
+            if victim is not None:
+                victim.refuse("pending_evicted", f"evicted: {ingest.max_pending} connections are not publishing "
+                                                 "yet (ingest.max_pending), the oldest of the busiest address goes")
+        self.connections.add(conn)
+        self.pending.add(conn, conn.host)
+        return True
+
+    def closed(self, conn: RtmpConnection) -> None:
+        self.connections.discard(conn)
+        self.pending.discard(conn)
+        self._freed += conn.proto.peak_buffered
+
     async def _sweep(self) -> None:
-        """Once a second: enforce handshake and idle timeouts."""
+        """Once a second: enforce the handshake, authentication and idle timeouts, log
+        the refusal summary and hand freed memory back to the OS."""
         ingest = self.settings.ingest
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for conn in list(self.connections):
                 if not conn.proto.handshake_done and now - conn.opened > ingest.handshake_timeout:
-                    conn.abort("handshake timeout")
+                    conn.refuse("handshake_timeout", "handshake timeout")
+                elif conn in self.pending and now - conn.pending_since > ingest.auth_timeout:
+                    conn.refuse("auth_timeout", f"no publish accepted within {ingest.auth_timeout:g} s "
+                                                "(ingest.auth_timeout)")
                 elif now - conn.last_rx > ingest.idle_timeout:
                     conn.abort("idle timeout")
+            self.refusals.summarise(now)
+            if self._freed >= TRIM_AFTER_BYTES and now - self._last_trim >= TRIM_INTERVAL:
+                self._freed, self._last_trim = 0, now
+                release_free_memory()
 
 
 class RtmpConnection(asyncio.Protocol):
@@ -140,11 +188,15 @@ class RtmpConnection(asyncio.Protocol):
             max_chunk_size=ingest.max_chunk_size,
             max_message_bytes=ingest.max_message_bytes,
             max_chunk_streams=ingest.max_chunk_streams,
+            max_partial_bytes=ingest.max_partial_bytes,
+            preauth_max_bytes=ingest.preauth_max_bytes,
+            preauth_max_message_bytes=ingest.preauth_max_message_bytes,
+            preauth_max_partial_streams=ingest.preauth_max_partial_streams,
             ack_window=ingest.ack_window,
         )
         self.transport: asyncio.Transport | None = None
-        self.peer = "?"
-        self.opened = self.last_rx = time.monotonic()
+        self.peer = self.host = "?"
+        self.opened = self.last_rx = self.pending_since = time.monotonic()
         self.app = ""
         self.stream: LiveStream | None = None
         self.stream_id = 0
@@ -160,18 +212,19 @@ class RtmpConnection(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         peer = self.transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        limit = self.server.settings.ingest.max_publishers * 2 + 8
-        if len(self.server.connections) >= limit:
-            log.warning("rtmp %s refused: too many connections", self.peer)
+        if peer:
+            self.host, self.peer = str(peer[0]), f"{peer[0]}:{peer[1]}"
+        if not self.server.admit(self):
+            self._closing = True
             self.transport.abort()
-            return
-        self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
         self.last_rx = time.monotonic()
         try:
             events = self.proto.receive(data, backlogged=len(data) >= BACKLOG_READ_BYTES)
+        except LimitExceeded as err:
+            self.refuse(err.reason, str(err))
+            return
         except ProtocolError as err:
             self.abort(f"protocol error: {err}")
             return
@@ -182,7 +235,8 @@ class RtmpConnection(asyncio.Protocol):
         self._handle(events)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connections.discard(self)
+        self._closing = True
+        self.server.closed(self)
         self._end_publish()
 
     # -- events ------------------------------------------------------------------------
@@ -305,6 +359,7 @@ class RtmpConnection(asyncio.Protocol):
         stream, previous = server.hub.start(slug, self.peer)
         self.stream, self.stream_id = stream, req.stream_id
         server.publishers[slug] = self
+        server.pending.discard(self)
         self.proto.accept_publish(req)
         self._flush()
         if old is not None and old is not self:
@@ -322,6 +377,9 @@ class RtmpConnection(asyncio.Protocol):
         server = self.server
         if server.publishers.get(stream.slug) is self:
             del server.publishers[stream.slug]
+        if not self._closing:  # still connected: pending again, it may publish anew in time
+            self.pending_since = time.monotonic()
+            server.pending.add(self, self.host)
         if server.hub.stop(stream):
             log.info(
                 "rtmp room %s: publish stopped (%.1f s of media, %d bytes, video %s %sx%s, audio %s)",
@@ -336,13 +394,26 @@ class RtmpConnection(asyncio.Protocol):
         if out and self.transport is not None and not self.transport.is_closing():
             self.transport.write(out)
 
-    def abort(self, reason: str | None) -> None:
-        """Close this connection; ``reason`` (if any) is logged once."""
+    def refuse(self, reason: str, message: str) -> None:
+        """Close this connection at once for an ingest limit, counted and logged by
+        ``reason`` (without flooding the log)."""
+        if self._closing:
+            return
+        self.server.refusals.note(reason, self.host, f"{self.peer} disconnected: {message}")
+        self.abort(None, hard=True)
+
+    def abort(self, reason: str | None, *, hard: bool = False) -> None:
+        """Close this connection; ``reason`` (if any) is logged once. ``hard`` drops
+        unsent output too (a peer that does not read cannot hold the socket open)."""
         if self._closing:
             return
         self._closing = True
         if reason:
             log.warning("rtmp %s disconnected: %s", self.peer, reason)
         self._end_publish()
+        self.server.pending.discard(self)
         if self.transport is not None:
-            self.transport.close()
+            if hard:
+                self.transport.abort()
+            else:
+                self.transport.close()
