@@ -5,68 +5,13 @@ addresses (any 127.x.y.z is loopback on Linux), the real publisher comes from 12
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 from helpers import make_room, room_json, rtmp_url, wait_playlist
 from publisher import read_hls_async, start_publisher
-from rtmp_craft import HANDSHAKE_SIZE, c0c1, c2, command_message, ping_request
+from rtmp_attack import closed_by_server, keep_alive, open_rtmp
+from rtmp_craft import command_message, ping_request
 from test_metrics import scrape, value
-
-Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
-async def open_rtmp(node: Any, source: str) -> Conn | None:
-    """A connection from ``source`` that finished the handshake; None if the server
-    refused it (closed or reset before the handshake completed)."""
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", node.rtmp_port, local_addr=(source, 0))
-    except OSError:
-        return None
-    try:
-        writer.write(c0c1())
-        s0s1s2 = await asyncio.wait_for(reader.readexactly(1 + 2 * HANDSHAKE_SIZE), 5)
-        writer.write(c2(s0s1s2[1:1 + HANDSHAKE_SIZE]))
-        await writer.drain()
-    except (OSError, asyncio.IncompleteReadError):
-        writer.close()
-        return None
-    return reader, writer
-
-
-async def closed_by_server(reader: asyncio.StreamReader, timeout: float) -> bool:
-    try:
-        async with asyncio.timeout(timeout):
-            while await reader.read(65536):
-                pass
-    except TimeoutError:
-        return False
-    except ConnectionError:
-        pass
-    return True
-
-
-@contextlib.asynccontextmanager
-async def keep_alive(conns: list[Conn], every: float) -> AsyncIterator[None]:
-    """Send a small valid message (a ping request) on every connection every ``every`` s."""
-
-    async def loop() -> None:
-        while True:
-            for _, writer in conns:
-                if not writer.is_closing():
-                    with contextlib.suppress(OSError):
-                        writer.write(ping_request(0))
-            await asyncio.sleep(every)
-
-    task = asyncio.create_task(loop())
-    try:
-        yield
-    finally:
-        task.cancel()
-        for _, writer in conns:
-            writer.close()
 
 
 async def publish_and_check(node: Any, seconds: float = 4.0) -> None:
