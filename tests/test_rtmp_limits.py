@@ -5,18 +5,26 @@ gets encoder-sized limits, with the bytes held in partial messages capped in tot
 from __future__ import annotations
 
 import pytest
+from rtmp_craft import (
+    Client,
+    abort,
+    chunk,
+    command_message,
+    message,
+    ping_request,
+    set_chunk_size,
+)
 
 from livecast.ingest.chunks import ChunkReader, LimitExceeded, ProtocolError
 from livecast.ingest.limits import PendingConnections, Refusals
 from livecast.ingest.protocol import PublishRequested, RtmpServerProtocol, VideoData
-from rtmp_craft import Client, abort, chunk, command_message, message, ping_request, set_chunk_size
 
-LIMITS = dict(max_message_bytes=200_000, max_partial_bytes=300_000, preauth_max_bytes=20_000,
-              preauth_max_message_bytes=4096, preauth_max_partial_streams=2)
+LIMITS = {"max_message_bytes": 200_000, "max_partial_bytes": 300_000, "preauth_max_bytes": 20_000,
+          "preauth_max_message_bytes": 4096, "preauth_max_partial_streams": 2}
 
 
 def connected(chunk_size: int = 65536) -> Client:
-    client = Client(RtmpServerProtocol(**LIMITS))  # type: ignore[arg-type]
+    client = Client(RtmpServerProtocol(**LIMITS))
     client.connect()
     client.send(set_chunk_size(chunk_size))
     return client

@@ -48,7 +48,7 @@ async def attack(node: Any, source: str, huge: bool, stop: asyncio.Event) -> int
         if conn is None:
             await asyncio.sleep(0.2)
             continue
-        reader, writer = conn
+        _, writer = conn
         sent = 0
         size = 65536 if huge else 4096
         continuation = b"".join(chunk(3, csid, bytes(size)) for csid in range(4, 12))

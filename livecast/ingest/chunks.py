@@ -283,8 +283,7 @@ class ChunkReader:
             st.parts = bytearray(mv[p:end])
             self.partial_streams += 1
         self.partial_bytes = held
-        if held > self.peak_partial_bytes:
-            self.peak_partial_bytes = held
+        self.peak_partial_bytes = max(self.peak_partial_bytes, held)
 
     def _set_chunk_size(self, payload: bytes) -> int:
         if len(payload) < 4:

@@ -1,11 +1,13 @@
-"""Bookkeeping for RTMP connections that are not publishing yet, and for refusals.
+"""The admission policy of the RTMP listener: caps on connections that are not
+publishing yet, refusal accounting, and handing freed memory back to the OS.
 
 ``PendingConnections`` groups pending connections by peer address, oldest first, so the
 listener can cap them per address and globally, and pick whom to evict when the global
 cap is full: the oldest connection of the address holding the most. ``Refusals`` counts
 every refused, evicted or limit-closed connection by reason (for ``/metrics``) and logs
 each once without flooding the log: the first per reason and address in a summary
-interval, then one summary line for the rest.
+interval, then one summary line for the rest. ``IngestGate`` applies the settings with
+both, and calls glibc's ``malloc_trim`` after connections that held large buffers close.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
+
+from livecast.config import IngestSettings
+from livecast.hls.store import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,10 @@ REASONS = (
 )
 SUMMARY_INTERVAL = 60.0  # seconds between summaries of refusals not logged one by one
 MAX_LOGGED_KEYS = 1000  # (reason, address) pairs remembered per interval
+# Closed connections that held this many bytes of partial messages (together) make the
+# gate hand free heap memory back to the OS, at most once per TRIM_INTERVAL seconds.
+TRIM_AFTER_BYTES = 1024 * 1024
+TRIM_INTERVAL = 5.0
 
 C = TypeVar("C", bound=Hashable)
 
@@ -107,3 +116,55 @@ class Refusals:
                         sum(self._quiet.values()), self._interval, detail)
         self._quiet.clear()
         self._logged.clear()
+
+
+class Gated(Protocol):
+    """What the gate needs of a connection."""
+
+    host: str
+    peer: str
+
+    def __hash__(self) -> int: ...
+
+    def refuse(self, reason: str, message: str) -> None: ...
+
+
+class IngestGate:
+    """Admits new connections as pending within ``max_pending_per_address`` and
+    ``max_pending`` (evicting rather than refusing when only the global cap is full)."""
+
+    def __init__(self, settings: IngestSettings) -> None:
+        self.settings = settings
+        self.pending: PendingConnections[Any] = PendingConnections()
+        self.refusals = Refusals()
+        self._freed = 0  # bytes of partial messages held by connections closed since the last trim
+        self._last_trim = 0.0
+
+    def admit(self, conn: Gated) -> bool:
+        """Take a new connection in as pending; False: refused (counted and logged)."""
+        limits = self.settings
+        if self.pending.count(conn.host) >= limits.max_pending_per_address:
+            self.refusals.note("pending_per_address", conn.host,
+                               f"{conn.peer} refused: {limits.max_pending_per_address} connections from this "
+                               "address are not publishing yet (ingest.max_pending_per_address)")
+            return False
+        if len(self.pending) >= limits.max_pending:
+            victim: Gated | None = self.pending.victim()
+            if victim is not None:
+                victim.refuse("pending_evicted", f"evicted: {limits.max_pending} connections are not publishing "
+                                                 "yet (ingest.max_pending), the oldest of the busiest address goes")
+                self.pending.discard(victim)
+        self.pending.add(conn, conn.host)
+        return True
+
+    def closed(self, conn: Gated, held: int) -> None:
+        """``conn`` is gone; it held at most ``held`` bytes in partial messages."""
+        self.pending.discard(conn)
+        self._freed += held
+
+    def tick(self, now: float) -> None:
+        """Periodic duties (the listener's sweeper): the refusal summary, memory hand-back."""
+        self.refusals.summarise(now)
+        if self._freed >= TRIM_AFTER_BYTES and now - self._last_trim >= TRIM_INTERVAL:
+            self._freed, self._last_trim = 0, now
+            release_free_memory()

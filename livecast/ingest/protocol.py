@@ -23,7 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from livecast.ingest.amf import UNDEFINED, AmfError, decode_values, encode_values
-from livecast.ingest.chunks import MASK32, ChunkReader, ChunkWriter, LimitExceeded, ProtocolError, RtmpMessage
+from livecast.ingest.chunks import (
+    MASK32,
+    ChunkReader,
+    ChunkWriter,
+    LimitExceeded,
+    ProtocolError,
+    RtmpMessage,
+)
 from livecast.ingest.handshake import ServerHandshake
 
 __all__ = [

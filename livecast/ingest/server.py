@@ -24,10 +24,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from livecast.config import Settings
-from livecast.hls.store import release_free_memory
 from livecast.hub import LiveStream, StreamHub
 from livecast.ingest.flv_to_units import FlvToUnits, UnsupportedCodec
-from livecast.ingest.limits import PendingConnections, Refusals
+from livecast.ingest.limits import IngestGate
 from livecast.ingest.protocol import (
     AudioData,
     Closed,
@@ -51,10 +50,6 @@ FLOOD_WINDOW = 1000
 FLOOD_MIN_SPAN_MS = 1000
 # A socket read this large means the kernel is holding more for us: we are behind.
 BACKLOG_READ_BYTES = 64 * 1024
-# Closed connections that held this many bytes of partial messages (together) make the
-# sweeper hand free heap memory back to the OS, at most once per TRIM_INTERVAL seconds.
-TRIM_AFTER_BYTES = 1024 * 1024
-TRIM_INTERVAL = 5.0
 
 
 class PublishAuthority(Protocol):
@@ -89,10 +84,7 @@ class RtmpServer:
         self.connections: set[RtmpConnection] = set()
         self.publishers: dict[str, RtmpConnection] = {}
         self.publish_hook: PublishHook | None = None
-        self.pending: PendingConnections[RtmpConnection] = PendingConnections()
-        self.refusals = Refusals()
-        self._freed = 0  # bytes of partial messages held by connections closed since the last trim
-        self._last_trim = 0.0
+        self.gate = IngestGate(settings.ingest)
         self._server: asyncio.base_events.Server | None = None
         self._more_servers: list[asyncio.base_events.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
@@ -138,26 +130,14 @@ class RtmpServer:
             conn.abort(reason)
 
     def admit(self, conn: RtmpConnection) -> bool:
-        """Take a new connection in as pending, within the pending caps; False: refused."""
-        ingest = self.settings.ingest
-        if self.pending.count(conn.host) >= ingest.max_pending_per_address:
-            self.refusals.note("pending_per_address", conn.host,
-                               f"{conn.peer} refused: {ingest.max_pending_per_address} connections from this "
-                               "address are not publishing yet (ingest.max_pending_per_address)")
+        if not self.gate.admit(conn):
             return False
-        if len(self.pending) >= ingest.max_pending:
-            victim = self.pending.victim()
-            if victim is not None:
-                victim.refuse("pending_evicted", f"evicted: {ingest.max_pending} connections are not publishing "
-                                                 "yet (ingest.max_pending), the oldest of the busiest address goes")
         self.connections.add(conn)
-        self.pending.add(conn, conn.host)
         return True
 
     def closed(self, conn: RtmpConnection) -> None:
         self.connections.discard(conn)
-        self.pending.discard(conn)
-        self._freed += conn.proto.peak_buffered
+        self.gate.closed(conn, conn.proto.peak_buffered)
 
     async def _sweep(self) -> None:
         """Once a second: enforce the handshake, authentication and idle timeouts, log
@@ -169,15 +149,12 @@ class RtmpServer:
             for conn in list(self.connections):
                 if not conn.proto.handshake_done and now - conn.opened > ingest.handshake_timeout:
                     conn.refuse("handshake_timeout", "handshake timeout")
-                elif conn in self.pending and now - conn.pending_since > ingest.auth_timeout:
+                elif conn in self.gate.pending and now - conn.pending_since > ingest.auth_timeout:
                     conn.refuse("auth_timeout", f"no publish accepted within {ingest.auth_timeout:g} s "
                                                 "(ingest.auth_timeout)")
                 elif now - conn.last_rx > ingest.idle_timeout:
                     conn.abort("idle timeout")
-            self.refusals.summarise(now)
-            if self._freed >= TRIM_AFTER_BYTES and now - self._last_trim >= TRIM_INTERVAL:
-                self._freed, self._last_trim = 0, now
-                release_free_memory()
+            self.gate.tick(now)
 
 
 class RtmpConnection(asyncio.Protocol):
@@ -359,7 +336,7 @@ class RtmpConnection(asyncio.Protocol):
         stream, previous = server.hub.start(slug, self.peer)
         self.stream, self.stream_id = stream, req.stream_id
         server.publishers[slug] = self
-        server.pending.discard(self)
+        server.gate.pending.discard(self)
         self.proto.accept_publish(req)
         self._flush()
         if old is not None and old is not self:
@@ -379,7 +356,7 @@ class RtmpConnection(asyncio.Protocol):
             del server.publishers[stream.slug]
         if not self._closing:  # still connected: pending again, it may publish anew in time
             self.pending_since = time.monotonic()
-            server.pending.add(self, self.host)
+            server.gate.pending.add(self, self.host)
         if server.hub.stop(stream):
             log.info(
                 "rtmp room %s: publish stopped (%.1f s of media, %d bytes, video %s %sx%s, audio %s)",
@@ -399,7 +376,7 @@ class RtmpConnection(asyncio.Protocol):
         ``reason`` (without flooding the log)."""
         if self._closing:
             return
-        self.server.refusals.note(reason, self.host, f"{self.peer} disconnected: {message}")
+        self.server.gate.refusals.note(reason, self.host, f"{self.peer} disconnected: {message}")
         self.abort(None, hard=True)
 
     def abort(self, reason: str | None, *, hard: bool = False) -> None:
@@ -411,7 +388,7 @@ class RtmpConnection(asyncio.Protocol):
         if reason:
             log.warning("rtmp %s disconnected: %s", self.peer, reason)
         self._end_publish()
-        self.server.pending.discard(self)
+        self.server.gate.pending.discard(self)
         if self.transport is not None:
             if hard:
                 self.transport.abort()
