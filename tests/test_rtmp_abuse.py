@@ -9,9 +9,15 @@ from typing import Any
 
 from helpers import make_room, room_json, rtmp_url, wait_playlist
 from publisher import read_hls_async, start_publisher
-from rtmp_attack import closed_by_server, keep_alive, open_rtmp
+from rtmp_attack import Conn, closed_by_server, keep_alive, open_rtmp
 from rtmp_craft import command_message, ping_request
 from test_metrics import scrape, value
+
+
+async def open_rtmp_checked(node: Any, source: str) -> Conn:
+    conn = await open_rtmp(node, source)
+    assert conn is not None
+    return conn
 
 
 async def publish_and_check(node: Any, seconds: float = 4.0) -> None:
@@ -76,3 +82,26 @@ async def test_a_pending_peer_is_closed_at_its_deadline_and_over_its_byte_budget
     await publish_and_check(node, seconds=3.0)
     families = await scrape(node)
     assert value(families, "livecast_rtmp_refused_total", reason="auth_timeout") == 1
+
+
+async def test_refusals_are_counted_each_time_and_logged_once(node_factory, caplog) -> None:
+    node = await node_factory()
+    for _ in range(20):  # a key-guessing loop from one address
+        reader, writer = await open_rtmp_checked(node, "127.0.0.5")
+        writer.write(command_message("connect", 1, {"app": "live", "tcUrl": "rtmp://127.0.0.1/live"}))
+        writer.write(command_message("createStream", 2, None))
+        writer.write(command_message("publish", 3, None, "lc_guess", "live", stream_id=1, csid=8))
+        assert await closed_by_server(reader, timeout=5.0)
+        writer.close()
+    for _ in range(20):  # garbage after the handshake
+        reader, writer = await open_rtmp_checked(node, "127.0.0.5")
+        writer.write(b"\x43" + bytes(64))  # fmt 1 chunk on a chunk stream that never had a header
+        assert await closed_by_server(reader, timeout=5.0)
+        writer.close()
+    families = await scrape(node)
+    assert value(families, "livecast_rtmp_refused_total", reason="bad_key") == 20
+    assert value(families, "livecast_rtmp_refused_total", reason="protocol_error") == 20
+    lines = [r.getMessage() for r in caplog.records if "127.0.0.5" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert "unknown stream key" in lines[0] and "protocol error" in lines[1]
+    assert "lc_guess" not in caplog.text

@@ -33,6 +33,10 @@ REASONS = (
     "partial_streams",
     "partial_bytes",
     "chunk_streams",
+    "protocol_error",  # bytes that break the protocol
+    "bad_key",  # publish with an unknown stream key (or outside the live app)
+    "publish_rejected",  # the on_publish webhook said no
+    "server_full",  # ingest.max_publishers rooms are live
 )
 SUMMARY_INTERVAL = 60.0  # seconds between summaries of refusals not logged one by one
 MAX_LOGGED_KEYS = 1000  # (reason, address) pairs remembered per interval

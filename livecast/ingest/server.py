@@ -203,7 +203,7 @@ class RtmpConnection(asyncio.Protocol):
             self.refuse(err.reason, str(err))
             return
         except ProtocolError as err:
-            self.abort(f"protocol error: {err}")
+            self.refuse("protocol_error", f"protocol error: {err}")
             return
         self._flush()
         if self._backlog is not None:
@@ -291,7 +291,8 @@ class RtmpConnection(asyncio.Protocol):
             if self._closing:
                 return
             if room is None:
-                log.warning("rtmp %s publish rejected: unknown stream key (app %r)", self.peer, self.app)
+                server.gate.refusals.note("bad_key", self.host,
+                                          f"{self.peer} publish rejected: unknown stream key (app {self.app!r})")
                 self.proto.reject_publish(req, "NetStream.Publish.BadName", "invalid stream key")
                 self._flush()
                 self.abort(None)
@@ -299,7 +300,8 @@ class RtmpConnection(asyncio.Protocol):
             if server.publish_hook is not None and not await server.publish_hook(room.slug, self.peer, self.app):
                 if self._closing:
                     return
-                log.warning("rtmp %s publish to %s rejected by the on_publish hook", self.peer, room.slug)
+                server.gate.refusals.note("publish_rejected", self.host,
+                                          f"{self.peer} publish to {room.slug} rejected by the on_publish hook")
                 self.proto.reject_publish(req, "NetStream.Publish.Rejected", "publish not authorised")
                 self._flush()
                 self.abort(None)
@@ -312,7 +314,8 @@ class RtmpConnection(asyncio.Protocol):
                 return
             slug = room.slug
             if slug not in server.publishers and len(server.hub) >= server.settings.ingest.max_publishers:
-                log.warning("rtmp %s publish to %s rejected: max_publishers reached", self.peer, slug)
+                server.gate.refusals.note("server_full", self.host,
+                                          f"{self.peer} publish to {slug} rejected: max_publishers reached")
                 self.proto.reject_publish(req, "NetStream.Publish.Rejected", "server is full")
                 self._flush()
                 self.abort(None)
