@@ -29,11 +29,19 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-import ingest  # noqa: E402  (same directory: the server wrapper, RSS helper)
-from rtmp_craft import HANDSHAKE_SIZE, c0c1, c2, chunk, command_message, ping_request, set_chunk_size  # noqa: E402
+import ingest
+from rtmp_craft import (
+    HANDSHAKE_SIZE,
+    c0c1,
+    c2,
+    chunk,
+    command_message,
+    ping_request,
+    set_chunk_size,
+)
 
-from livecast.ingest.amf import decode_values  # noqa: E402
-from livecast.ingest.chunks import ChunkReader  # noqa: E402
+from livecast.ingest.amf import decode_values
+from livecast.ingest.chunks import ChunkReader
 
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -80,7 +88,7 @@ def server_counts(server: ingest.LivecastServer) -> str:
     """The pending gauge and the non-zero refusal counters from /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{server.http}/metrics") as r:
         text = r.read().decode()
-    found = re.findall(r'^livecast_rtmp_(pending_connections|refused_total\{reason="(\w+)"\}) (\S+)$', text, re.M)
+    found = re.findall(r'^livecast_rtmp_(pending_connections|refused_total\{reason="(\w+)"\}) (\S+)$', text, re.MULTILINE)
     return ", ".join(f"{reason or name} {float(v):.0f}" for name, reason, v in found if float(v))
 
 
