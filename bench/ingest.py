@@ -151,12 +151,13 @@ def run_publishers(clip: Path, urls: list[str]) -> float:
 class LivecastServer:
     name = "livecast"
 
-    def __init__(self, segment: float, container: str) -> None:
+    def __init__(self, segment: float, container: str, env_overrides: dict[str, str] | None = None) -> None:
         self.tmp = tempfile.mkdtemp(prefix="lcbench-")
         self.http, self.rtmp = free_port(), free_port()
         env = dict(os.environ, LIVECAST_HLS_SEGMENT_DURATION=str(segment), LIVECAST_HLS_CONTAINER=container,
                    LIVECAST_AUTH_BCRYPT_ROUNDS="4", LIVECAST_LOG_LEVEL="warning",
                    LIVECAST_INGEST_MAX_PUBLISHERS="1000")
+        env.update(env_overrides or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "livecast", "serve", "--host", "127.0.0.1", "--http-port", str(self.http),
              "--rtmp-port", str(self.rtmp), "--data-dir", self.tmp],

@@ -65,6 +65,13 @@ class IngestSettings:
     max_message_bytes: int = 16 * 1024 * 1024
     max_chunk_streams: int = 64
     ack_window: int = 2_500_000
+    max_partial_bytes: int = 32 * 1024 * 1024
+    auth_timeout: float = 10.0
+    preauth_max_bytes: int = 64 * 1024
+    preauth_max_message_bytes: int = 64 * 1024
+    preauth_max_partial_streams: int = 4
+    max_pending: int = 256
+    max_pending_per_address: int = 8
 
 
 @dataclass
@@ -201,6 +208,15 @@ class Settings:
             (0.5 <= self.hls.segment_duration <= 30, "hls.segment_duration must be 0.5..30 s"),
             (2 <= self.hls.window <= 100, "hls.window must be 2..100"),
             (128 <= self.ingest.max_chunk_size <= 0xFFFFFF, "ingest.max_chunk_size must be 128..16777215"),
+            (self.ingest.max_partial_bytes >= self.ingest.max_message_bytes,
+             "ingest.max_partial_bytes must be >= ingest.max_message_bytes"),
+            (self.ingest.auth_timeout > 0, "ingest.auth_timeout must be > 0"),
+            (self.ingest.preauth_max_bytes >= 8192, "ingest.preauth_max_bytes must be >= 8192"),
+            (1024 <= self.ingest.preauth_max_message_bytes <= self.ingest.preauth_max_bytes,
+             "ingest.preauth_max_message_bytes must be 1024..ingest.preauth_max_bytes"),
+            (self.ingest.preauth_max_partial_streams >= 1, "ingest.preauth_max_partial_streams must be >= 1"),
+            (1 <= self.ingest.max_pending_per_address <= self.ingest.max_pending,
+             "ingest.max_pending_per_address must be 1..ingest.max_pending"),
             (self.log.format in ("text", "json"), "log.format must be 'text' or 'json'"),
             (self.server.max_body_bytes >= 1024, "server.max_body_bytes must be >= 1024"),
             (bool(self.tls.cert) == bool(self.tls.key), "tls.cert and tls.key must be set together"),

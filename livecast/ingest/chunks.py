@@ -51,6 +51,14 @@ class ProtocolError(Exception):
     """The peer sent bytes that break the protocol; the connection should be closed."""
 
 
+class LimitExceeded(ProtocolError):
+    """The peer went over a resource limit; ``reason`` names it (a metric label)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass(slots=True)
 class RtmpMessage:
     csid: int
@@ -92,7 +100,13 @@ class ChunkReader:
     """Bytes in (any split), complete messages out. Raises :class:`ProtocolError`.
 
     Set Chunk Size (type 1) and Abort (type 2) take effect inside the reader as soon as
-    they complete, even mid-buffer; they are still returned for the caller to see."""
+    they complete, even mid-buffer; they are still returned for the caller to see.
+
+    Memory is bounded by the limits: a message may declare at most ``max_message_bytes``,
+    at most ``max_partial_streams`` chunk streams may hold a partial message at once, and
+    those partial messages may hold ``max_partial_bytes`` together. Going over any of them
+    raises :class:`LimitExceeded`. :meth:`set_limits` changes them between reads (the
+    protocol widens them once a publish is authorised)."""
 
     def __init__(
         self,
@@ -100,19 +114,31 @@ class ChunkReader:
         max_chunk_size: int = 0xFFFFFF,
         max_message_bytes: int = 16 * 1024 * 1024,
         max_chunk_streams: int = 64,
+        max_partial_streams: int = 64,
+        max_partial_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self.max_chunk_size = max_chunk_size
         self.max_message_bytes = max_message_bytes
         self.max_chunk_streams = max_chunk_streams
+        self.max_partial_streams = max_partial_streams
+        self.max_partial_bytes = max_partial_bytes
         self.chunk_size = DEFAULT_CHUNK_SIZE
+        self.partial_bytes = 0  # payload bytes held in partial messages
+        self.partial_streams = 0  # chunk streams holding a partial message
+        self.peak_partial_bytes = 0
         self._buf = bytearray()
         self._streams: dict[int, _InStream] = {}
+
+    def set_limits(self, *, max_message_bytes: int, max_partial_streams: int, max_partial_bytes: int) -> None:
+        """New limits for later input (what is already buffered stays)."""
+        self.max_message_bytes = max_message_bytes
+        self.max_partial_streams = max_partial_streams
+        self.max_partial_bytes = max_partial_bytes
 
     @property
     def buffered(self) -> int:
         """Bytes held: the unparsed tail plus every partial message."""
-        parts = sum(len(s.parts) for s in self._streams.values() if s.parts is not None)
-        return len(self._buf) + parts
+        return len(self._buf) + self.partial_bytes
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[RtmpMessage]:
         buf = self._buf
@@ -182,7 +208,8 @@ class ChunkReader:
                             stream_id = st.stream_id if st is not None else 0
                             p += 7
                         if length > max_message:
-                            raise ProtocolError(f"message of {length} bytes exceeds the {max_message} byte limit")
+                            raise LimitExceeded("message_size",
+                                                f"message of {length} bytes exceeds the {max_message} byte limit")
                     ext = field == EXTENDED_TIMESTAMP
                     if ext:
                         if p + 4 > n:
@@ -202,7 +229,7 @@ class ChunkReader:
                 # The whole chunk is here: commit the header, then the payload.
                 if st is None:
                     if len(streams) >= self.max_chunk_streams:
-                        raise ProtocolError(f"more than {self.max_chunk_streams} chunk streams")
+                        raise LimitExceeded("chunk_streams", f"more than {self.max_chunk_streams} chunk streams")
                     st = streams[csid] = _InStream()
                 if fmt != 3:
                     st.timestamp = ts
@@ -218,15 +245,14 @@ class ChunkReader:
                 if take == remaining and not received:
                     payload = bytes(mv[p:end])
                 else:
-                    if received:
-                        st.parts += mv[p:end]  # type: ignore[operator]
-                    else:
-                        st.parts = bytearray(mv[p:end])
+                    self._hold(st, mv, p, end, received)
                     received += take
                     if received < st.length:
                         st.received = received
                         continue
-                    payload = bytes(st.parts)
+                    payload = bytes(st.parts)  # type: ignore[arg-type]
+                    self.partial_bytes -= len(payload)
+                    self.partial_streams -= 1
                     st.parts = None
                     st.received = 0
                 type_id = st.type_id
@@ -240,6 +266,24 @@ class ChunkReader:
             if pos:
                 del buf[:pos]
         return out
+
+    def _hold(self, st: _InStream, mv: memoryview, p: int, end: int, received: int) -> None:
+        """Append a chunk's payload ``mv[p:end]`` to the partial message of ``st``, within
+        the limits (checked first: a live slice of the buffer would block its resizing)."""
+        held = self.partial_bytes + end - p
+        if held > self.max_partial_bytes:
+            raise LimitExceeded("partial_bytes",
+                                f"partial messages would hold {held} bytes, over the {self.max_partial_bytes} byte limit")
+        if received:
+            st.parts += mv[p:end]  # type: ignore[operator]
+        else:
+            if self.partial_streams >= self.max_partial_streams:
+                raise LimitExceeded("partial_streams",
+                                    f"more than {self.max_partial_streams} chunk streams with partial messages")
+            st.parts = bytearray(mv[p:end])
+            self.partial_streams += 1
+        self.partial_bytes = held
+        self.peak_partial_bytes = max(self.peak_partial_bytes, held)
 
     def _set_chunk_size(self, payload: bytes) -> int:
         if len(payload) < 4:
@@ -258,6 +302,8 @@ class ChunkReader:
         st = self._streams.get(csid)
         if st is not None and st.received:
             log.debug("abort: dropping %d bytes of a partial message on chunk stream %d", st.received, csid)
+            self.partial_bytes -= st.received
+            self.partial_streams -= 1
             st.parts = None
             st.received = 0
 

@@ -6,6 +6,13 @@ connect, createStream, acknowledgements, pings, FMLE/OBS commands) is answered h
 only decisions that need the application (may this stream key publish?) become events.
 Audio, video and metadata are only reported for streams with a publish pending or
 accepted; anything else a client sends on other streams is dropped.
+
+Until a publish is accepted the peer is unauthenticated and gets small limits: a budget
+of ``preauth_max_bytes`` received in all (handshake included), messages of at most
+``preauth_max_message_bytes`` and ``preauth_max_partial_streams`` chunk streams holding
+partial messages. :meth:`accept_publish` switches to the encoder-sized limits
+(``max_message_bytes``, ``max_chunk_streams``, ``max_partial_bytes``). Going over a limit
+raises :class:`LimitExceeded` (a :class:`ProtocolError` with a ``reason``).
 """
 
 from __future__ import annotations
@@ -16,11 +23,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from livecast.ingest.amf import UNDEFINED, AmfError, decode_values, encode_values
-from livecast.ingest.chunks import MASK32, ChunkReader, ChunkWriter, ProtocolError, RtmpMessage
+from livecast.ingest.chunks import (
+    MASK32,
+    ChunkReader,
+    ChunkWriter,
+    LimitExceeded,
+    ProtocolError,
+    RtmpMessage,
+)
 from livecast.ingest.handshake import ServerHandshake
 
 __all__ = [
-    "AudioData", "Closed", "Connected", "MetaData", "ProtocolError", "PublishRequested",
+    "AudioData", "Closed", "Connected", "LimitExceeded", "MetaData", "ProtocolError", "PublishRequested",
     "RtmpMessage", "RtmpServerProtocol", "Unpublished", "VideoData",
 ]
 
@@ -93,15 +107,24 @@ class RtmpServerProtocol:
         max_chunk_size: int = 0xFFFFFF,
         max_message_bytes: int = 16 * 1024 * 1024,
         max_chunk_streams: int = 64,
+        max_partial_bytes: int = 32 * 1024 * 1024,
+        preauth_max_bytes: int = 64 * 1024,
+        preauth_max_message_bytes: int = 64 * 1024,
+        preauth_max_partial_streams: int = 4,
         ack_window: int = 2_500_000,
         out_chunk_size: int = 4096,
     ) -> None:
         self._handshake = ServerHandshake()
         self._reader = ChunkReader(
             max_chunk_size=max_chunk_size,
-            max_message_bytes=max_message_bytes,
+            max_message_bytes=min(preauth_max_message_bytes, max_message_bytes),
             max_chunk_streams=max_chunk_streams,
+            max_partial_streams=preauth_max_partial_streams,
+            max_partial_bytes=preauth_max_bytes,
         )
+        self._limits = (max_message_bytes, max_chunk_streams, max_partial_bytes)
+        self._preauth_max_bytes = preauth_max_bytes
+        self._authorised = False
         self._writer = ChunkWriter()
         self._out = bytearray()
         self._ack_window = ack_window
@@ -122,6 +145,16 @@ class RtmpServerProtocol:
     @property
     def handshake_done(self) -> bool:
         return self._handshake.done
+
+    @property
+    def authorised(self) -> bool:
+        """True once a publish was accepted (the encoder-sized limits apply)."""
+        return self._authorised
+
+    @property
+    def peak_buffered(self) -> int:
+        """The most bytes partial messages held at once on this connection."""
+        return self._reader.peak_partial_bytes
 
     # -- input -------------------------------------------------------------------------
     def receive(self, data: bytes, *, backlogged: bool = False) -> list[object]:
@@ -144,6 +177,9 @@ class RtmpServerProtocol:
 
     def _receive(self, data: bytes, backlogged: bool) -> list[object]:
         self._bytes_received += len(data)
+        if not self._authorised and self._bytes_received > self._preauth_max_bytes:
+            raise LimitExceeded("preauth_bytes", f"{self._bytes_received} bytes received before a publish was "
+                                                 f"accepted, over the {self._preauth_max_bytes} byte budget")
         events: list[object] = []
         if not self._handshake.done:
             data = self._handshake.receive(data)
@@ -321,6 +357,11 @@ class RtmpServerProtocol:
 
     # -- decisions from the application -------------------------------------------------
     def accept_publish(self, req: PublishRequested) -> None:
+        if not self._authorised:
+            self._authorised = True
+            max_message, max_streams, max_partial = self._limits
+            self._reader.set_limits(max_message_bytes=max_message, max_partial_streams=max_streams,
+                                    max_partial_bytes=max_partial)
         self._send(CSID_CONTROL, USER_CONTROL, 0, _U16.pack(STREAM_BEGIN) + _U32.pack(req.stream_id))
         self.send_status(req.stream_id, "status", "NetStream.Publish.Start", f"{req.name} is now published.")
 

@@ -5,6 +5,13 @@ its events: publish authorisation against the room's stream key, takeover of a l
 room by a new publisher, media into the stream hub. Anything wrong with one connection
 (bad bytes, timeouts, floods, unsupported codecs) closes that connection with one log
 line and touches nothing else.
+
+A connection is *pending* from accept until a publish with a valid key is accepted (and
+again after its publish ends). Pending connections are capped per address and in all,
+apart from publishers, and must authenticate within ``ingest.auth_timeout``; when the
+global cap is full a newcomer evicts the oldest pending connection of the address that
+holds the most, so a real encoder (which authenticates within milliseconds) always gets
+in. Refusals are counted by reason and logged once (see :mod:`livecast.ingest.limits`).
 """
 
 from __future__ import annotations
@@ -19,9 +26,11 @@ from typing import Any, Protocol, cast
 from livecast.config import Settings
 from livecast.hub import LiveStream, StreamHub
 from livecast.ingest.flv_to_units import FlvToUnits, UnsupportedCodec
+from livecast.ingest.limits import IngestGate
 from livecast.ingest.protocol import (
     AudioData,
     Closed,
+    LimitExceeded,
     MetaData,
     ProtocolError,
     PublishRequested,
@@ -75,6 +84,7 @@ class RtmpServer:
         self.connections: set[RtmpConnection] = set()
         self.publishers: dict[str, RtmpConnection] = {}
         self.publish_hook: PublishHook | None = None
+        self.gate = IngestGate(settings.ingest)
         self._server: asyncio.base_events.Server | None = None
         self._more_servers: list[asyncio.base_events.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
@@ -119,17 +129,32 @@ class RtmpServer:
         if conn is not None:
             conn.abort(reason)
 
+    def admit(self, conn: RtmpConnection) -> bool:
+        if not self.gate.admit(conn):
+            return False
+        self.connections.add(conn)
+        return True
+
+    def closed(self, conn: RtmpConnection) -> None:
+        self.connections.discard(conn)
+        self.gate.closed(conn, conn.proto.peak_buffered)
+
     async def _sweep(self) -> None:
-        """Once a second: enforce handshake and idle timeouts."""
+        """Once a second: enforce the handshake, authentication and idle timeouts, log
+        the refusal summary and hand freed memory back to the OS."""
         ingest = self.settings.ingest
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             for conn in list(self.connections):
                 if not conn.proto.handshake_done and now - conn.opened > ingest.handshake_timeout:
-                    conn.abort("handshake timeout")
+                    conn.refuse("handshake_timeout", "handshake timeout")
+                elif conn in self.gate.pending and now - conn.pending_since > ingest.auth_timeout:
+                    conn.refuse("auth_timeout", f"no publish accepted within {ingest.auth_timeout:g} s "
+                                                "(ingest.auth_timeout)")
                 elif now - conn.last_rx > ingest.idle_timeout:
                     conn.abort("idle timeout")
+            self.gate.tick(now)
 
 
 class RtmpConnection(asyncio.Protocol):
@@ -140,11 +165,15 @@ class RtmpConnection(asyncio.Protocol):
             max_chunk_size=ingest.max_chunk_size,
             max_message_bytes=ingest.max_message_bytes,
             max_chunk_streams=ingest.max_chunk_streams,
+            max_partial_bytes=ingest.max_partial_bytes,
+            preauth_max_bytes=ingest.preauth_max_bytes,
+            preauth_max_message_bytes=ingest.preauth_max_message_bytes,
+            preauth_max_partial_streams=ingest.preauth_max_partial_streams,
             ack_window=ingest.ack_window,
         )
         self.transport: asyncio.Transport | None = None
-        self.peer = "?"
-        self.opened = self.last_rx = time.monotonic()
+        self.peer = self.host = "?"
+        self.opened = self.last_rx = self.pending_since = time.monotonic()
         self.app = ""
         self.stream: LiveStream | None = None
         self.stream_id = 0
@@ -160,20 +189,21 @@ class RtmpConnection(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         peer = self.transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        limit = self.server.settings.ingest.max_publishers * 2 + 8
-        if len(self.server.connections) >= limit:
-            log.warning("rtmp %s refused: too many connections", self.peer)
+        if peer:
+            self.host, self.peer = str(peer[0]), f"{peer[0]}:{peer[1]}"
+        if not self.server.admit(self):
+            self._closing = True
             self.transport.abort()
-            return
-        self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
         self.last_rx = time.monotonic()
         try:
             events = self.proto.receive(data, backlogged=len(data) >= BACKLOG_READ_BYTES)
+        except LimitExceeded as err:
+            self.refuse(err.reason, str(err))
+            return
         except ProtocolError as err:
-            self.abort(f"protocol error: {err}")
+            self.refuse("protocol_error", f"protocol error: {err}")
             return
         self._flush()
         if self._backlog is not None:
@@ -182,7 +212,8 @@ class RtmpConnection(asyncio.Protocol):
         self._handle(events)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connections.discard(self)
+        self._closing = True
+        self.server.closed(self)
         self._end_publish()
 
     # -- events ------------------------------------------------------------------------
@@ -260,7 +291,8 @@ class RtmpConnection(asyncio.Protocol):
             if self._closing:
                 return
             if room is None:
-                log.warning("rtmp %s publish rejected: unknown stream key (app %r)", self.peer, self.app)
+                server.gate.refusals.note("bad_key", self.host,
+                                          f"{self.peer} publish rejected: unknown stream key (app {self.app!r})")
                 self.proto.reject_publish(req, "NetStream.Publish.BadName", "invalid stream key")
                 self._flush()
                 self.abort(None)
@@ -268,7 +300,8 @@ class RtmpConnection(asyncio.Protocol):
             if server.publish_hook is not None and not await server.publish_hook(room.slug, self.peer, self.app):
                 if self._closing:
                     return
-                log.warning("rtmp %s publish to %s rejected by the on_publish hook", self.peer, room.slug)
+                server.gate.refusals.note("publish_rejected", self.host,
+                                          f"{self.peer} publish to {room.slug} rejected by the on_publish hook")
                 self.proto.reject_publish(req, "NetStream.Publish.Rejected", "publish not authorised")
                 self._flush()
                 self.abort(None)
@@ -281,7 +314,8 @@ class RtmpConnection(asyncio.Protocol):
                 return
             slug = room.slug
             if slug not in server.publishers and len(server.hub) >= server.settings.ingest.max_publishers:
-                log.warning("rtmp %s publish to %s rejected: max_publishers reached", self.peer, slug)
+                server.gate.refusals.note("server_full", self.host,
+                                          f"{self.peer} publish to {slug} rejected: max_publishers reached")
                 self.proto.reject_publish(req, "NetStream.Publish.Rejected", "server is full")
                 self._flush()
                 self.abort(None)
@@ -305,6 +339,7 @@ class RtmpConnection(asyncio.Protocol):
         stream, previous = server.hub.start(slug, self.peer)
         self.stream, self.stream_id = stream, req.stream_id
         server.publishers[slug] = self
+        server.gate.pending.discard(self)
         self.proto.accept_publish(req)
         self._flush()
         if old is not None and old is not self:
@@ -322,6 +357,9 @@ class RtmpConnection(asyncio.Protocol):
         server = self.server
         if server.publishers.get(stream.slug) is self:
             del server.publishers[stream.slug]
+        if not self._closing:  # still connected: pending again, it may publish anew in time
+            self.pending_since = time.monotonic()
+            server.gate.pending.add(self, self.host)
         if server.hub.stop(stream):
             log.info(
                 "rtmp room %s: publish stopped (%.1f s of media, %d bytes, video %s %sx%s, audio %s)",
@@ -336,13 +374,26 @@ class RtmpConnection(asyncio.Protocol):
         if out and self.transport is not None and not self.transport.is_closing():
             self.transport.write(out)
 
-    def abort(self, reason: str | None) -> None:
-        """Close this connection; ``reason`` (if any) is logged once."""
+    def refuse(self, reason: str, message: str) -> None:
+        """Close this connection at once for an ingest limit, counted and logged by
+        ``reason`` (without flooding the log)."""
+        if self._closing:
+            return
+        self.server.gate.refusals.note(reason, self.host, f"{self.peer} disconnected: {message}")
+        self.abort(None, hard=True)
+
+    def abort(self, reason: str | None, *, hard: bool = False) -> None:
+        """Close this connection; ``reason`` (if any) is logged once. ``hard`` drops
+        unsent output too (a peer that does not read cannot hold the socket open)."""
         if self._closing:
             return
         self._closing = True
         if reason:
             log.warning("rtmp %s disconnected: %s", self.peer, reason)
         self._end_publish()
+        self.server.gate.pending.discard(self)
         if self.transport is not None:
-            self.transport.close()
+            if hard:
+                self.transport.abort()
+            else:
+                self.transport.close()

@@ -211,6 +211,14 @@ class NodeCollector(Collector):
             conns = GaugeMetricFamily("livecast_rtmp_connections", "Open RTMP connections (any state)")
             conns.add_metric([], len(rtmp.connections))
             yield conns
+            yield GaugeMetricFamily("livecast_rtmp_pending_connections",
+                                    "RTMP connections not publishing yet (no publish accepted)", value=len(rtmp.gate.pending))
+            refused = CounterMetricFamily("livecast_rtmp_refused",
+                                          "RTMP connections refused, evicted or closed by an ingest limit, by reason",
+                                          labels=["reason"])
+            for reason, count in rtmp.gate.refusals.totals.items():
+                refused.add_metric([reason], count)
+            yield refused
         totals: defaultdict[tuple[str, ...], list[int]] = defaultdict(lambda: [0, 0, 0])
         for slug, row in m.ingest.retired.items():
             acc = totals[m.room(slug)]
