@@ -82,6 +82,12 @@ class ChatSettings:
     rate_seconds: float = 5.0
     send_queue: int = 256
     max_errors: int = 20
+    max_sockets_per_address: int = 10
+    frames_per_second: float = 20.0
+    frame_burst: int = 60
+    comment_retention_days: float = 90.0
+    max_comments_per_room: int = 10000
+    prune_interval: float = 300.0
 
 
 @dataclass
@@ -198,6 +204,12 @@ class Settings:
             (self.webhooks.queue_size >= 1, "webhooks.queue_size must be >= 1"),
             (self.webhooks.max_attempts >= 1, "webhooks.max_attempts must be >= 1"),
             (self.webhooks.timeout > 0 and self.webhooks.on_publish_timeout > 0, "webhook timeouts must be > 0"),
+            (self.chat.max_sockets_per_address >= 0, "chat.max_sockets_per_address must be >= 0"),
+            (self.chat.frames_per_second > 0 and self.chat.frame_burst >= 1,
+             "chat.frames_per_second must be > 0 and chat.frame_burst >= 1"),
+            (self.chat.comment_retention_days >= 0, "chat.comment_retention_days must be >= 0"),
+            (self.chat.max_comments_per_room >= 0, "chat.max_comments_per_room must be >= 0"),
+            (0 < self.chat.prune_interval <= 86400, "chat.prune_interval must be 0..86400 s"),
         ]
         for ok, message in checks:
             if not ok:

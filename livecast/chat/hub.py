@@ -51,6 +51,11 @@ def text_frame(text: str) -> bytes:
     return header + payload
 
 
+def pong_frame(payload: bytes) -> bytes:
+    """An unmasked pong frame answering a ping with ``payload`` (at most 125 bytes)."""
+    return bytes((0x8A, len(payload))) + payload
+
+
 class ChatClient:
     """One WebSocket: who it is, where it is, and its outgoing queue."""
 
@@ -293,7 +298,11 @@ class ChatHub:
 
     def send(self, client: ChatClient, text: str) -> None:
         """A frame for one client only (replies and errors)."""
-        if client.offer(text_frame(text)):
+        self.send_frame(client, text_frame(text))
+
+    def send_frame(self, client: ChatClient, frame: bytes) -> None:
+        """Frame bytes for one client only (a pong)."""
+        if client.offer(frame):
             self._dirty.add(client)
             self._schedule_flush()
         else:

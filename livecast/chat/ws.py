@@ -21,8 +21,9 @@ from livecast.chat.frames import (
     AuthFrame, ClientFrame, CommentFrame, FrameError, GiftFrame, LikeFrame, PingFrame, encode, error_frame,
     error_from, parse_client_frame, user_json,
 )
-from livecast.chat.hub import CLOSE_TIMEOUT, ChatClient, ChatHub
+from livecast.chat.hub import CLOSE_TIMEOUT, ChatClient, ChatHub, pong_frame
 from livecast.chat.service import ChatRoom, ChatService
+from livecast.chat.wsguard import GuardedWebSocket
 from livecast.config import ChatSettings
 from livecast.errors import LivecastError, Unauthorized, ValidationError
 from livecast.keys import SETTINGS, USERS
@@ -124,6 +125,11 @@ class FrameLoop(abc.ABC):
                 if msg.type == WSMsgType.TEXT:
                     await self.handle_text(msg.data)
                     continue
+                if msg.type == WSMsgType.PING:  # autoping is off: the guard has counted it
+                    self.hub.send_frame(self.client, pong_frame(msg.data))
+                    continue
+                if msg.type == WSMsgType.PONG:
+                    continue
                 if msg.type == WSMsgType.BINARY:
                     raise FrameError("send JSON text frames", code="invalid_frame")
                 break  # ERROR
@@ -162,15 +168,21 @@ class _Session(FrameLoop):
             service.hub.send(client, encode({"type": "auth_ok", "user": user_json(user.username, user.role)}))
 
 
-def chat_response(chat: ChatSettings) -> web.WebSocketResponse:
-    """A chat socket's response object, bounded by the chat settings."""
-    return web.WebSocketResponse(
+def chat_response(chat: ChatSettings) -> GuardedWebSocket:
+    """A chat socket's response object, bounded by the chat settings: every frame the
+    client sends, pings included, is charged to its frame budget, and unmasked frames
+    fail the connection (livecast.chat.wsguard). Pings reach the frame loop (autoping
+    off), which answers them through the client's bounded queue. aiohttp's heartbeat
+    still works without autoping: any bytes received, the client's pong among them,
+    reset it."""
+    return GuardedWebSocket(
+        frames_per_second=chat.frames_per_second, frame_burst=chat.frame_burst,
         max_msg_size=max(chat.max_frame_bytes * HARD_LIMIT_FACTOR, 16 * 1024),
-        heartbeat=HEARTBEAT, compress=False, timeout=CLOSE_TIMEOUT,
+        heartbeat=HEARTBEAT, autoping=False, compress=False, timeout=CLOSE_TIMEOUT,
     )
 
 
-def chat_websocket(request: web.Request, chat: ChatSettings) -> web.WebSocketResponse:
+def chat_websocket(request: web.Request, chat: ChatSettings) -> GuardedWebSocket:
     """``chat_response``, or 400 if the request is not a WebSocket upgrade."""
     ws = chat_response(chat)
     if not ws.can_prepare(request).ok:

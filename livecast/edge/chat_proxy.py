@@ -39,6 +39,10 @@ async def _pump(source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
             await sink.send_str(msg.data)
         elif msg.type == WSMsgType.BINARY:
             await sink.send_bytes(msg.data)
+        elif msg.type == WSMsgType.PING:  # the client's ping (counted by its frame guard): answered here
+            await source.pong(msg.data)
+        elif msg.type == WSMsgType.PONG:
+            continue
         else:
             break
 

@@ -1,0 +1,187 @@
+"""What a chat socket's client may send, checked on the bytes before aiohttp parses them.
+
+aiohttp's WebSocket reader accepts unmasked client frames (RFC 6455 section 5.1 says a
+server MUST close the connection on one) and answers pings inside ``receive()``, so
+control frames cost the server work without counting toward any limit. ``FrameGuard``
+sits between the connection and aiohttp's reader: it follows the frame headers of the
+byte stream (a few bytes per frame, payloads are skipped, not read) and
+
+- fails the connection with 1002 on an unmasked frame;
+- charges every frame (text, binary, continuation, ping, pong, close) to the socket's
+  token bucket (``chat.frames_per_second``, ``chat.frame_burst``) and fails it with 1008
+  when the bucket is empty.
+
+Failing means: an error frame is written, nothing more is passed to the reader, and the
+reader's queue gets a ``WebSocketError`` with the close code, so the socket's next
+``receive()`` sends the close frame and closes the connection, as aiohttp does for its
+own protocol errors. ``GuardedWebSocket`` is a ``WebSocketResponse`` that installs the
+guard when the handshake is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import WSCloseCode, web
+from aiohttp.http_websocket import WebSocketError
+
+from livecast.chat.frames import encode, error_frame
+from livecast.chat.hub import text_frame
+
+log = logging.getLogger(__name__)
+
+_HEADER, _LENGTH, _SKIP = 0, 1, 2
+
+_TOO_MANY = text_frame(encode(error_frame("too_many_frames", "too many frames; closing")))
+_UNMASKED = text_frame(encode(error_frame("protocol_error", "client frames must be masked (RFC 6455 5.1)")))
+
+
+class FrameBudget:
+    """A token bucket: ``rate`` frames a second, at most ``burst`` at once."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp", "clock")
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = float(max(1, burst))
+        self.tokens = self.burst
+        self.clock = clock
+        self.stamp = clock()
+
+    def refill(self) -> None:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    def take(self) -> bool:
+        """One frame; False when the budget is spent."""
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+class FrameHeaders:
+    """Follows the frame boundaries of a client byte stream (sans I/O).
+
+    ``feed(data)`` returns None while all is well, or ``(offset, code)``: the frame that
+    starts at ``offset`` in ``data`` (0 when its header began in an earlier chunk) breaks
+    a rule, 1002 for a missing mask, 1008 for an empty budget.
+    """
+
+    def __init__(self, budget: FrameBudget) -> None:
+        self.budget = budget
+        self._state = _HEADER
+        self._header = bytearray()  # the current header's bytes so far
+        self._need = 2  # header bytes needed to know the payload length
+        self._skip = 0  # payload bytes still to pass over
+        self.frames = 0
+
+    def feed(self, data: bytes) -> tuple[int, int] | None:
+        self.budget.refill()
+        pos, end = 0, len(data)
+        while pos < end:
+            if self._state == _SKIP:
+                step = min(self._skip, end - pos)
+                self._skip -= step
+                pos += step
+                if self._skip == 0:
+                    self._state = _HEADER
+                continue
+            start = pos - len(self._header)
+            take = min(self._need - len(self._header), end - pos)
+            self._header += data[pos:pos + take]
+            pos += take
+            if len(self._header) < self._need:
+                return None
+            broken = self._header_done()
+            if broken is not None:
+                return max(0, start), broken
+        return None
+
+    def _header_done(self) -> int | None:
+        header = self._header
+        if self._state == _HEADER:
+            if not header[1] & 0x80:
+                return int(WSCloseCode.PROTOCOL_ERROR)
+            self.frames += 1
+            if not self.budget.take():
+                return int(WSCloseCode.POLICY_VIOLATION)
+            size = header[1] & 0x7F
+            extra = 2 if size == 126 else 8 if size == 127 else 0
+            self._state, self._need = _LENGTH, 2 + extra + 4  # + the masking key
+            if len(header) < self._need:
+                return None
+        size = header[1] & 0x7F
+        if size == 126:
+            size = int.from_bytes(header[2:4], "big")
+        elif size == 127:
+            size = int.from_bytes(header[2:10], "big")
+        self._header = bytearray()
+        self._need = 2
+        self._skip = size
+        self._state = _SKIP if size else _HEADER
+        return None
+
+
+class FrameGuard:
+    """Wraps aiohttp's WebSocket reader (the connection's payload parser)."""
+
+    def __init__(self, reader: Any, queue: Any, transport: Any, budget: FrameBudget) -> None:
+        self.reader = reader
+        self.queue = queue
+        self.transport = transport
+        self.headers = FrameHeaders(budget)
+        self.failed: int | None = None
+
+    def feed_data(self, data: bytes | bytearray | memoryview) -> tuple[bool, bytes]:
+        if self.failed is not None:
+            return False, b""  # dropped: the socket is being closed
+        data = bytes(data)
+        broken = self.headers.feed(data)
+        if broken is None:
+            return self.reader.feed_data(data)  # type: ignore[no-any-return]
+        offset, code = broken
+        if offset:
+            self.reader.feed_data(data[:offset])  # the frames before the bad one are fine
+        self.fail(code)
+        return False, b""
+
+    def feed_eof(self) -> None:
+        self.reader.feed_eof()
+
+    def fail(self, code: int) -> None:
+        self.failed = code
+        abuse = code == WSCloseCode.POLICY_VIOLATION
+        log.info("chat socket closed (%s) after %d frames", "too many frames" if abuse else "unmasked frame",
+                 self.headers.frames)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(_TOO_MANY if abuse else _UNMASKED)
+        reason = "too many frames" if abuse else "unmasked client frame"
+        self.queue.set_exception(WebSocketError(code, reason))
+
+
+class GuardedWebSocket(web.WebSocketResponse):
+    """A ``WebSocketResponse`` whose incoming bytes go through a ``FrameGuard``."""
+
+    def __init__(self, *, frames_per_second: float, frame_burst: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._frame_rate = frames_per_second
+        self._frame_burst = frame_burst
+        self.guard: FrameGuard | None = None
+
+    def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
+        # aiohttp offers no hook for this: the connection's parser and the bytes that
+        # arrived before the handshake finished (its "message tail") are private. The
+        # tail is taken here and fed through the guard, so no byte passes unchecked.
+        handler: Any = request.protocol
+        tail, handler._message_tail = handler._message_tail, b""
+        super()._post_start(request, protocol, writer)
+        budget = FrameBudget(self._frame_rate, self._frame_burst)
+        guard = FrameGuard(handler._payload_parser, self._reader, request.transport, budget)
+        handler._payload_parser = self.guard = guard
+        if tail:
+            guard.feed_data(tail)
