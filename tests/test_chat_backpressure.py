@@ -72,7 +72,7 @@ async def test_slow_reader_is_dropped_and_others_keep_receiving(node_factory: An
     assert await asyncio.wait_for(asyncio.gather(*tasks), 60) == [COMMENTS] * 3
     hub = node.node.app[CHAT].hub
     assert hub.stats["slow_disconnects"] == 1
-    assert hub.viewers(slug) == 3
+    assert len(hub.clients(slug)) == 3  # sockets: viewers count anonymous sockets once per address
     await asyncio.wait_for(_wait_closed(stalled), 10)
     stalled.close()
     for ws in (poster, *readers):

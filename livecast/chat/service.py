@@ -15,6 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from aiohttp import web
+
+from livecast.chat.admission import Refusal, admit
 from livecast.chat.bus import ChatBus, RoomMessage, make_bus
 from livecast.chat.coalesce import Coalescer
 from livecast.chat.frames import GIFT_QUANTITY_MAX, clean_comment, encode, error_frame, user_json
@@ -167,14 +170,12 @@ class ChatService:
 
     # -- connections ------------------------------------------------------------------
 
-    def admit(self, room: ChatRoom, client: ChatClient) -> bool:
-        """Join the room unless it is full (``max_viewers``; owner/admin always get in)."""
-        limit = room.settings.max_viewers
-        if limit and not room.managed_by(client.user) and self.viewers(room.slug) >= limit:
-            if client.user is None or not self.hub.is_present(room.slug, client.user.id):
-                return False
-        self.hub.join(client)
-        return True
+    def admit(self, room: ChatRoom, client: ChatClient, request: web.Request | None = None) -> Refusal | None:
+        """Join the room, or why not (livecast.chat.admission: the per-address socket cap and
+        ``max_viewers``; owner/admin always get in)."""
+        return admit(self.hub, client, max_sockets=self.chat.max_sockets_per_address,
+                     max_viewers=room.settings.max_viewers, manager=room.managed_by(client.user),
+                     viewers=self.viewers(room.slug), request=request)
 
     async def hello(self, room: ChatRoom, client: ChatClient) -> tuple[str, int]:
         """The hello frame and the id of the newest comment in its history."""

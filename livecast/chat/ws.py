@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from livecast.api.auth import COOKIE_NAME
+from livecast.chat.admission import Refusal, request_address
 from livecast.chat.frames import (
     AuthFrame, ClientFrame, CommentFrame, FrameError, GiftFrame, LikeFrame, PingFrame, encode, error_frame,
     error_from, parse_client_frame, user_json,
@@ -191,18 +192,24 @@ def chat_websocket(request: web.Request, chat: ChatSettings) -> GuardedWebSocket
     return ws
 
 
+async def refuse(request: web.Request, ws: web.WebSocketResponse, refusal: Refusal) -> web.WebSocketResponse:
+    """Complete the handshake only to say why the socket is not admitted, then close."""
+    await ws.prepare(request)
+    await ws.send_str(refusal.frame())
+    await ws.close(code=refusal.close_code)
+    return ws
+
+
 async def chat_socket(request: web.Request) -> web.StreamResponse:
     service = request.app[CHAT]
     room = await service.room(request.match_info["slug"])
     chat = service.chat
     ws = chat_websocket(request, chat)
     user = await connection_user(request)
-    client = ChatClient(ws, request.transport, room.slug, user, chat.send_queue)
-    if not service.admit(room, client):
-        await ws.prepare(request)
-        await ws.send_str(encode(error_frame("room_full", "this room has reached its viewer limit")))
-        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER)
-        return ws
+    client = ChatClient(ws, request.transport, room.slug, user, chat.send_queue, request_address(request))
+    refusal = service.admit(room, client, request)
+    if refusal is not None:
+        return await refuse(request, ws, refusal)
     try:
         writer = await ws.prepare(request)
         client.drain_waiter = writer.drain

@@ -19,6 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from livecast.chat.hub import CLOSE_TIMEOUT
 from livecast.chat.ws import HEARTBEAT, chat_response, connection_token
+from livecast.cluster import client_ip
 from livecast.edge.chat import EDGE_CHAT
 from livecast.edge.upstream import upstream_errors
 
@@ -56,7 +57,7 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         return await _relay_plain(request, path)
     token = connection_token(request)
-    extra = {"X-Livecast-Client-Ip": request.remote or ""}
+    extra = {"X-Livecast-Client-Ip": client_ip(request)}  # the origin's per-address caps apply to the viewer
     if token:
         extra["Authorization"] = f"Bearer {token}"
     with upstream_errors():
