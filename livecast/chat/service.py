@@ -9,6 +9,7 @@ error frames or JSON errors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from livecast.chat.coalesce import Coalescer
 from livecast.chat.frames import GIFT_QUANTITY_MAX, clean_comment, encode, error_frame, user_json
 from livecast.chat.hub import ChatClient, ChatHub
 from livecast.chat.likes import PendingLikes
+from livecast.chat.retention import CommentPruner
 from livecast.chat.store import ChatRoomSettings, ChatStore
 from livecast.config import Gift, Settings
 from livecast.errors import Forbidden, RateLimited, Unauthorized, ValidationError
@@ -68,6 +70,8 @@ class ChatService:
         self._store: ChatStore | None = None
         self._rooms_service: RoomService | None = None
         self._pending_likes: PendingLikes | None = None
+        self._pruner: CommentPruner | None = None
+        self._pruning: asyncio.Task[None] | None = None
         self._rooms: dict[str, ChatRoom] = {}
         self._loading: dict[str, asyncio.Future[ChatRoom]] = {}
         self._comment_limit = RateLimiter(max(1, self.chat.rate_count), max(0.001, self.chat.rate_seconds),
@@ -84,6 +88,8 @@ class ChatService:
         self._rooms_service = rooms
         self._pending_likes = PendingLikes(store)
         await self.bus.start()
+        self._pruner = CommentPruner(store, self.chat)
+        self._pruning = asyncio.get_running_loop().create_task(self._pruner.run())
 
     @property
     def store(self) -> ChatStore:
@@ -106,6 +112,10 @@ class ChatService:
             await self._pending_likes.flush()
 
     async def close(self) -> None:
+        if self._pruning is not None:
+            self._pruning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruning
         self._likes.close()
         self._viewers.close()
         await self.flush_likes()
@@ -238,6 +248,8 @@ class ChatService:
             raise RateLimited("you are commenting too fast", retry_after=wait)
         self._last_comment[key] = now
         comment_id, ts = await self.store.add_comment(room.id, poster.id, content)
+        if self._pruner is not None:
+            self._pruner.commented(room.id)
         frame = {"type": "comment", "id": comment_id, "user": user_json(poster.username, poster.role),
                  "text": content, "ts": ts}
         self.bus.publish(room.slug, RoomMessage("comment", encode(frame), comment_id))
