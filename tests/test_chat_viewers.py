@@ -13,8 +13,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from helpers import make_room, register_and_login
 from livecast.chat.ws import CHAT
+from helpers import make_room, register_and_login
 from test_chat_support import TIMEOUT, chat_url, connect, next_frame
 
 
@@ -108,7 +108,7 @@ async def _closed_by_server(ws: Any, wait: float = 0.5) -> tuple[str, int] | Non
                 return code or "", int(msg.data)
             elif msg.type != aiohttp.WSMsgType.TEXT:
                 return code or "", -1
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return None
 
 

@@ -42,7 +42,7 @@ _UNMASKED = text_frame(encode(error_frame("protocol_error", "client frames must 
 class FrameBudget:
     """A token bucket: ``rate`` frames a second, at most ``burst`` at once."""
 
-    __slots__ = ("rate", "burst", "tokens", "stamp", "clock")
+    __slots__ = ("burst", "clock", "rate", "stamp", "tokens")
 
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate

@@ -15,11 +15,11 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
+from livecast.chat.admission import admit, request_address
 from livecast.chat.frames import (
     AuthFrame, CommentFrame, GiftFrame, LikeFrame, PingFrame, encode, error_from,
     parse_client_frame, user_json,
 )
-from livecast.chat.admission import admit, request_address
 from livecast.chat.hub import ChatClient
 from livecast.chat.ws import FrameLoop, chat_websocket, connection_token, refuse
 from livecast.edge import chat_proxy
