@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from helpers import make_room, register_and_login
-from test_chat_support import TIMEOUT, connect, next_frame, post
+from test_chat_support import TIMEOUT, chat_url, connect, next_frame, post
 
 
 # -- raw WebSocket bytes ------------------------------------------------------------------
@@ -153,6 +153,15 @@ async def test_ping_flood_closes_the_flooder_with_1008_while_others_get_comments
     sent = await asyncio.wait_for(flooding, TIMEOUT)
     assert codes == ["too_many_frames"] and close_code == 1008
     assert sent >= 60
+    # For a while its address gets 429 before any upgrade; another address does not.
+    try:
+        await node.http.ws_connect(chat_url(node, slug))
+        raise AssertionError("the flooder's address was let in again at once")
+    except aiohttp.WSServerHandshakeError as err:
+        assert err.status == 429 and err.headers is not None and int(err.headers["Retry-After"]) >= 1
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))) as other:
+        elsewhere, _ = await connect(node, slug, session=other)
+        await elsewhere.close()
     # The others are still there and still talking.
     await post(poster, "after the flood")
     await next_frame(reader, "comment", lambda f: f["text"] == "after the flood")

@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from livecast.chat.bus import ChatBus, RoomMessage, Unsubscribe
+from livecast.chat.cooldown import Cooldown
 from livecast.users import User
 
 log = logging.getLogger(__name__)
@@ -211,9 +212,10 @@ class _Room:
 class ChatHub:
     """Local sockets by room. ``on_presence(room)`` runs whenever a room's viewer count may change."""
 
-    def __init__(self, bus: ChatBus, on_presence: Callable[[str], None]) -> None:
+    def __init__(self, bus: ChatBus, on_presence: Callable[[str], None], abuse_block: float = 0.0) -> None:
         self.bus = bus
         self.on_presence = on_presence
+        self.cooldown = Cooldown(abuse_block)  # addresses kept out after an abuse close
         self._rooms: dict[str, _Room] = {}
         self._dirty: set[ChatClient] = set()
         self._flush_handle: asyncio.Handle | None = None

@@ -64,7 +64,7 @@ class ChatService:
         self.gifts: dict[str, Gift] = {g.name: g for g in settings.gifts}
         self.bus = bus or make_bus(settings.chat, settings.cluster.heartbeat_interval,
                                         settings.cluster.heartbeat_timeout)
-        self.hub = ChatHub(self.bus, self._presence_changed)
+        self.hub = ChatHub(self.bus, self._presence_changed, self.chat.abuse_block_seconds)
         self.live_of: Callable[[str], bool | None] = lambda slug: None
         self.emit: Callable[[object], None] = lambda event: None  # domain events (app[EVENTS].emit)
         self._store: ChatStore | None = None

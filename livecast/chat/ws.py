@@ -26,7 +26,7 @@ from livecast.chat.hub import CLOSE_TIMEOUT, ChatClient, ChatHub, pong_frame
 from livecast.chat.service import ChatRoom, ChatService
 from livecast.chat.wsguard import GuardedWebSocket
 from livecast.config import ChatSettings
-from livecast.errors import LivecastError, Unauthorized, ValidationError
+from livecast.errors import LivecastError, RateLimited, Unauthorized, ValidationError
 from livecast.keys import SETTINGS, USERS
 from livecast.users import User
 
@@ -116,6 +116,7 @@ class FrameLoop(abc.ABC):
         log.info("closing chat client in room %s after repeated refused frames", self.client.room)
         frame = encode(error_frame("too_many_errors", "too many refused frames"))
         self.hub.close_text(self.client, WSCloseCode.POLICY_VIOLATION, frame)
+        self.hub.cooldown.block(self.client.address)
 
     async def run(self) -> None:
         ws = self.client.ws
@@ -133,6 +134,8 @@ class FrameLoop(abc.ABC):
                     continue
                 if msg.type == WSMsgType.BINARY:
                     raise FrameError("send JSON text frames", code="invalid_frame")
+                if msg.type == WSMsgType.ERROR and getattr(msg.data, "code", None) == WSCloseCode.POLICY_VIOLATION:
+                    self.hub.cooldown.block(self.client.address)  # over the frame budget (wsguard)
                 break  # ERROR
             except LivecastError as err:
                 if self.refuse(err):
@@ -200,13 +203,24 @@ async def refuse(request: web.Request, ws: web.WebSocketResponse, refusal: Refus
     return ws
 
 
+def check_cooldown(hub: ChatHub, address: str) -> None:
+    """429 (before any upgrade) for an address whose socket was just closed for abuse."""
+    wait = hub.cooldown.retry_after(address)
+    if wait > 0:
+        hub.stats["refused_cooldown"] += 1
+        raise RateLimited("a chat socket from your address was closed for abuse; try again later",
+                          retry_after=wait)
+
+
 async def chat_socket(request: web.Request) -> web.StreamResponse:
     service = request.app[CHAT]
     room = await service.room(request.match_info["slug"])
     chat = service.chat
     ws = chat_websocket(request, chat)
+    address = request_address(request)
+    check_cooldown(service.hub, address)
     user = await connection_user(request)
-    client = ChatClient(ws, request.transport, room.slug, user, chat.send_queue, request_address(request))
+    client = ChatClient(ws, request.transport, room.slug, user, chat.send_queue, address)
     refusal = service.admit(room, client, request)
     if refusal is not None:
         return await refuse(request, ws, refusal)

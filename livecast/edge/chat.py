@@ -51,7 +51,7 @@ class EdgeChat:
         self.chat = settings.chat
         self.bus = bus
         self._viewers = Coalescer(VIEWERS_INTERVAL, self._publish_viewers)
-        self.hub = ChatHub(bus, self._viewers.mark) if bus is not None else None
+        self.hub = ChatHub(bus, self._viewers.mark, self.chat.abuse_block_seconds) if bus is not None else None
         self.origin: OriginClient | None = None
         self.ws_session: aiohttp.ClientSession | None = None  # proxied sockets (no pool limit)
         self.warned_no_bus = False

@@ -22,6 +22,7 @@ from livecast.chat.ws import HEARTBEAT, chat_response, connection_token
 from livecast.cluster import client_ip
 from livecast.edge.chat import EDGE_CHAT
 from livecast.edge.upstream import upstream_errors
+from livecast.errors import RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,13 @@ async def _relay_plain(request: web.Request, path: str) -> web.Response:
     fetched = await request.app[EDGE_CHAT].origin.get(path)  # type: ignore[union-attr]
     return web.Response(status=fetched.status, body=fetched.body,
                         content_type=fetched.headers.get("Content-Type", "application/json").split(";")[0])
+
+
+def _retry_after(err: aiohttp.WSServerHandshakeError) -> float:
+    try:
+        return float(err.headers.get("Retry-After", 1)) if err.headers else 1.0
+    except ValueError:
+        return 1.0
 
 
 async def _pump(source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
@@ -66,7 +74,10 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
                 origin.url(path), headers=origin.headers(extra), heartbeat=HEARTBEAT, max_msg_size=0,
                 compress=0, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
             )
-        except aiohttp.WSServerHandshakeError:
+        except aiohttp.WSServerHandshakeError as err:
+            if err.status == 429:  # the viewer's address is cooling down after an abuse close
+                raise RateLimited("a chat socket from your address was closed for abuse; try again later",
+                                  retry_after=_retry_after(err)) from err
             return await _relay_plain(request, path)  # e.g. the room does not exist: the origin's 404
     edge.proxied.add(ws)
     try:
