@@ -1,8 +1,9 @@
 """Ping flood against chat: do the other viewers still get their comments on time?
 
 A server runs as its own process (``python -m livecast serve`` on a fresh data dir).
-F flooders (separate processes, raw sockets) each send masked WebSocket pings as fast as
-they can; with ``--reconnect`` a flooder that is closed connects again at once. N normal
+F flooders (separate processes, raw sockets, each from its own loopback address
+127.0.1.x) send masked WebSocket pings as fast as they can; with ``--reconnect`` a
+flooder that is closed (or refused) connects again at once. N normal
 clients read the room with aiohttp while one logged-in poster sends R comments a second,
 each carrying its send time. Printed: the normal clients' comment delivery p50/p99/max,
 how many comments arrived, and, per flooder, its connections and how and when each ended.
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(data_dir: str, port: int, no_limit: bool) -> subprocess.Popen[bytes]:
+def start_server(data_dir: str, port: int, no_limit: bool, abuse_block: float | None) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "LIVECAST_AUTH_BCRYPT_ROUNDS": "4",
@@ -59,6 +61,9 @@ def start_server(data_dir: str, port: int, no_limit: bool) -> subprocess.Popen[b
     if no_limit:
         env["LIVECAST_CHAT_FRAMES_PER_SECOND"] = "1e12"
         env["LIVECAST_CHAT_FRAME_BURST"] = str(10**12)
+        abuse_block = 0.0
+    if abuse_block is not None:
+        env["LIVECAST_CHAT_ABUSE_BLOCK_SECONDS"] = str(abuse_block)
     env.pop("LIVECAST_CONFIG", None)
     cmd = [sys.executable, "-m", "livecast", "serve", "--data-dir", data_dir, "--host", "127.0.0.1",
            "--http-port", str(port), "--rtmp-port", "0"]
@@ -82,15 +87,19 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
 # -- flooders (separate processes) ---------------------------------------------------
 
 
-async def _flood_once(port: int, slug: str, until: float, stats: dict[str, Any]) -> None:
+async def _flood_once(port: int, slug: str, source: str, until: float, stats: dict[str, Any]) -> None:
     """One connection: pings until the server ends it (or time is up). Its end is recorded
     as the close code the server sent, "reset" (the server closed with pings still unread,
     so TCP answered with a reset) or "eof"; with the seconds it lasted."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write((f"GET /api/v1/rooms/{slug}/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-    await reader.readuntil(b"\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        stats["connections"].append((f"http {head[9:12].decode()}", 0.0))
+        writer.close()
+        return
     opened = time.time()
     ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
@@ -130,13 +139,13 @@ async def _flood_once(port: int, slug: str, until: float, stats: dict[str, Any])
     stats["connections"].append((end, round(time.time() - opened, 3)))
 
 
-def flooder(port: int, slug: str, until: float, reconnect: bool, out: Any) -> None:
+def flooder(port: int, slug: str, source: str, until: float, reconnect: bool, out: Any) -> None:
     stats: dict[str, Any] = {"connections": []}
 
     async def main() -> None:
         while time.time() < until:
             try:
-                await _flood_once(port, slug, until, stats)
+                await _flood_once(port, slug, source, until, stats)
             except (ConnectionError, asyncio.IncompleteReadError):
                 pass
             if not reconnect:
@@ -173,7 +182,7 @@ async def run(args: argparse.Namespace) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as data_dir:
-        server = start_server(data_dir, port, args.no_limit)
+        server = start_server(data_dir, port, args.no_limit, args.abuse_block)
         try:
             wait_ready(base, server)
             await measure(args, base, port)
@@ -196,8 +205,8 @@ async def measure(args: argparse.Namespace, base: str, port: int) -> None:
         until = time.time() + args.seconds + 1
         ctx = mp.get_context("spawn")
         out: Any = ctx.Queue()
-        procs = [ctx.Process(target=flooder, args=(port, slug, until, args.reconnect, out))
-                 for _ in range(args.flooders)]
+        procs = [ctx.Process(target=flooder, args=(port, slug, f"127.0.1.{i + 1}", until, args.reconnect, out))
+                 for i in range(args.flooders)]
         for proc in procs:
             proc.start()
         await asyncio.sleep(0.5)  # the flood is on
@@ -222,7 +231,9 @@ def report(args: argparse.Namespace, sent: int, received: int, latencies: list[f
            flood: list[dict[str, Any]]) -> None:
     ms = sorted(x * 1000 for x in latencies)
     p = statistics.quantiles(ms, n=100) if len(ms) >= 2 else ms * 99
-    print(f"frame budget: {'off (--no-limit)' if args.no_limit else 'on (defaults)'}; flooders: {args.flooders}"
+    block = "server default" if args.abuse_block is None else f"{args.abuse_block} s"
+    print(f"frame budget: {'off (--no-limit)' if args.no_limit else 'on (defaults)'}; abuse block: {block};"
+          f" flooders: {args.flooders}"
           f"{' reconnecting' if args.reconnect else ''}; clients: {args.clients}; {args.rate} comments/s"
           f" for {args.seconds} s")
     print(f"comments delivered: {received} of {sent * args.clients}")
@@ -230,8 +241,10 @@ def report(args: argparse.Namespace, sent: int, received: int, latencies: list[f
         print(f"delivery latency: p50 {p[49]:.1f} ms, p99 {p[98]:.1f} ms, max {ms[-1]:.1f} ms")
     for i, stats in enumerate(flood):
         ends = stats["connections"]
-        shown = ", ".join(f"{end} after {secs} s" for end, secs in ends[:3]) + (" ..." if len(ends) > 3 else "")
-        print(f"flooder {i}: {len(ends)} connection(s): {shown}")
+        upgraded = [(end, secs) for end, secs in ends if not end.startswith("http")]
+        shown = ", ".join(f"{end} after {secs} s" for end, secs in upgraded[:3]) + (" ..." if len(upgraded) > 3 else "")
+        refused = Counter(end for end, _ in ends if end.startswith("http"))
+        print(f"flooder {i}: {len(upgraded)} WebSocket(s): {shown}; refused before the upgrade: {dict(refused) or 0}")
 
 
 def main() -> None:
@@ -241,7 +254,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0, help="comments a second")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--reconnect", action="store_true", help="flooders reconnect when closed")
-    parser.add_argument("--no-limit", action="store_true", help="set the frame budget out of reach")
+    parser.add_argument("--no-limit", action="store_true", help="set the frame budget out of reach (and no block)")
+    parser.add_argument("--abuse-block", type=float, default=None, help="chat.abuse_block_seconds (default: the server's)")
     asyncio.run(run(parser.parse_args()))
 
 
