@@ -201,3 +201,34 @@ async def test_comment_text_loses_bidi_overrides_and_zero_width_characters(node_
     await ws.send_json({"type": "comment", "text": "\u202e\u2067\u200b\ufeff"})
     assert (await next_frame(ws, "error"))["code"] == "empty_comment"
     await ws.close()
+
+
+async def test_heartbeat_still_works_without_autoping(node: Any, monkeypatch: Any) -> None:
+    """The server answers pings itself (autoping off); its own heartbeat must still keep
+    clients that answer and drop the ones that never do."""
+    monkeypatch.setattr("livecast.chat.ws.HEARTBEAT", 0.5)
+    room = await make_room(node)
+    slug = room["slug"]
+    alive, _ = await connect(node, slug, room)  # answers the server's pings while it reads
+    seen: list[str] = []
+
+    async def read() -> None:
+        async for message in alive:
+            if message.type == aiohttp.WSMsgType.TEXT and message.json()["type"] == "comment":
+                seen.append(message.json()["text"])
+
+    reading = asyncio.create_task(read())
+    silent, _ = await connect(node, slug, autoping=False)  # never answers
+    msg = await asyncio.wait_for(silent.receive(), TIMEOUT)
+    while msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.PING):
+        msg = await asyncio.wait_for(silent.receive(), TIMEOUT)
+    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+    await asyncio.sleep(2.0)  # several heartbeats later the answering client is still there
+    await alive.send_json({"type": "comment", "text": "still here"})
+    for _ in range(100):
+        if seen:
+            break
+        await asyncio.sleep(0.05)
+    assert seen == ["still here"] and not alive.closed
+    await alive.close()
+    await reading
