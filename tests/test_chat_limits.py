@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 
+from livecast.chat.ws import CHAT
 from helpers import make_room, register_and_login
 from test_chat_support import TIMEOUT, chat_url, connect, next_frame, post
 
@@ -79,6 +80,7 @@ async def test_unmasked_frame_closes_the_connection_with_1002(node: Any) -> None
     assert code == 1002
     assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""  # and the server closed the TCP connection
     writer.close()
+    assert node.node.app[CHAT].hub.stats["closed_protocol_error"] == 1
 
 
 async def frames_until_ping(reader: asyncio.StreamReader) -> dict[str, Any]:
@@ -153,6 +155,8 @@ async def test_ping_flood_closes_the_flooder_with_1008_while_others_get_comments
     sent = await asyncio.wait_for(flooding, TIMEOUT)
     assert codes == ["too_many_frames"] and close_code == 1008
     assert sent >= 60
+    async with node.http.get(node.url("/metrics")) as r:
+        assert "livecast_chat_closed_flood_total 1.0" in await r.text()
     # For a while its address gets 429 before any upgrade; another address does not.
     try:
         await node.http.ws_connect(chat_url(node, slug))

@@ -112,10 +112,23 @@ class FrameLoop(abc.ABC):
         self.hub.send(self.client, text)
         return self.errors > self.max_errors
 
+    def failed(self, code: int | None) -> None:
+        """The connection failed: counted; an abuser's address cools down (livecast.chat.wsguard)."""
+        if code == WSCloseCode.POLICY_VIOLATION:
+            self.hub.stats["closed_too_many_frames"] += 1
+            self.hub.cooldown.block(self.client.address)
+            log.info("chat socket from %s in room %s closed: over the frame budget", self.client.address,
+                     self.client.room)
+        elif code == WSCloseCode.PROTOCOL_ERROR:
+            self.hub.stats["closed_protocol_error"] += 1
+            log.info("chat socket from %s in room %s closed: protocol error (unmasked frame)", self.client.address,
+                     self.client.room)
+
     def too_many_errors(self) -> None:
         log.info("closing chat client in room %s after repeated refused frames", self.client.room)
         frame = encode(error_frame("too_many_errors", "too many refused frames"))
         self.hub.close_text(self.client, WSCloseCode.POLICY_VIOLATION, frame)
+        self.hub.stats["closed_too_many_errors"] += 1
         self.hub.cooldown.block(self.client.address)
 
     async def run(self) -> None:
@@ -134,8 +147,8 @@ class FrameLoop(abc.ABC):
                     continue
                 if msg.type == WSMsgType.BINARY:
                     raise FrameError("send JSON text frames", code="invalid_frame")
-                if msg.type == WSMsgType.ERROR and getattr(msg.data, "code", None) == WSCloseCode.POLICY_VIOLATION:
-                    self.hub.cooldown.block(self.client.address)  # over the frame budget (wsguard)
+                if msg.type == WSMsgType.ERROR:
+                    self.failed(getattr(msg.data, "code", None))
                 break  # ERROR
             except LivecastError as err:
                 if self.refuse(err):

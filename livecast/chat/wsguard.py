@@ -156,8 +156,7 @@ class FrameGuard:
     def fail(self, code: int) -> None:
         self.failed = code
         abuse = code == WSCloseCode.POLICY_VIOLATION
-        log.info("chat socket closed (%s) after %d frames", "too many frames" if abuse else "unmasked frame",
-                 self.headers.frames)
+        log.debug("failing a chat socket (%d) after %d frames", code, self.headers.frames)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(_TOO_MANY if abuse else _UNMASKED)
         reason = "too many frames" if abuse else "unmasked client frame"
