@@ -95,6 +95,8 @@ class FrameLoop(abc.ABC):
         self.client = client
         self.max_errors = max(1, chat.max_errors)
         self.errors = 0.0
+        if isinstance(client.ws, GuardedWebSocket):
+            client.ws.on_fail = self.failed
         self._last_error = time.monotonic()
 
     @abc.abstractmethod
@@ -112,8 +114,11 @@ class FrameLoop(abc.ABC):
         self.hub.send(self.client, text)
         return self.errors > self.max_errors
 
-    def failed(self, code: int | None) -> None:
-        """The connection failed: counted; an abuser's address cools down (livecast.chat.wsguard)."""
+    def failed(self, code: int) -> None:
+        """The frame guard failed the connection (its close frame is written): nothing more
+        is sent to or taken from this client; counted; an abuser's address cools down."""
+        self.client.closing = True
+        self.client.pending.clear()
         if code == WSCloseCode.POLICY_VIOLATION:
             self.hub.stats["closed_too_many_frames"] += 1
             self.hub.cooldown.block(self.client.address)
@@ -147,8 +152,6 @@ class FrameLoop(abc.ABC):
                     continue
                 if msg.type == WSMsgType.BINARY:
                     raise FrameError("send JSON text frames", code="invalid_frame")
-                if msg.type == WSMsgType.ERROR:
-                    self.failed(getattr(msg.data, "code", None))
                 break  # ERROR
             except LivecastError as err:
                 if self.refuse(err):

@@ -11,22 +11,22 @@ byte stream (a few bytes per frame, payloads are skipped, not read) and
   token bucket (``chat.frames_per_second``, ``chat.frame_burst``) and fails it with 1008
   when the bucket is empty.
 
-Failing means: an error frame is written, nothing more is passed to the reader, and the
-reader's queue gets a ``WebSocketError`` with the close code, so the socket's next
-``receive()`` sends the close frame and closes the connection, as aiohttp does for its
-own protocol errors. ``GuardedWebSocket`` is a ``WebSocketResponse`` that installs the
-guard when the handshake is done.
+Failing means: an error frame and a close frame with the code are written, nothing more
+is passed to the reader (what the client still sends is dropped unparsed), the
+socket's ``on_fail`` callback is told, and the connection is closed a moment later
+(``LINGER``), which ends the socket's ``receive()`` loop. ``GuardedWebSocket`` is a
+``WebSocketResponse`` that installs the guard when the handshake is done.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSCloseCode, web
-from aiohttp.http_websocket import WebSocketError
 
 from livecast.chat.frames import encode, error_frame
 from livecast.chat.hub import text_frame
@@ -34,6 +34,7 @@ from livecast.chat.hub import text_frame
 log = logging.getLogger(__name__)
 
 _HEADER, _LENGTH, _SKIP = 0, 1, 2
+LINGER = 1.0  # seconds between a failed connection's close frame and closing it
 
 _TOO_MANY = text_frame(encode(error_frame("too_many_frames", "too many frames; closing")))
 _UNMASKED = text_frame(encode(error_frame("protocol_error", "client frames must be masked (RFC 6455 5.1)")))
@@ -127,14 +128,19 @@ class FrameHeaders:
         return None
 
 
+def close_frame(code: int) -> bytes:
+    """An unmasked close frame with ``code`` and no reason."""
+    return bytes((0x88, 2)) + code.to_bytes(2, "big")
+
+
 class FrameGuard:
     """Wraps aiohttp's WebSocket reader (the connection's payload parser)."""
 
-    def __init__(self, reader: Any, queue: Any, transport: Any, budget: FrameBudget) -> None:
+    def __init__(self, reader: Any, transport: Any, budget: FrameBudget, notify: Callable[[int], None]) -> None:
         self.reader = reader
-        self.queue = queue
         self.transport = transport
         self.headers = FrameHeaders(budget)
+        self.notify = notify
         self.failed: int | None = None
 
     def feed_data(self, data: bytes | bytearray | memoryview) -> tuple[bool, bytes]:
@@ -154,13 +160,18 @@ class FrameGuard:
         self.reader.feed_eof()
 
     def fail(self, code: int) -> None:
+        """Write the error and close frames, then close the connection ``LINGER`` seconds
+        later, dropping what the client sends meanwhile: closing at once, with the
+        client's frames unread, would make TCP answer with a reset, and a client that
+        gets a reset may lose the close frame it has not read yet."""
         self.failed = code
-        abuse = code == WSCloseCode.POLICY_VIOLATION
         log.debug("failing a chat socket (%d) after %d frames", code, self.headers.frames)
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(_TOO_MANY if abuse else _UNMASKED)
-        reason = "too many frames" if abuse else "unmasked client frame"
-        self.queue.set_exception(WebSocketError(code, reason))
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write((_TOO_MANY if code == WSCloseCode.POLICY_VIOLATION else _UNMASKED) + close_frame(code))
+        self.notify(code)
+        asyncio.get_running_loop().call_later(LINGER, transport.close)
 
 
 class GuardedWebSocket(web.WebSocketResponse):
@@ -171,6 +182,12 @@ class GuardedWebSocket(web.WebSocketResponse):
         self._frame_rate = frames_per_second
         self._frame_burst = frame_burst
         self.guard: FrameGuard | None = None
+        # Called with the close code when the guard fails the connection (1008 or 1002).
+        self.on_fail: Callable[[int], None] | None = None
+
+    def _notify(self, code: int) -> None:
+        if self.on_fail is not None:
+            self.on_fail(code)
 
     def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
         # aiohttp offers no hook for this: the connection's parser and the bytes that
@@ -180,7 +197,7 @@ class GuardedWebSocket(web.WebSocketResponse):
         tail, handler._message_tail = handler._message_tail, b""
         super()._post_start(request, protocol, writer)
         budget = FrameBudget(self._frame_rate, self._frame_burst)
-        guard = FrameGuard(handler._payload_parser, self._reader, request.transport, budget)
+        guard = FrameGuard(handler._payload_parser, request.transport, budget, self._notify)
         handler._payload_parser = self.guard = guard
         if tail:
             guard.feed_data(tail)

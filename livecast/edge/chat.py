@@ -25,6 +25,7 @@ from aiohttp import WSCloseCode, web
 
 from livecast.chat.bus import ChatBus, make_bus
 from livecast.chat.coalesce import Coalescer
+from livecast.chat.cooldown import Cooldown
 from livecast.chat.hub import CLOSE_TIMEOUT, ChatHub
 from livecast.chat.service import VIEWERS_INTERVAL
 from livecast.config import Settings
@@ -56,6 +57,7 @@ class EdgeChat:
         self.ws_session: aiohttp.ClientSession | None = None  # proxied sockets (no pool limit)
         self.warned_no_bus = False
         self.proxied: set[web.WebSocketResponse] = set()  # sockets relayed to the origin
+        self.cooldown = Cooldown(self.chat.abuse_block_seconds)  # proxied sockets' abusers
 
     def _publish_viewers(self, slug: str) -> None:
         if self.bus is not None and self.hub is not None:

@@ -17,10 +17,11 @@ import logging
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from livecast.chat.admission import request_address
 from livecast.chat.hub import CLOSE_TIMEOUT
 from livecast.chat.ws import HEARTBEAT, chat_response, connection_token
 from livecast.cluster import client_ip
-from livecast.edge.chat import EDGE_CHAT
+from livecast.edge.chat import EDGE_CHAT, EdgeChat
 from livecast.edge.upstream import upstream_errors
 from livecast.errors import RateLimited
 
@@ -39,6 +40,13 @@ def _retry_after(err: aiohttp.WSServerHandshakeError) -> float:
         return float(err.headers.get("Retry-After", 1)) if err.headers else 1.0
     except ValueError:
         return 1.0
+
+
+def _failed(edge: EdgeChat, address: str, code: int) -> None:
+    """The frame guard failed a proxied socket; over its budget, its address cools down."""
+    if code == WSCloseCode.POLICY_VIOLATION:
+        edge.cooldown.block(address)
+        log.info("proxied chat socket from %s closed: over the frame budget", address)
 
 
 async def _pump(source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
@@ -64,6 +72,10 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     ws = chat_response(edge.chat)
     if not ws.can_prepare(request).ok:
         return await _relay_plain(request, path)
+    address = request_address(request)
+    wait = edge.cooldown.retry_after(address)
+    if wait > 0:
+        raise RateLimited("a chat socket from your address was closed for abuse; try again later", retry_after=wait)
     token = connection_token(request)
     extra = {"X-Livecast-Client-Ip": client_ip(request)}  # the origin's per-address caps apply to the viewer
     if token:
@@ -79,6 +91,7 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
                 raise RateLimited("a chat socket from your address was closed for abuse; try again later",
                                   retry_after=_retry_after(err)) from err
             return await _relay_plain(request, path)  # e.g. the room does not exist: the origin's 404
+    ws.on_fail = lambda code: _failed(edge, address, code)
     edge.proxied.add(ws)
     try:
         await ws.prepare(request)
