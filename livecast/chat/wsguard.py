@@ -174,6 +174,17 @@ class FrameGuard:
         asyncio.get_running_loop().call_later(LINGER, transport.close)
 
 
+_warned = False
+
+
+def _unguarded_once() -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        log.error("this aiohttp version has no known place for the chat frame guard: chat sockets run without"
+                  " the frame budget and the mask check (tested with aiohttp 3.14)")
+
+
 class GuardedWebSocket(web.WebSocketResponse):
     """A ``WebSocketResponse`` whose incoming bytes go through a ``FrameGuard``."""
 
@@ -194,6 +205,10 @@ class GuardedWebSocket(web.WebSocketResponse):
         # arrived before the handshake finished (its "message tail") are private. The
         # tail is taken here and fed through the guard, so no byte passes unchecked.
         handler: Any = request.protocol
+        if not (hasattr(handler, "_message_tail") and hasattr(handler, "_payload_parser")):
+            _unguarded_once()  # another aiohttp: chat still works, without these checks
+            super()._post_start(request, protocol, writer)
+            return
         tail, handler._message_tail = handler._message_tail, b""
         super()._post_start(request, protocol, writer)
         budget = FrameBudget(self._frame_rate, self._frame_burst)
