@@ -80,6 +80,7 @@ def start_server(data_dir: str, port: int, clients: int, profile: str | None = N
         "LIVECAST_CHAT_SEND_QUEUE": "1024",
         "LIVECAST_CHAT_RATE_COUNT": "1000",
         "LIVECAST_CHAT_RATE_SECONDS": "1",
+        "LIVECAST_CHAT_MAX_SOCKETS_PER_ADDRESS": "0",  # every reader is on loopback
         "LIVECAST_LOG_LEVEL": "warning",
         "LIVECAST_SERVER_UVLOOP": "1" if uvloop else "0",
         "PYTHONPATH": str(ROOT),

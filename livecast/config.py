@@ -98,6 +98,13 @@ class ChatSettings:
     rate_seconds: float = 5.0
     send_queue: int = 256
     max_errors: int = 20
+    max_sockets_per_address: int = 10
+    frames_per_second: float = 20.0
+    frame_burst: int = 60
+    abuse_block_seconds: float = 30.0
+    comment_retention_days: float = 90.0
+    max_comments_per_room: int = 10000
+    prune_interval: float = 300.0
 
 
 @dataclass
@@ -234,6 +241,13 @@ class Settings:
             (1 <= self.auth.bcrypt_workers <= 64, "auth.bcrypt_workers must be 1..64"),
             (self.auth.bcrypt_queue >= 1, "auth.bcrypt_queue must be >= 1"),
             (self.tls.hsts_max_age >= 0, "tls.hsts_max_age must be >= 0"),
+            (self.chat.max_sockets_per_address >= 0, "chat.max_sockets_per_address must be >= 0"),
+            (self.chat.frames_per_second > 0 and self.chat.frame_burst >= 1,
+             "chat.frames_per_second must be > 0 and chat.frame_burst >= 1"),
+            (0 <= self.chat.abuse_block_seconds <= 86400, "chat.abuse_block_seconds must be 0..86400"),
+            (self.chat.comment_retention_days >= 0, "chat.comment_retention_days must be >= 0"),
+            (self.chat.max_comments_per_room >= 0, "chat.max_comments_per_room must be >= 0"),
+            (0 < self.chat.prune_interval <= 86400, "chat.prune_interval must be 0..86400 s"),
         ]
         for ok, message in checks:
             if not ok:

@@ -47,7 +47,7 @@ async def _wait_closed(sock: socket.socket) -> None:
 
 async def test_slow_reader_is_dropped_and_others_keep_receiving(node_factory: Any) -> None:
     node = await node_factory(chat={"send_queue": 32, "rate_count": 100_000, "max_comment_chars": TEXT_CHARS,
-                                    "max_frame_bytes": TEXT_CHARS + 200})
+                                    "max_frame_bytes": TEXT_CHARS + 200, "frame_burst": 10 * COMMENTS})
     room = await make_room(node)
     slug = room["slug"]
     stalled = await _stalled_client(node, slug)
@@ -72,7 +72,7 @@ async def test_slow_reader_is_dropped_and_others_keep_receiving(node_factory: An
     assert await asyncio.wait_for(asyncio.gather(*tasks), 60) == [COMMENTS] * 3
     hub = node.node.app[CHAT].hub
     assert hub.stats["slow_disconnects"] == 1
-    assert hub.viewers(slug) == 3
+    assert len(hub.clients(slug)) == 3  # sockets: viewers count anonymous sockets once per address
     await asyncio.wait_for(_wait_closed(stalled), 10)
     stalled.close()
     for ws in (poster, *readers):

@@ -66,9 +66,10 @@ def _user(uid: int) -> User:
     return User(uid, f"user{uid}", "viewer", 0, False, "2025-01-01T00:00:00Z")
 
 
-def _client(room: str = "r1", user: User | None = None, queue: int = 8) -> tuple[ChatClient, FakeTransport]:
+def _client(room: str = "r1", user: User | None = None, queue: int = 8,
+            address: str = "") -> tuple[ChatClient, FakeTransport]:
     transport = FakeTransport()
-    return ChatClient(FakeSocket(), transport, room, user, queue), transport  # type: ignore[arg-type]
+    return ChatClient(FakeSocket(), transport, room, user, queue, address), transport  # type: ignore[arg-type]
 
 
 async def _settle() -> None:
@@ -99,7 +100,8 @@ async def test_presence_counts_logged_in_users_once() -> None:
     changes: list[str] = []
     hub = ChatHub(InProcessBus(), changes.append)
     alice = _user(1)
-    clients = [_client(user=alice)[0], _client(user=alice)[0], _client()[0], _client()[0], _client("r2")[0]]
+    clients = [_client(user=alice)[0], _client(user=alice)[0], _client(address="10.0.0.1")[0],
+               _client(address="10.0.0.2")[0], _client("r2")[0]]
     for c in clients:
         hub.join(c)
     assert hub.viewers("r1") == 3 and hub.viewers("r2") == 1

@@ -149,7 +149,9 @@ async def test_max_viewers(node: Any) -> None:
     await _patch_settings(node, slug, room, max_viewers=2)
     a, _ = await connect(node, slug, fan)
     b, _ = await connect(node, slug)
-    async with node.http.ws_connect(chat_url(node, slug)) as full:
+    # A visitor from another address (one from b's address would be the same viewer).
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))) as other, \
+            other.ws_connect(chat_url(node, slug)) as full:
         frame = await asyncio.wait_for(full.receive_json(), TIMEOUT)
         assert frame["type"] == "error" and frame["code"] == "room_full"
         msg = await asyncio.wait_for(full.receive(), TIMEOUT)

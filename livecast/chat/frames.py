@@ -18,9 +18,13 @@ LIKE_MAX = 50
 GIFT_QUANTITY_MAX = 100
 TOKEN_MAX = 256
 
-# C0 controls except newline, DEL, C1 controls, and lone surrogates (which a JSON
-# "\ud800" escape can produce and SQLite cannot store).
-_STRIP = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+# C0 controls except newline, DEL, C1 controls, lone surrogates (which a JSON "\ud800"
+# escape can produce and SQLite cannot store), bidi embeddings, overrides and isolates
+# (U+202A-U+202E, U+2066-U+2069: they reorder the text shown after them), and invisible
+# zero-width characters a plain-text comment has no use for: zero-width space, word
+# joiner and invisible operators, BOM. ZWJ and ZWNJ (U+200D, U+200C) stay, as emoji
+# sequences and Persian spelling need them, and so do the implicit marks LRM, RLM, ALM.
+_STRIP = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\ud800-\udfff\u200b\u2060-\u2064\ufeff\u202a-\u202e\u2066-\u2069]")
 _NEWLINES = re.compile(r"\r\n?")
 
 
@@ -106,7 +110,8 @@ def parse_client_frame(text: str, max_bytes: int) -> ClientFrame:
 
 
 def clean_comment(text: str, max_chars: int) -> str:
-    """Comment text as stored: CR/CRLF -> LF, other control characters removed, trimmed.
+    """Comment text as stored: CR/CRLF -> LF, other control, bidi-override and zero-width
+    characters (see ``_STRIP``) removed, trimmed.
 
     Nothing else is changed: ``<`` stays ``<``. Clients must insert it as text.
     """

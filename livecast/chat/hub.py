@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from livecast.chat.bus import ChatBus, RoomMessage, Unsubscribe
+from livecast.chat.cooldown import Cooldown
 from livecast.users import User
 
 log = logging.getLogger(__name__)
@@ -51,15 +52,22 @@ def text_frame(text: str) -> bytes:
     return header + payload
 
 
+def pong_frame(payload: bytes) -> bytes:
+    """An unmasked pong frame answering a ping with ``payload`` (at most 125 bytes)."""
+    return bytes((0x8A, len(payload))) + payload
+
+
 class ChatClient:
     """One WebSocket: who it is, where it is, and its outgoing queue."""
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None,
-                 room: str, user: User | None, queue_size: int) -> None:
+                 room: str, user: User | None, queue_size: int, address: str = "") -> None:
         self.ws = ws
         self.transport = transport
         self.room = room
         self.user = user
+        self.address = address  # the client's address key (livecast.chat.admission.address_key)
+        self.joined = 0  # the hub's join sequence number
         self.queue_size = max(1, queue_size)
         self.pending: list[bytes] = []
         self._held: list[tuple[bytes, int]] | None = []  # delivered before the hello frame
@@ -178,41 +186,83 @@ class ChatClient:
 
 
 class _Room:
+    """A room's sockets (in joining order) and its distinct viewers: sockets by logged-in
+    user, anonymous sockets by address."""
+
     __slots__ = ("clients", "users", "anonymous", "unsubscribe")
 
     def __init__(self, unsubscribe: Unsubscribe) -> None:
-        self.clients: set[ChatClient] = set()
+        self.clients: dict[ChatClient, None] = {}
         self.users: Counter[int] = Counter()
-        self.anonymous = 0
+        self.anonymous: Counter[str] = Counter()
         self.unsubscribe = unsubscribe
 
     @property
     def viewers(self) -> int:
-        return len(self.users) + self.anonymous
+        return len(self.users) + len(self.anonymous)
+
+    def count(self, client: ChatClient, delta: int) -> None:
+        counter: Counter[Any] = self.anonymous if client.user is None else self.users
+        key = client.address if client.user is None else client.user.id
+        counter[key] += delta
+        if counter[key] <= 0:
+            del counter[key]
 
 
 class ChatHub:
     """Local sockets by room. ``on_presence(room)`` runs whenever a room's viewer count may change."""
 
-    def __init__(self, bus: ChatBus, on_presence: Callable[[str], None]) -> None:
+    def __init__(self, bus: ChatBus, on_presence: Callable[[str], None], abuse_block: float = 0.0) -> None:
         self.bus = bus
         self.on_presence = on_presence
+        self.cooldown = Cooldown(abuse_block)  # addresses kept out after an abuse close
         self._rooms: dict[str, _Room] = {}
         self._dirty: set[ChatClient] = set()
         self._flush_handle: asyncio.Handle | None = None
         self._last_flush = 0.0
+        self._addresses: Counter[str] = Counter()  # this node's sockets by client address
+        self._joins = 0
         self.stats: Counter[str] = Counter()
 
     # -- membership -------------------------------------------------------------------
 
     def viewers(self, room: str) -> int:
-        """Open sockets in the room, each logged-in user counted once."""
+        """Distinct viewers in the room: each logged-in user once, anonymous sockets once per address."""
         members = self._rooms.get(room)
         return members.viewers if members else 0
 
     def is_present(self, room: str, user_id: int) -> bool:
         members = self._rooms.get(room)
         return bool(members and members.users.get(user_id))
+
+    def anonymous_present(self, room: str, address: str) -> bool:
+        """An anonymous socket of ``address`` is in the room (another one adds no viewer)."""
+        members = self._rooms.get(room)
+        return bool(members and members.anonymous.get(address))
+
+    def sockets_from(self, address: str) -> int:
+        """This node's sockets (all rooms) of one client address."""
+        return self._addresses.get(address, 0)
+
+    def crowded_anonymous(self, room: str) -> ChatClient | None:
+        """The newest anonymous socket of the address holding the most anonymous sockets
+        in the room, if it holds more than one."""
+        members = self._rooms.get(room)
+        if members is None or not members.anonymous:
+            return None
+        address, count = members.anonymous.most_common(1)[0]
+        if count < 2:
+            return None
+        for client in reversed(members.clients):
+            if client.user is None and client.address == address and not client.closing:
+                return client
+        return None
+
+    def newest_anonymous(self, address: str) -> ChatClient | None:
+        """The most recent anonymous socket of ``address`` in any room (scans: rarely called)."""
+        found = [c for members in self._rooms.values() for c in members.clients
+                 if c.user is None and c.address == address and not c.closing]
+        return max(found, key=lambda c: c.joined, default=None)
 
     def clients(self, room: str | None = None) -> list[ChatClient]:
         if room is not None:
@@ -226,8 +276,11 @@ class ChatHub:
             room = client.room
             unsubscribe = self.bus.subscribe(room, lambda message: self.deliver(room, message))
             members = self._rooms[room] = _Room(unsubscribe)
-        members.clients.add(client)
-        self._count(members, client.user_id, +1)
+        members.clients[client] = None
+        members.count(client, +1)
+        self._joins += 1
+        client.joined = self._joins
+        self._addresses[client.address] += 1
         self.stats["connections"] += 1
         self.on_presence(client.room)
 
@@ -236,8 +289,11 @@ class ChatHub:
         members = self._rooms.get(client.room)
         if members is None or client not in members.clients:
             return
-        members.clients.discard(client)
-        self._count(members, client.user_id, -1)
+        del members.clients[client]
+        members.count(client, -1)
+        self._addresses[client.address] -= 1
+        if self._addresses[client.address] <= 0:
+            del self._addresses[client.address]
         if not members.clients:
             members.unsubscribe()
             del self._rooms[client.room]
@@ -247,21 +303,12 @@ class ChatHub:
         """The client logged in (auth frame) or was logged out (account disabled)."""
         members = self._rooms.get(client.room)
         if members is not None and client in members.clients:
-            self._count(members, client.user_id, -1)
+            members.count(client, -1)
             client.user = user
-            self._count(members, client.user_id, +1)
+            members.count(client, +1)
             self.on_presence(client.room)
         else:
             client.user = user
-
-    @staticmethod
-    def _count(members: _Room, user_id: int | None, delta: int) -> None:
-        if user_id is None:
-            members.anonymous += delta
-            return
-        members.users[user_id] += delta
-        if members.users[user_id] <= 0:
-            del members.users[user_id]
 
     # -- delivery ---------------------------------------------------------------------
 
@@ -293,7 +340,11 @@ class ChatHub:
 
     def send(self, client: ChatClient, text: str) -> None:
         """A frame for one client only (replies and errors)."""
-        if client.offer(text_frame(text)):
+        self.send_frame(client, text_frame(text))
+
+    def send_frame(self, client: ChatClient, frame: bytes) -> None:
+        """Frame bytes for one client only (a pong)."""
+        if client.offer(frame):
             self._dirty.add(client)
             self._schedule_flush()
         else:

@@ -9,17 +9,22 @@ error frames or JSON errors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from aiohttp import web
+
+from livecast.chat.admission import Refusal, admit
 from livecast.chat.bus import ChatBus, RoomMessage, make_bus
 from livecast.chat.coalesce import Coalescer
 from livecast.chat.frames import GIFT_QUANTITY_MAX, clean_comment, encode, error_frame, user_json
 from livecast.chat.hub import ChatClient, ChatHub
 from livecast.chat.likes import PendingLikes
+from livecast.chat.retention import CommentPruner
 from livecast.chat.store import ChatRoomSettings, ChatStore
 from livecast.config import Gift, Settings
 from livecast.errors import Forbidden, RateLimited, Unauthorized, ValidationError
@@ -59,12 +64,14 @@ class ChatService:
         self.gifts: dict[str, Gift] = {g.name: g for g in settings.gifts}
         self.bus = bus or make_bus(settings.chat, settings.cluster.heartbeat_interval,
                                         settings.cluster.heartbeat_timeout)
-        self.hub = ChatHub(self.bus, self._presence_changed)
+        self.hub = ChatHub(self.bus, self._presence_changed, self.chat.abuse_block_seconds)
         self.live_of: Callable[[str], bool | None] = lambda slug: None
         self.emit: Callable[[object], None] = lambda event: None  # domain events (app[EVENTS].emit)
         self._store: ChatStore | None = None
         self._rooms_service: RoomService | None = None
         self._pending_likes: PendingLikes | None = None
+        self._pruner: CommentPruner | None = None
+        self._pruning: asyncio.Task[None] | None = None
         self._rooms: dict[str, ChatRoom] = {}
         self._loading: dict[str, asyncio.Future[ChatRoom]] = {}
         self._comment_limit = RateLimiter(max(1, self.chat.rate_count), max(0.001, self.chat.rate_seconds),
@@ -81,6 +88,8 @@ class ChatService:
         self._rooms_service = rooms
         self._pending_likes = PendingLikes(store)
         await self.bus.start()
+        self._pruner = CommentPruner(store, self.chat)
+        self._pruning = asyncio.get_running_loop().create_task(self._pruner.run())
 
     @property
     def store(self) -> ChatStore:
@@ -103,6 +112,10 @@ class ChatService:
             await self._pending_likes.flush()
 
     async def close(self) -> None:
+        if self._pruning is not None:
+            self._pruning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruning
         self._likes.close()
         self._viewers.close()
         await self.flush_likes()
@@ -167,14 +180,12 @@ class ChatService:
 
     # -- connections ------------------------------------------------------------------
 
-    def admit(self, room: ChatRoom, client: ChatClient) -> bool:
-        """Join the room unless it is full (``max_viewers``; owner/admin always get in)."""
-        limit = room.settings.max_viewers
-        if limit and not room.managed_by(client.user) and self.viewers(room.slug) >= limit:
-            if client.user is None or not self.hub.is_present(room.slug, client.user.id):
-                return False
-        self.hub.join(client)
-        return True
+    def admit(self, room: ChatRoom, client: ChatClient, request: web.Request | None = None) -> Refusal | None:
+        """Join the room, or why not (livecast.chat.admission: the per-address socket cap and
+        ``max_viewers``; owner/admin always get in)."""
+        return admit(self.hub, client, max_sockets=self.chat.max_sockets_per_address,
+                     max_viewers=room.settings.max_viewers, manager=room.managed_by(client.user),
+                     viewers=self.viewers(room.slug), request=request)
 
     async def hello(self, room: ChatRoom, client: ChatClient) -> tuple[str, int]:
         """The hello frame and the id of the newest comment in its history."""
@@ -237,6 +248,8 @@ class ChatService:
             raise RateLimited("you are commenting too fast", retry_after=wait)
         self._last_comment[key] = now
         comment_id, ts = await self.store.add_comment(room.id, poster.id, content)
+        if self._pruner is not None:
+            self._pruner.commented(room.id)
         frame = {"type": "comment", "id": comment_id, "user": user_json(poster.username, poster.role),
                  "text": content, "ts": ts}
         self.bus.publish(room.slug, RoomMessage("comment", encode(frame), comment_id))

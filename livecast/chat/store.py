@@ -132,6 +132,39 @@ class ChatStore:
                 (comment_id, room_id))
             return cur.rowcount > 0
 
+    # -- retention (livecast.chat.retention) -------------------------------------------
+
+    async def delete_expired(self, cutoff: str, batch: int) -> int:
+        """Delete up to ``batch`` of the oldest comments created before ``cutoff``. Only the
+        ``batch`` oldest rows are looked at (ids grow with time), so no run scans the table."""
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "DELETE FROM comments WHERE id IN (SELECT id FROM"
+                " (SELECT id, created_at FROM comments ORDER BY id LIMIT ?) WHERE created_at < ?)",
+                (batch, cutoff))
+            return max(0, cur.rowcount)
+
+    async def rooms_over(self, keep: int) -> list[int]:
+        """Rooms holding more than ``keep`` comments (deleted ones included: they take space too)."""
+        rows = await self.db.fetchall(
+            "SELECT room_id FROM comments GROUP BY room_id HAVING COUNT(*) > ? ORDER BY room_id", (keep,))
+        return [int(r["room_id"]) for r in rows]
+
+    async def nth_newest_comment(self, room_id: int, n: int) -> int | None:
+        """The id of the room's ``n``-th newest comment (None if it holds fewer)."""
+        row = await self.db.fetchone(
+            "SELECT id FROM comments WHERE room_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?", (room_id, n - 1))
+        return int(row["id"]) if row else None
+
+    async def delete_older(self, room_id: int, before: int, batch: int) -> int:
+        """Delete up to ``batch`` of the room's oldest comments with ids below ``before``."""
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                "DELETE FROM comments WHERE id IN"
+                " (SELECT id FROM comments WHERE room_id = ? AND id < ? ORDER BY id LIMIT ?)",
+                (room_id, before, batch))
+            return max(0, cur.rowcount)
+
     # -- likes ----------------------------------------------------------------------
 
     async def add_likes(self, deltas: dict[int, int]) -> None:

@@ -17,14 +17,16 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from livecast.api.auth import COOKIE_NAME
+from livecast.chat.admission import Refusal, request_address
 from livecast.chat.frames import (
     AuthFrame, ClientFrame, CommentFrame, FrameError, GiftFrame, LikeFrame, PingFrame, encode, error_frame,
     error_from, parse_client_frame, user_json,
 )
-from livecast.chat.hub import CLOSE_TIMEOUT, ChatClient, ChatHub
+from livecast.chat.hub import CLOSE_TIMEOUT, ChatClient, ChatHub, pong_frame
 from livecast.chat.service import ChatRoom, ChatService
+from livecast.chat.wsguard import GuardedWebSocket
 from livecast.config import ChatSettings
-from livecast.errors import LivecastError, Unauthorized, ValidationError
+from livecast.errors import LivecastError, RateLimited, Unauthorized, ValidationError
 from livecast.keys import SETTINGS, USERS
 from livecast.users import User
 
@@ -93,6 +95,8 @@ class FrameLoop(abc.ABC):
         self.client = client
         self.max_errors = max(1, chat.max_errors)
         self.errors = 0.0
+        if isinstance(client.ws, GuardedWebSocket):
+            client.ws.on_fail = self.failed
         self._last_error = time.monotonic()
 
     @abc.abstractmethod
@@ -110,10 +114,27 @@ class FrameLoop(abc.ABC):
         self.hub.send(self.client, text)
         return self.errors > self.max_errors
 
+    def failed(self, code: int) -> None:
+        """The frame guard failed the connection (its close frame is written): nothing more
+        is sent to or taken from this client; counted; an abuser's address cools down."""
+        self.client.closing = True
+        self.client.pending.clear()
+        if code == WSCloseCode.POLICY_VIOLATION:
+            self.hub.stats["closed_too_many_frames"] += 1
+            self.hub.cooldown.block(self.client.address)
+            log.info("chat socket from %s in room %s closed: over the frame budget", self.client.address,
+                     self.client.room)
+        elif code == WSCloseCode.PROTOCOL_ERROR:
+            self.hub.stats["closed_protocol_error"] += 1
+            log.info("chat socket from %s in room %s closed: protocol error (unmasked frame)", self.client.address,
+                     self.client.room)
+
     def too_many_errors(self) -> None:
         log.info("closing chat client in room %s after repeated refused frames", self.client.room)
         frame = encode(error_frame("too_many_errors", "too many refused frames"))
         self.hub.close_text(self.client, WSCloseCode.POLICY_VIOLATION, frame)
+        self.hub.stats["closed_too_many_errors"] += 1
+        self.hub.cooldown.block(self.client.address)
 
     async def run(self) -> None:
         ws = self.client.ws
@@ -123,6 +144,11 @@ class FrameLoop(abc.ABC):
             try:
                 if msg.type == WSMsgType.TEXT:
                     await self.handle_text(msg.data)
+                    continue
+                if msg.type == WSMsgType.PING:  # autoping is off: the guard has counted it
+                    self.hub.send_frame(self.client, pong_frame(msg.data))
+                    continue
+                if msg.type == WSMsgType.PONG:
                     continue
                 if msg.type == WSMsgType.BINARY:
                     raise FrameError("send JSON text frames", code="invalid_frame")
@@ -162,15 +188,21 @@ class _Session(FrameLoop):
             service.hub.send(client, encode({"type": "auth_ok", "user": user_json(user.username, user.role)}))
 
 
-def chat_response(chat: ChatSettings) -> web.WebSocketResponse:
-    """A chat socket's response object, bounded by the chat settings."""
-    return web.WebSocketResponse(
+def chat_response(chat: ChatSettings) -> GuardedWebSocket:
+    """A chat socket's response object, bounded by the chat settings: every frame the
+    client sends, pings included, is charged to its frame budget, and unmasked frames
+    fail the connection (livecast.chat.wsguard). Pings reach the frame loop (autoping
+    off), which answers them through the client's bounded queue. aiohttp's heartbeat
+    still works without autoping: any bytes received, the client's pong among them,
+    reset it."""
+    return GuardedWebSocket(
+        frames_per_second=chat.frames_per_second, frame_burst=chat.frame_burst,
         max_msg_size=max(chat.max_frame_bytes * HARD_LIMIT_FACTOR, 16 * 1024),
-        heartbeat=HEARTBEAT, compress=False, timeout=CLOSE_TIMEOUT,
+        heartbeat=HEARTBEAT, autoping=False, compress=False, timeout=CLOSE_TIMEOUT,
     )
 
 
-def chat_websocket(request: web.Request, chat: ChatSettings) -> web.WebSocketResponse:
+def chat_websocket(request: web.Request, chat: ChatSettings) -> GuardedWebSocket:
     """``chat_response``, or 400 if the request is not a WebSocket upgrade."""
     ws = chat_response(chat)
     if not ws.can_prepare(request).ok:
@@ -179,18 +211,35 @@ def chat_websocket(request: web.Request, chat: ChatSettings) -> web.WebSocketRes
     return ws
 
 
+async def refuse(request: web.Request, ws: web.WebSocketResponse, refusal: Refusal) -> web.WebSocketResponse:
+    """Complete the handshake only to say why the socket is not admitted, then close."""
+    await ws.prepare(request)
+    await ws.send_str(refusal.frame())
+    await ws.close(code=refusal.close_code)
+    return ws
+
+
+def check_cooldown(hub: ChatHub, address: str) -> None:
+    """429 (before any upgrade) for an address whose socket was just closed for abuse."""
+    wait = hub.cooldown.retry_after(address)
+    if wait > 0:
+        hub.stats["refused_cooldown"] += 1
+        raise RateLimited("a chat socket from your address was closed for abuse; try again later",
+                          retry_after=wait)
+
+
 async def chat_socket(request: web.Request) -> web.StreamResponse:
     service = request.app[CHAT]
     room = await service.room(request.match_info["slug"])
     chat = service.chat
     ws = chat_websocket(request, chat)
+    address = request_address(request)
+    check_cooldown(service.hub, address)
     user = await connection_user(request)
-    client = ChatClient(ws, request.transport, room.slug, user, chat.send_queue)
-    if not service.admit(room, client):
-        await ws.prepare(request)
-        await ws.send_str(encode(error_frame("room_full", "this room has reached its viewer limit")))
-        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER)
-        return ws
+    client = ChatClient(ws, request.transport, room.slug, user, chat.send_queue, address)
+    refusal = service.admit(room, client, request)
+    if refusal is not None:
+        return await refuse(request, ws, refusal)
     try:
         writer = await ws.prepare(request)
         client.drain_waiter = writer.drain

@@ -25,6 +25,7 @@ from aiohttp import WSCloseCode, web
 
 from livecast.chat.bus import ChatBus, make_bus
 from livecast.chat.coalesce import Coalescer
+from livecast.chat.cooldown import Cooldown
 from livecast.chat.hub import CLOSE_TIMEOUT, ChatHub
 from livecast.chat.service import VIEWERS_INTERVAL
 from livecast.config import Settings
@@ -51,11 +52,12 @@ class EdgeChat:
         self.chat = settings.chat
         self.bus = bus
         self._viewers = Coalescer(VIEWERS_INTERVAL, self._publish_viewers)
-        self.hub = ChatHub(bus, self._viewers.mark) if bus is not None else None
+        self.hub = ChatHub(bus, self._viewers.mark, self.chat.abuse_block_seconds) if bus is not None else None
         self.origin: OriginClient | None = None
         self.ws_session: aiohttp.ClientSession | None = None  # proxied sockets (no pool limit)
         self.warned_no_bus = False
         self.proxied: set[web.WebSocketResponse] = set()  # sockets relayed to the origin
+        self.cooldown = Cooldown(self.chat.abuse_block_seconds)  # proxied sockets' abusers
 
     def _publish_viewers(self, slug: str) -> None:
         if self.bus is not None and self.hub is not None:

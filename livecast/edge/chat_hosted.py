@@ -15,12 +15,13 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
+from livecast.chat.admission import admit, request_address
 from livecast.chat.frames import (
-    AuthFrame, CommentFrame, GiftFrame, LikeFrame, PingFrame, encode, error_frame, error_from,
+    AuthFrame, CommentFrame, GiftFrame, LikeFrame, PingFrame, encode, error_from,
     parse_client_frame, user_json,
 )
 from livecast.chat.hub import ChatClient
-from livecast.chat.ws import FrameLoop, chat_websocket, connection_token
+from livecast.chat.ws import FrameLoop, chat_websocket, check_cooldown, connection_token, refuse
 from livecast.edge import chat_proxy
 from livecast.edge.chat import EDGE_CHAT, EdgeChat, OriginRefused
 from livecast.errors import BadGateway, GatewayTimeout, LivecastError, Unauthorized
@@ -77,6 +78,8 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     hub, bus = edge.hub, edge.bus
     assert hub is not None and bus is not None
     slug = request.match_info["slug"]
+    address = request_address(request)
+    check_cooldown(hub, address)
     token = connection_token(request)
     path = f"/internal/chat/rooms/{slug}/join"
     info = await edge.call(path, {"token": token})  # RoomNotFound & co. as the origin answers them
@@ -89,15 +92,12 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     ws = chat_websocket(request, chat)
     user = _user(info.get("user"))
     token = token if user is not None else None
-    client = ChatClient(ws, request.transport, slug, user, chat.send_queue)
-    limit = int(info["room"]["settings"].get("max_viewers") or 0)
-    if (limit and not info.get("manager") and edge.viewers(slug) >= limit
-            and (user is None or not hub.is_present(slug, user.id))):
-        await ws.prepare(request)
-        await ws.send_str(encode(error_frame("room_full", "this room has reached its viewer limit")))
-        await ws.close(code=WSCloseCode.TRY_AGAIN_LATER)
-        return ws
-    hub.join(client)
+    client = ChatClient(ws, request.transport, slug, user, chat.send_queue, address)
+    refusal = admit(hub, client, max_sockets=chat.max_sockets_per_address,
+                    max_viewers=int(info["room"]["settings"].get("max_viewers") or 0),
+                    manager=bool(info.get("manager")), viewers=edge.viewers(slug), request=request)
+    if refusal is not None:
+        return await refuse(request, ws, refusal)
     try:
         writer = await ws.prepare(request)
         client.drain_waiter = writer.drain

@@ -17,10 +17,13 @@ import logging
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from livecast.chat.admission import request_address
 from livecast.chat.hub import CLOSE_TIMEOUT
 from livecast.chat.ws import HEARTBEAT, chat_response, connection_token
-from livecast.edge.chat import EDGE_CHAT
+from livecast.cluster import client_ip
+from livecast.edge.chat import EDGE_CHAT, EdgeChat
 from livecast.edge.upstream import upstream_errors
+from livecast.errors import RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,20 @@ async def _relay_plain(request: web.Request, path: str) -> web.Response:
                         content_type=fetched.headers.get("Content-Type", "application/json").split(";")[0])
 
 
+def _retry_after(err: aiohttp.WSServerHandshakeError) -> float:
+    try:
+        return float(err.headers.get("Retry-After", 1)) if err.headers else 1.0
+    except ValueError:
+        return 1.0
+
+
+def _failed(edge: EdgeChat, address: str, code: int) -> None:
+    """The frame guard failed a proxied socket; over its budget, its address cools down."""
+    if code == WSCloseCode.POLICY_VIOLATION:
+        edge.cooldown.block(address)
+        log.info("proxied chat socket from %s closed: over the frame budget", address)
+
+
 async def _pump(source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
                 sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse) -> None:
     async for msg in source:
@@ -39,6 +56,10 @@ async def _pump(source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
             await sink.send_str(msg.data)
         elif msg.type == WSMsgType.BINARY:
             await sink.send_bytes(msg.data)
+        elif msg.type == WSMsgType.PING:  # the client's ping (counted by its frame guard): answered here
+            await source.pong(msg.data)
+        elif msg.type == WSMsgType.PONG:
+            continue
         else:
             break
 
@@ -51,8 +72,12 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     ws = chat_response(edge.chat)
     if not ws.can_prepare(request).ok:
         return await _relay_plain(request, path)
+    address = request_address(request)
+    wait = edge.cooldown.retry_after(address)
+    if wait > 0:
+        raise RateLimited("a chat socket from your address was closed for abuse; try again later", retry_after=wait)
     token = connection_token(request)
-    extra = {"X-Livecast-Client-Ip": request.remote or ""}
+    extra = {"X-Livecast-Client-Ip": client_ip(request)}  # the origin's per-address caps apply to the viewer
     if token:
         extra["Authorization"] = f"Bearer {token}"
     with upstream_errors():
@@ -61,8 +86,12 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
                 origin.url(path), headers=origin.headers(extra), heartbeat=HEARTBEAT, max_msg_size=0,
                 compress=0, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT),
             )
-        except aiohttp.WSServerHandshakeError:
+        except aiohttp.WSServerHandshakeError as err:
+            if err.status == 429:  # the viewer's address is cooling down after an abuse close
+                raise RateLimited("a chat socket from your address was closed for abuse; try again later",
+                                  retry_after=_retry_after(err)) from err
             return await _relay_plain(request, path)  # e.g. the room does not exist: the origin's 404
+    ws.on_fail = lambda code: _failed(edge, address, code)
     edge.proxied.add(ws)
     try:
         await ws.prepare(request)

@@ -280,6 +280,12 @@ class NodeCollector(Collector):
             ("livecast_chat_comments", "comments", "Chat comments accepted (messages in)"),
             ("livecast_chat_gifts", "gifts", "Gifts sent"),
             ("livecast_chat_frames_out", "frames_out", "Room messages queued to chat clients (messages out)"),
+            ("livecast_chat_refused_address", "refused_too_many_connections", "Chat sockets refused: address at its cap"),
+            ("livecast_chat_refused_room_full", "refused_room_full", "Chat sockets refused: room at max_viewers"),
+            ("livecast_chat_refused_cooldown", "refused_cooldown", "Chat sockets refused (429) after an abuse close"),
+            ("livecast_chat_displaced", "displaced", "Anonymous chat sockets closed to let a logged-in viewer in"),
+            ("livecast_chat_closed_flood", "closed_too_many_frames", "Chat sockets closed over the frame budget"),
+            ("livecast_chat_closed_unmasked", "closed_protocol_error", "Chat sockets failed on an unmasked frame"),
         ):
             counter = CounterMetricFamily(name, doc)
             counter.add_metric([], stats.get(key, 0))
