@@ -33,6 +33,10 @@ class ServerSettings:
     max_body_bytes: int = 64 * 1024
     uvloop: bool = True
     demo: bool = False
+    keepalive_timeout: float = 15.0
+    max_line_size: int = 8190
+    max_field_size: int = 8190
+    max_headers: int = 100
 
 
 @dataclass
@@ -136,6 +140,11 @@ class WebhookSettings:
 
 
 @dataclass
+class RoomsSettings:
+    max_per_user: int = 20
+
+
+@dataclass
 class LogSettings:
     level: str = "info"
     format: str = "text"
@@ -159,6 +168,7 @@ class Settings:
     tls: TlsSettings = field(default_factory=TlsSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    rooms: RoomsSettings = field(default_factory=RoomsSettings)
 
     @property
     def data_path(self) -> Path:
@@ -198,6 +208,11 @@ class Settings:
             (self.webhooks.queue_size >= 1, "webhooks.queue_size must be >= 1"),
             (self.webhooks.max_attempts >= 1, "webhooks.max_attempts must be >= 1"),
             (self.webhooks.timeout > 0 and self.webhooks.on_publish_timeout > 0, "webhook timeouts must be > 0"),
+            (0.5 <= self.server.keepalive_timeout <= 3600, "server.keepalive_timeout must be 0.5..3600 s"),
+            (256 <= self.server.max_line_size <= 65536, "server.max_line_size must be 256..65536"),
+            (256 <= self.server.max_field_size <= 65536, "server.max_field_size must be 256..65536"),
+            (8 <= self.server.max_headers <= 1000, "server.max_headers must be 8..1000"),
+            (self.rooms.max_per_user >= 0, "rooms.max_per_user must be >= 0 (0 = no cap)"),
         ]
         for ok, message in checks:
             if not ok:

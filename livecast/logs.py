@@ -8,6 +8,8 @@ import sys
 import time
 from contextvars import ContextVar
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 from livecast.config import LogSettings
 
 # The id of the HTTP request being handled (set by livecast.observe.requestid).
@@ -49,6 +51,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class MalformedRequestFilter(logging.Filter):
+    """Turns aiohttp's "Error handling request" record for an unparsable request (an
+    ``HttpProcessingError``: bad request line, header too long, ...) into one short line
+    without a traceback. Other errors keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and str(record.msg).startswith("Error handling request"):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            reason = " ".join(str(exc.message or exc.__class__.__name__).split())[:120]
+            record.msg, record.args = "malformed HTTP request from %s: %s %s", (remote, exc.code, reason)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True
+
+
+def quiet_malformed_requests() -> None:
+    """Install ``MalformedRequestFilter`` on aiohttp's server logger (once)."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestFilter) for f in server_log.filters):
+        server_log.addFilter(MalformedRequestFilter())
+
+
 def setup_logging(settings: LogSettings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if settings.format == "json":
@@ -61,3 +87,4 @@ def setup_logging(settings: LogSettings) -> None:
     root.setLevel(settings.level.upper())
     # aiohttp's access log is one line per request; keep it at warning unless debugging.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING if settings.level != "debug" else logging.INFO)
+    quiet_malformed_requests()

@@ -10,7 +10,7 @@ import logging
 
 from aiohttp import web
 
-from livecast.api import openapi
+from livecast.api import openapi, paging
 from livecast.api.auth import NO_STORE, read_body, require_user
 from livecast.errors import Conflict, ValidationError
 from livecast.events import UserDisabled
@@ -25,8 +25,12 @@ routes = web.RouteTableDef()
 @routes.get("/api/v1/admin/users")
 async def list_users(request: web.Request) -> web.Response:
     await require_user(request, "admin")
-    users = await request.app[USERS].list_users()
-    return web.json_response({"users": [u.to_admin_json() for u in users]}, headers=NO_STORE)
+    limit = paging.limit_query(request)
+    after = paging.cursor_query(request, (int,))
+    users = await request.app[USERS].list_users(limit + 1, 0 if after is None else after[0])
+    users, next_cursor = paging.page(users, limit, lambda u: [u.id])
+    return web.json_response({"users": [u.to_admin_json() for u in users], "next_cursor": next_cursor},
+                             headers=NO_STORE)
 
 
 @routes.patch("/api/v1/admin/users/{username}")

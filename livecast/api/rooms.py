@@ -13,11 +13,11 @@ from typing import Any
 
 from aiohttp import web
 
-from livecast.api import openapi
+from livecast.api import openapi, paging
 from livecast.api.auth import NO_STORE, current_user, read_body, require_user
 from livecast.errors import Forbidden, ValidationError
 from livecast.events import RoomCreated, RoomDeleted, StreamKeyRotated
-from livecast.keys import BOUND_PORTS, EVENTS, ROOM_EXTRAS, ROOMS, SETTINGS
+from livecast.keys import BOUND_PORTS, EVENTS, ROOM_EXTRAS, ROOMS, SETTINGS, USERS
 from livecast.rooms import Room
 from livecast.users import User
 
@@ -79,13 +79,29 @@ async def _managed_room(request: web.Request) -> tuple[User, Room]:
 
 @routes.get("/api/v1/rooms")
 async def list_rooms(request: web.Request) -> web.Response:
+    """Live rooms first, then newest, one page at a time (``limit``, ``cursor``, ``owner``)."""
     viewer = await current_user(request)
-    found = await request.app[ROOMS].list()
-    found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+    limit = paging.limit_query(request)
+    after = paging.cursor_query(request, (int, str, int))
+    owner_id = await _owner_filter(request)
+    rooms_ = request.app[ROOMS]
+    found = [] if owner_id == -1 else await rooms_.list(
+        limit + 1, None if after is None else (after[0], after[1], after[2]), owner_id)
+    found, next_cursor = paging.page(found, limit, lambda r: list(rooms_.sort_key(r)))
     rooms = [room_json(request, r, viewer) for r in found]
-    # Live as the extras report it (the ingest knows best), then newest; sort is stable.
+    # Pages follow the stored live flag; within a page, live as the extras report it (the
+    # ingest knows best, should the stored flag lag a moment), then newest; sort is stable.
     rooms.sort(key=lambda r: not r.get("live"))
-    return web.json_response({"rooms": rooms}, headers=NO_STORE if viewer else None)
+    return web.json_response({"rooms": rooms, "next_cursor": next_cursor}, headers=NO_STORE if viewer else None)
+
+
+async def _owner_filter(request: web.Request) -> int | None:
+    """``?owner=USERNAME``: that user's id, -1 when there is no such user, None when absent."""
+    name = request.query.get("owner")
+    if name is None or name == "":
+        return None
+    user = await request.app[USERS].get_by_username(name)
+    return -1 if user is None else user.id
 
 
 @routes.post("/api/v1/rooms")
@@ -94,7 +110,8 @@ async def create_room(request: web.Request) -> web.Response:
     data = await read_body(request)
     if data.get("title") is None:
         raise ValidationError("title is required", field="title", code="missing")
-    room = await request.app[ROOMS].create(user, data["title"], data.get("description"), data.get("slug"))
+    room = await request.app[ROOMS].create(user, data["title"], data.get("description"), data.get("slug"),
+                                           max_rooms=request.app[SETTINGS].rooms.max_per_user)
     request.app[EVENTS].emit(RoomCreated(room.slug, room.title, room.owner_username))
     return web.json_response({"room": room_json(request, room, user)}, status=201, headers=NO_STORE)
 

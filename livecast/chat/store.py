@@ -198,10 +198,12 @@ class ChatStore:
             cur = await conn.execute("DELETE FROM chat_bans WHERE room_id = ? AND user_id = ?", (room_id, user_id))
             return cur.rowcount > 0
 
-    async def bans(self, room_id: int) -> list[dict[str, Any]]:
+    async def bans(self, room_id: int, limit: int = -1, after: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+        """Up to ``limit`` (-1: all) bans, oldest first, after ``(created_at, username)``."""
         rows = await self.db.fetchall(
             "SELECT u.username, b.created_at, m.username AS by_username FROM chat_bans b"
             " JOIN users u ON u.id = b.user_id LEFT JOIN users m ON m.id = b.banned_by"
-            " WHERE b.room_id = ? ORDER BY b.created_at, u.username", (room_id,))
+            " WHERE b.room_id = ? AND (b.created_at, u.username) > (?, ?)"
+            " ORDER BY b.created_at, u.username LIMIT ?", (room_id, *(after or ("", "")), limit))
         return [{"user": {"username": str(r["username"])}, "created_at": str(r["created_at"]),
                  "by": {"username": str(r["by_username"])} if r["by_username"] else None} for r in rows]
