@@ -36,6 +36,11 @@ STREAM_KEY_PREFIX = "lc_"
 _INVISIBLE = "\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2069\ufeff"
 _CONTROL = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_INVISIBLE}]")
 _CONTROL_MULTILINE = re.compile(f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f{_INVISIBLE}]")
+# The same rules as JSON Schema patterns, for the OpenAPI document (\\uXXXX escapes work in
+# Python's re and in ECMA regular expressions alike).
+_REFUSED = r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2069\ufeff"
+TITLE_PATTERN = rf"^[^{_REFUSED}\t\n\r]*[^{_REFUSED}\s][^{_REFUSED}\t\n\r]*$"
+DESCRIPTION_PATTERN = rf"^[^{_REFUSED}]*$"
 
 
 def new_stream_key() -> str:
@@ -208,27 +213,26 @@ class RoomService:
             n += 1
         return _with_suffix(base, n)
 
-    async def list(self, limit: int = -1, after: tuple[int, str, int] | None = None,
-                   owner_id: int | None = None) -> list[Room]:
-        """Live rooms first, then newest first: up to ``limit`` (-1: all) rooms, those after
-        the sort key ``after`` = ``sort_key(room)`` of the previous page's last room."""
+    async def list(self, limit: int = -1, after: tuple[int, int] | None = None,
+                   owner_id: int | None = None) -> builtins.list[Room]:
+        """Live rooms first, then newest (highest id) first: up to ``limit`` (-1: all) rooms,
+        those after ``after`` = ``sort_key(room)`` of the previous page's last room."""
         where: builtins.list[str] = []
         params: builtins.list[Any] = []
         if owner_id is not None:
             where.append("r.owner_id = ?")
             params.append(owner_id)
         if after is not None:
-            where.append("(r.live, r.created_at, r.id) < (?, ?, ?)")
+            where.append("(r.live, r.id) < (?, ?)")
             params.extend(after)
         sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
-        rows = await self.db.fetchall(sql + " ORDER BY r.live DESC, r.created_at DESC, r.id DESC LIMIT ?",
-                                      (*params, limit))
+        rows = await self.db.fetchall(sql + " ORDER BY r.live DESC, r.id DESC LIMIT ?", (*params, limit))
         return [Room.from_row(r) for r in rows]
 
     @staticmethod
-    def sort_key(room: Room) -> tuple[int, str, int]:
-        """The position of a room in ``list()``'s order (what a cursor holds)."""
-        return (int(room.live), room.created_at, room.id)
+    def sort_key(room: Room) -> tuple[int, int]:
+        """The position of a room in ``list()``'s order (what a page cursor holds)."""
+        return (int(room.live), room.id)
 
     async def get(self, slug: str) -> Room | None:
         if not isinstance(slug, str) or not SLUG_RE.fullmatch(slug):

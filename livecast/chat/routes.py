@@ -58,12 +58,12 @@ async def list_comments(request: web.Request) -> web.Response:
     """Newest first; ``cursor`` (or the older ``before``, an id) continues from a page's end."""
     room = await _room(request)
     before = paging.int_query(request, "before", None, 1, paging.INT64_MAX)
-    after = paging.cursor_query(request, (int,))
+    after = paging.cursor_query(request, 1)
     if after is not None:
         before = after[0] if before is None else min(before, after[0])
     limit = paging.limit_query(request, PAGE_DEFAULT, PAGE_MAX)
     comments = await _service(request).store.page(room.id, before, limit + 1)
-    comments, next_cursor = paging.page(comments, limit, lambda c: [c.id])
+    comments, next_cursor = paging.page(comments, limit, lambda c: (c.id,))
     next_before = comments[-1].id if next_cursor is not None else None
     return web.json_response({"comments": [c.to_json() for c in comments], "next_before": next_before,
                               "next_cursor": next_cursor})
@@ -116,9 +116,11 @@ async def leaderboard(request: web.Request) -> web.Response:
 async def list_bans(request: web.Request) -> web.Response:
     _, room = await _managed(request)
     limit = paging.limit_query(request)
-    after = paging.cursor_query(request, (str, str))
-    bans = await _service(request).store.bans(room.id, limit + 1, None if after is None else (after[0], after[1]))
-    bans, next_cursor = paging.page(bans, limit, lambda b: [b["created_at"], b["user"]["username"]])
+    after = paging.cursor_query(request, 1)
+    bans = await _service(request).store.bans(room.id, limit + 1, 0 if after is None else after[0])
+    bans, next_cursor = paging.page(bans, limit, lambda b: (b.pop("position"),))
+    for ban in bans:
+        ban.pop("position", None)
     return web.json_response({"bans": bans, "next_cursor": next_cursor})
 
 
