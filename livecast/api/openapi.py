@@ -220,7 +220,9 @@ add_schema("UserAdmin", _obj({**_USER_PROPS, "email": {"type": "string", "nullab
 add_schema("UserEnvelope", _obj({"user": _ref("UserPrivate")}, ["user"]))
 add_schema("Register", _obj({"username": {"type": "string", "pattern": "^[A-Za-z0-9_]{3,32}$"},
                              "password": {"type": "string", "minLength": 8, "maxLength": 128},
-                             "email": {"type": "string", "nullable": True}}, ["username", "password"]))
+                             "email": {"type": "string", "nullable": True, "maxLength": 254,
+                                       "pattern": r"^([^@\s\u001c-\u001f\u0085]{1,64}@[^@\s\u001c-\u001f\u0085]{1,189})?$"}},
+                            ["username", "password"]))
 add_schema("Login", _obj({"username": _S, "password": _S}, ["username", "password"]))
 add_schema("Session", _obj({"token": _S, "user": _ref("UserPrivate"),
                             "expires_at": {"type": "string", "format": "date-time"}}))
