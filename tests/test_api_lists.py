@@ -69,7 +69,7 @@ async def test_rooms_are_paginated_live_first_then_newest(node_factory: Any) -> 
     assert status == 200 and len(full["rooms"]) == 100
 
     # A room created while walking appears before the cursor, so the walk stays exact.
-    status, page1 = await get(node, "/api/v1/rooms?limit=30")
+    _, page1 = await get(node, "/api/v1/rooms?limit=30")
     assert (await create_room(node, h, "Late room"))[0] == 201
     status, page2 = await get(node, f"/api/v1/rooms?limit=30&cursor={page1['next_cursor']}")
     assert [r["slug"] for r in page1["rooms"] + page2["rooms"]] == expected[:60]

@@ -18,7 +18,7 @@ async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
         while True:
             if not await asyncio.wait_for(reader.read(4096), seconds):
                 return True
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         return False
     except ConnectionError:
         return True

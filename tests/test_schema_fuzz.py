@@ -13,7 +13,6 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -29,10 +28,10 @@ PASSWORD = "fuzz password 1"
 CHECKS = os.environ.get("LIVECAST_FUZZ_CHECKS", "all")
 
 
-async def _cli(*args: str, stdin: bytes | None = None) -> tuple[int, str]:
+async def _cli(*args: str, stdin: bytes | None = None, cwd: Path | None = None) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         *args, stdin=asyncio.subprocess.PIPE if stdin is not None else None,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=cwd)
     out, _ = await proc.communicate(stdin)
     return int(proc.returncode or 0), out.decode(errors="replace")
 
@@ -98,7 +97,7 @@ async def test_schema_fuzzer_finds_no_5xx_and_no_mismatch(tmp_path: Path) -> Non
             # The chat WebSocket answers 101 and then speaks WebSocket frames, which an HTTP
             # fuzzer cannot follow; tests/test_chat_ws.py covers it.
             "--exclude-operation-id", "get_rooms_slug_chat", "--suppress-health-check", "all",
-            "--report", "junit", "--report-dir", str(tmp_path / "report"))
+            "--report", "junit", "--report-dir", str(tmp_path / "report"), cwd=tmp_path)
     finally:
         await node.stop()
     assert "Server error" not in out and " 500 " not in node.log_text(), out[-8000:]
