@@ -33,7 +33,7 @@ class ServerSettings:
     max_body_bytes: int = 64 * 1024
     uvloop: bool = True
     demo: bool = False
-    keepalive_timeout: float = 15.0
+    keepalive_timeout: float = 20.0
     max_line_size: int = 8190
     max_field_size: int = 8190
     max_headers: int = 100
