@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from contextvars import ContextVar
@@ -60,12 +61,18 @@ class MalformedRequestFilter(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError) and str(record.msg).startswith("Error handling request"):
             remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
-            reason = " ".join(str(exc.message or exc.__class__.__name__).split())[:120]
-            record.msg, record.args = "malformed HTTP request from %s: %s %s", (remote, exc.code, reason)
+            record.msg, record.args = "malformed HTTP request from %s: %s %s", (remote, exc.code, _reason(exc))
             record.exc_info, record.exc_text = None, None
             record.levelno, record.levelname = logging.INFO, "INFO"
             return logging.getLogger(record.name).isEnabledFor(logging.INFO)
         return True
+
+
+def _reason(exc: HttpProcessingError) -> str:
+    """The parser's complaint without the bytes it quotes (they may hold a header's secret)."""
+    first = str(exc.message or "").split("\n", 1)[0]
+    text = re.split(r"[:'\"]", first, maxsplit=1)[0].strip()[:100]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def quiet_malformed_requests() -> None:

@@ -73,9 +73,10 @@ async def test_a_malformed_request_logs_one_line_without_traceback(tmp_path: Pat
         before = len(node.output)
         bad = b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n"  # 44 bytes, no colon
         assert len(bad) == 44
-        for _ in range(3):
+        secret = b"GET / HTTP/1.1\r\nAuthorization Bearer lc_SECRETTOKEN\r\n\r\n"  # no colon either
+        for request in (bad, bad, secret):
             reader, writer = await asyncio.open_connection("127.0.0.1", node.http_port)
-            writer.write(bad)
+            writer.write(request)
             response = await asyncio.wait_for(reader.read(4096), 5)
             assert response.split(b" ")[1] == b"400", response
             writer.close()
@@ -88,6 +89,7 @@ async def test_a_malformed_request_logs_one_line_without_traceback(tmp_path: Pat
         await node.stop()
     logged = "".join(node.output[before:])
     assert "Traceback" not in logged, logged
+    assert "SECRETTOKEN" not in logged and "Bad Header Line" not in logged, logged  # quoted bytes stay out
     lines = [line for line in logged.splitlines() if "malformed HTTP request" in line]
     assert len(lines) == 3, logged  # one per malformed request
     assert all(len(line) < 300 for line in lines), lines

@@ -118,10 +118,9 @@ async def list_bans(request: web.Request) -> web.Response:
     limit = paging.limit_query(request)
     after = paging.cursor_query(request, 1)
     bans = await _service(request).store.bans(room.id, limit + 1, 0 if after is None else after[0])
-    bans, next_cursor = paging.page(bans, limit, lambda b: (b.pop("position"),))
-    for ban in bans:
-        ban.pop("position", None)
-    return web.json_response({"bans": bans, "next_cursor": next_cursor})
+    bans, next_cursor = paging.page(bans, limit, lambda b: (b["position"],))
+    return web.json_response({"bans": [{k: v for k, v in b.items() if k != "position"} for b in bans],
+                              "next_cursor": next_cursor})
 
 
 @routes.post("/api/v1/rooms/{slug}/bans/{username}")
