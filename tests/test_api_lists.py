@@ -160,6 +160,12 @@ async def test_boundary_integers_never_give_a_5xx(node: Any) -> None:
             assert status in (200, 400), (path, status, body)
             if status == 400:
                 assert body["error"]["field"] in ("before", "limit", "cursor"), (path, body)
+    # huge path values: a lookup miss, or refused by the request-line limit
+    for huge in ("a" * 5000, "9" * 5000, "a" * 20000):
+        async with node.http.delete(node.url(f"/api/v1/rooms/{slug}/comments/{huge}"), headers=owner) as r:
+            assert r.status in (400, 404), r.status
+        async with node.http.get(node.url(f"/api/v1/rooms/{huge}/comments?limit={huge[:3000]}")) as r:
+            assert r.status in (400, 404), r.status
     # the id that used to answer 500
     async with node.http.delete(node.url(f"/api/v1/rooms/{slug}/comments/{2**63}"), headers=owner) as r:
         assert r.status == 404 and (await r.json())["error"]["code"] == "comment_not_found"
