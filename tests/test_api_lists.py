@@ -166,6 +166,9 @@ async def test_boundary_integers_never_give_a_5xx(node: Any) -> None:
             assert r.status in (400, 404), r.status
         async with node.http.get(node.url(f"/api/v1/rooms/{huge}/comments?limit={huge[:3000]}")) as r:
             assert r.status in (400, 404), r.status
+    for huge in ("a" * 300, "9" * 5000):  # a static file name over the file system's limit
+        async with node.http.get(node.url(f"/static/{huge}")) as r:
+            assert r.status == 404, r.status
     # the id that used to answer 500
     async with node.http.delete(node.url(f"/api/v1/rooms/{slug}/comments/{2**63}"), headers=owner) as r:
         assert r.status == 404 and (await r.json())["error"]["code"] == "comment_not_found"
