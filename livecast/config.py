@@ -37,6 +37,10 @@ class ServerSettings:
     demo: bool = False
     trusted_proxies: list[str] = field(default_factory=list)
     allowed_origins: list[str] = field(default_factory=list)
+    keepalive_timeout: float = 20.0
+    max_line_size: int = 8190
+    max_field_size: int = 8190
+    max_headers: int = 100
 
 
 @dataclass
@@ -160,6 +164,11 @@ class WebhookSettings:
 
 
 @dataclass
+class RoomsSettings:
+    max_per_user: int = 20
+
+
+@dataclass
 class LogSettings:
     level: str = "info"
     format: str = "text"
@@ -183,6 +192,7 @@ class Settings:
     tls: TlsSettings = field(default_factory=TlsSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    rooms: RoomsSettings = field(default_factory=RoomsSettings)
 
     @property
     def data_path(self) -> Path:
@@ -248,6 +258,11 @@ class Settings:
             (self.chat.comment_retention_days >= 0, "chat.comment_retention_days must be >= 0"),
             (self.chat.max_comments_per_room >= 0, "chat.max_comments_per_room must be >= 0"),
             (0 < self.chat.prune_interval <= 86400, "chat.prune_interval must be 0..86400 s"),
+            (0.5 <= self.server.keepalive_timeout <= 3600, "server.keepalive_timeout must be 0.5..3600 s"),
+            (256 <= self.server.max_line_size <= 65536, "server.max_line_size must be 256..65536"),
+            (256 <= self.server.max_field_size <= 65536, "server.max_field_size must be 256..65536"),
+            (8 <= self.server.max_headers <= 1000, "server.max_headers must be 8..1000"),
+            (self.rooms.max_per_user >= 0, "rooms.max_per_user must be >= 0 (0 = no cap)"),
         ]
         for ok, message in checks:
             if not ok:

@@ -29,8 +29,18 @@ SLUG_MAX = 40
 TITLE_MAX = 100
 DESCRIPTION_MAX = 2000
 STREAM_KEY_PREFIX = "lc_"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Refused in titles and descriptions: C0/C1 controls (a description keeps tab and newlines),
+# bidi embeddings/overrides/isolates and marks (which can reverse how the rest of a page
+# reads), and zero-width characters (invisible look-alikes). ZWNJ and ZWJ (U+200C/D) stay
+# allowed: Persian and Indic text and emoji sequences need them.
+_INVISIBLE = "\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2069\ufeff"
+_CONTROL = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_INVISIBLE}]")
+_CONTROL_MULTILINE = re.compile(f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f{_INVISIBLE}]")
+# The same rules as JSON Schema patterns, for the OpenAPI document (\\uXXXX escapes work in
+# Python's re and in ECMA regular expressions alike).
+_REFUSED = r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2069\ufeff"
+TITLE_PATTERN = rf"^[^{_REFUSED}\t\n\r]*[^{_REFUSED}\s][^{_REFUSED}\t\n\r]*$"
+DESCRIPTION_PATTERN = rf"^[^{_REFUSED}]*$"
 
 
 def new_stream_key() -> str:
@@ -50,7 +60,8 @@ def _text(value: object, field: str, *, min_len: int, max_len: int, multiline: b
     except UnicodeEncodeError as err:
         raise ValidationError(f"{field} is not valid text", field=field) from err
     if (_CONTROL_MULTILINE if multiline else _CONTROL).search(value):
-        raise ValidationError(f"{field} contains control characters", field=field)
+        raise ValidationError(f"{field} contains control, bidi-override or zero-width characters",
+                              field=field, code="invalid_characters")
     if not min_len <= len(value) <= max_len:
         raise ValidationError(f"{field} must be {min_len}-{max_len} characters", field=field)
     return value
@@ -154,9 +165,10 @@ class RoomService:
         self.db = db
 
     async def create(self, owner: User, title: object, description: object = None,
-                     slug: object = None) -> Room:
+                     slug: object = None, *, max_rooms: int = 0) -> Room:
         """Create a room. A given slug that is taken is 409 ``slug_taken``; a derived one
-        gets the first free ``-2``, ``-3``... suffix."""
+        gets the first free ``-2``, ``-3``... suffix. An owner (not an admin) who already
+        has ``max_rooms`` rooms (0 = no cap) gets 409 ``room_limit``."""
         title_ = validate_title(title)
         description_ = validate_description(description)
         given = None if slug is None else validate_slug(slug)
@@ -164,6 +176,8 @@ class RoomService:
         now = utc_now()
         async with self.db.transaction() as conn:
             # BEGIN IMMEDIATE holds the write lock, so checking then inserting cannot race.
+            if max_rooms > 0 and owner.role != "admin":
+                await self._check_room_limit(conn, owner.id, max_rooms)
             slug_ = given or await self._free_slug(conn, slugify(title_))
             try:
                 await conn.execute(
@@ -179,6 +193,14 @@ class RoomService:
         return await self.require(slug_)
 
     @staticmethod
+    async def _check_room_limit(conn: Any, owner_id: int, max_rooms: int) -> None:
+        async with conn.execute("SELECT COUNT(*) FROM rooms WHERE owner_id = ?", (owner_id,)) as cur:
+            row = await cur.fetchone()
+        if int(row[0]) >= max_rooms:
+            raise Conflict(f"you already have {max_rooms} rooms, the most allowed; delete one first",
+                           code="room_limit")
+
+    @staticmethod
     async def _free_slug(conn: Any, base: str) -> str:
         # Every candidate base[:k].rstrip("-") + "-N" (k >= 32) starts with this prefix.
         prefix = base[:32].rstrip("-")
@@ -191,10 +213,26 @@ class RoomService:
             n += 1
         return _with_suffix(base, n)
 
-    async def list(self) -> list[Room]:
-        """Live rooms first, then newest first."""
-        rows = await self.db.fetchall(_SELECT + " ORDER BY r.live DESC, r.created_at DESC, r.id DESC")
+    async def list(self, limit: int = -1, after: tuple[int, int] | None = None,
+                   owner_id: int | None = None) -> builtins.list[Room]:
+        """Live rooms first, then newest (highest id) first: up to ``limit`` (-1: all) rooms,
+        those after ``after`` = ``sort_key(room)`` of the previous page's last room."""
+        where: builtins.list[str] = []
+        params: builtins.list[Any] = []
+        if owner_id is not None:
+            where.append("r.owner_id = ?")
+            params.append(owner_id)
+        if after is not None:
+            where.append("(r.live, r.id) < (?, ?)")
+            params.extend(after)
+        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        rows = await self.db.fetchall(sql + " ORDER BY r.live DESC, r.id DESC LIMIT ?", (*params, limit))
         return [Room.from_row(r) for r in rows]
+
+    @staticmethod
+    def sort_key(room: Room) -> tuple[int, int]:
+        """The position of a room in ``list()``'s order (what a page cursor holds)."""
+        return (int(room.live), room.id)
 
     async def get(self, slug: str) -> Room | None:
         if not isinstance(slug, str) or not SLUG_RE.fullmatch(slug):

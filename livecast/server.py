@@ -11,7 +11,7 @@ import sys
 
 from aiohttp import web
 
-from livecast import tls
+from livecast import logs, tls
 from livecast.tls import ServerTls
 from livecast.app import create_app
 from livecast.config import Settings
@@ -60,7 +60,14 @@ async def start_node(settings: Settings) -> RunningNode:
         # logger at warning otherwise); without a logger aiohttp skips that path entirely.
         access_log=logging.getLogger("aiohttp.access") if settings.log.level == "debug" else None,
         shutdown_timeout=settings.server.shutdown_timeout,
+        # aiohttp closes a connection whose next request's headers are not complete this
+        # long after it opened or after its last response: an idle and a header timeout.
+        keepalive_timeout=settings.server.keepalive_timeout,
+        max_line_size=settings.server.max_line_size,
+        max_field_size=settings.server.max_field_size,
+        max_headers=settings.server.max_headers,
     )
+    logs.quiet_malformed_requests()
     await runner.setup()
     server_tls = tls.server_tls(app)
     site = web.TCPSite(runner, settings.server.host, settings.server.http_port, backlog=1024,

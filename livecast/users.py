@@ -191,8 +191,10 @@ class UserService:
             raise NotFound("no such user", code="user_not_found")
         return user
 
-    async def list_users(self) -> list[User]:
-        rows = await self.db.fetchall(f"SELECT {_USER_COLUMNS} FROM users ORDER BY id")
+    async def list_users(self, limit: int = -1, after_id: int = 0) -> list[User]:
+        """Accounts by id: up to ``limit`` (-1: all) with an id above ``after_id``."""
+        rows = await self.db.fetchall(f"SELECT {_USER_COLUMNS} FROM users WHERE id > ? ORDER BY id LIMIT ?",
+                                      (after_id, limit))
         return [User.from_row(r) for r in rows]
 
     # -- login --------------------------------------------------------------------

@@ -292,5 +292,8 @@ async def test_ll_hls_blocking_and_hints_coalesce_through_an_edge(cluster, count
             text = playlists.pop().decode()
         async with edge.http.get(edge.url(f"/hls/{slug}/index.m3u8"), params={"_HLS_msn": "x"}) as r:
             assert r.status == 400 and (await r.json())["error"]["code"]  # the origin's refusal, passed on
+        for raw in ("\u00b2", "\u0661", "9" * 40, "-1", str(2**63)):  # boundary integers: never a 5xx
+            async with edge.http.get(edge.url(f"/hls/{slug}/index.m3u8"), params={"_HLS_msn": raw}) as r:
+                assert r.status == 400, (raw, r.status)
     finally:
         await publisher.stop()

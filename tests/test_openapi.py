@@ -79,3 +79,32 @@ def test_document_registry_is_extendable() -> None:
     finally:
         openapi._operations.pop(path, None)
     assert path not in openapi.build_document()["paths"]
+
+
+async def test_document_states_limits_and_implied_answers(node: Any) -> None:
+    async with node.http.get(node.url("/api/v1/openapi.json")) as r:
+        doc = await r.json()
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            params = op.get("parameters", [])
+            if op.get("security") and [{}] != op["security"][:1] and method in ("post", "put", "patch", "delete"):
+                assert "403" in op["responses"], ("csrf 403 missing", method, path)
+            if any(p["in"] == "query" for p in params):
+                assert "400" in op["responses"], (method, path)
+            for p in params:
+                if p["in"] == "query" and p["name"] in ("limit", "before"):
+                    assert p["schema"]["type"] == "integer" and "minimum" in p["schema"] and "maximum" in p["schema"]
+                if p["in"] == "path" and p["name"] in ("slug", "username"):
+                    assert p["schema"].get("pattern"), (method, path, p)
+                if p["in"] == "path" and p["name"] == "id":
+                    assert p["schema"] == {"type": "integer", "format": "int64", "minimum": 1, "maximum": 2**63 - 1}
+    lists = {"/api/v1/rooms": "RoomList", "/api/v1/admin/users": "UserAdminList",
+             "/api/v1/rooms/{slug}/comments": "CommentPage", "/api/v1/rooms/{slug}/bans": "BanList"}
+    for path, schema in lists.items():
+        names = {p["name"] for p in doc["paths"][path]["get"]["parameters"]}
+        assert {"limit", "cursor"} <= names, path
+        assert "next_cursor" in doc["components"]["schemas"][schema]["required"], schema
+    assert "429" in doc["paths"]["/api/v1/auth/register"]["post"]["responses"]
+    gifts = doc["components"]["schemas"]["GiftSend"]["properties"]["gift"]["enum"]
+    assert gifts == [g.name for g in node.settings.gifts]  # filled from the running app's settings
+    assert "enum" not in openapi.build_document()["components"]["schemas"]["GiftSend"]["properties"]["gift"]

@@ -10,7 +10,7 @@ import logging
 
 from aiohttp import web
 
-from livecast.api import openapi
+from livecast.api import openapi, paging
 from livecast.api.auth import NO_STORE, read_body, require_user
 from livecast.errors import Conflict, ValidationError
 from livecast.events import UserDisabled
@@ -25,8 +25,12 @@ routes = web.RouteTableDef()
 @routes.get("/api/v1/admin/users")
 async def list_users(request: web.Request) -> web.Response:
     await require_user(request, "admin")
-    users = await request.app[USERS].list_users()
-    return web.json_response({"users": [u.to_admin_json() for u in users]}, headers=NO_STORE)
+    limit = paging.limit_query(request)
+    after = paging.cursor_query(request, 1)
+    users = await request.app[USERS].list_users(limit + 1, 0 if after is None else after[0])
+    users, next_cursor = paging.page(users, limit, lambda u: (u.id,))
+    return web.json_response({"users": [u.to_admin_json() for u in users], "next_cursor": next_cursor},
+                             headers=NO_STORE)
 
 
 @routes.patch("/api/v1/admin/users/{username}")
@@ -62,17 +66,22 @@ async def grant_coins(request: web.Request) -> web.Response:
     return web.json_response({"user": user.to_admin_json()}, headers=NO_STORE)
 
 
-openapi.add_schema("UserAdminList", {"type": "object", "properties": {
-    "users": {"type": "array", "items": {"$ref": "#/components/schemas/UserAdmin"}}}})
+openapi.add_schema("UserAdminList", {"type": "object", "required": ["users", "next_cursor"], "properties": {
+    "users": {"type": "array", "items": {"$ref": "#/components/schemas/UserAdmin"}},
+    "next_cursor": {"type": "string", "nullable": True, "description": "for ?cursor=; null on the last page"}}})
 openapi.add_schema("UserAdminEnvelope", {"type": "object", "properties": {
     "user": {"$ref": "#/components/schemas/UserAdmin"}}})
+# At least one of role and disabled, given (null counts as absent).
 openapi.add_schema("UserUpdate", {"type": "object", "properties": {
-    "role": {"type": "string", "enum": ["viewer", "streamer", "admin"]}, "disabled": {"type": "boolean"}}})
+    "role": {"type": "string", "enum": ["viewer", "streamer", "admin", None], "nullable": True},
+    "disabled": {"type": "boolean", "nullable": True}},
+    "anyOf": [{"required": ["role"], "properties": {"role": {"type": "string"}}},
+              {"required": ["disabled"], "properties": {"disabled": {"type": "boolean"}}}]})
 openapi.add_schema("CoinGrant", {"type": "object", "required": ["amount"], "properties": {
     "amount": {"type": "integer", "minimum": 1, "maximum": 1_000_000}}})
 
-openapi.document("GET", "/api/v1/admin/users", "All accounts", tags=["admin"], auth="admin",
-                 responses={200: "UserAdminList"})
+openapi.document("GET", "/api/v1/admin/users", "Accounts by id, one page at a time", tags=["admin"], auth="admin",
+                 responses={200: "UserAdminList"}, query=openapi.page_params())
 openapi.document("PATCH", "/api/v1/admin/users/{username}", "Change a user's role and/or disabled state",
                  tags=["admin"], auth="admin", body="UserUpdate",
                  responses={200: "UserAdminEnvelope", 404: "no such user",

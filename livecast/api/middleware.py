@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -60,6 +61,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ConnectionResetError:
         log.debug("client went away during %s %s", request.method, request.path)
         raise
+    except OSError as err:
+        if err.errno != errno.ENAMETOOLONG:
+            log.exception("unhandled error on %s %s", request.method, request.path[:200])
+            return error_response(500, "internal", "internal server error")
+        # aiohttp's static files look a name up on disk as given: one over the file
+        # system's limit is just not there.
+        return error_response(404, "not_found", "no such file")
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal server error")

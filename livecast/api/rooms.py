@@ -13,12 +13,12 @@ from typing import Any
 
 from aiohttp import web
 
-from livecast.api import openapi
+from livecast.api import openapi, paging
 from livecast.api.auth import NO_STORE, current_user, read_body, require_user
 from livecast.errors import Forbidden, ValidationError
 from livecast.events import RoomCreated, RoomDeleted, StreamKeyRotated
-from livecast.keys import BOUND_PORTS, EVENTS, ROOM_EXTRAS, ROOMS, SETTINGS
-from livecast.rooms import Room
+from livecast.keys import BOUND_PORTS, EVENTS, ROOM_EXTRAS, ROOMS, SETTINGS, USERS
+from livecast.rooms import DESCRIPTION_MAX, DESCRIPTION_PATTERN, TITLE_MAX, TITLE_PATTERN, Room
 from livecast.users import User
 
 log = logging.getLogger(__name__)
@@ -79,13 +79,29 @@ async def _managed_room(request: web.Request) -> tuple[User, Room]:
 
 @routes.get("/api/v1/rooms")
 async def list_rooms(request: web.Request) -> web.Response:
+    """Live rooms first, then newest, one page at a time (``limit``, ``cursor``, ``owner``)."""
     viewer = await current_user(request)
-    found = await request.app[ROOMS].list()
-    found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+    limit = paging.limit_query(request)
+    after = paging.cursor_query(request, 2)
+    owner_id = await _owner_filter(request)
+    rooms_ = request.app[ROOMS]
+    found = [] if owner_id == -1 else await rooms_.list(
+        limit + 1, None if after is None else (after[0], after[1]), owner_id)
+    found, next_cursor = paging.page(found, limit, rooms_.sort_key)
     rooms = [room_json(request, r, viewer) for r in found]
-    # Live as the extras report it (the ingest knows best), then newest; sort is stable.
+    # Pages follow the stored live flag; within a page, live as the extras report it (the
+    # ingest knows best, should the stored flag lag a moment), then newest; sort is stable.
     rooms.sort(key=lambda r: not r.get("live"))
-    return web.json_response({"rooms": rooms}, headers=NO_STORE if viewer else None)
+    return web.json_response({"rooms": rooms, "next_cursor": next_cursor}, headers=NO_STORE if viewer else None)
+
+
+async def _owner_filter(request: web.Request) -> int | None:
+    """``?owner=USERNAME``: that user's id, -1 when there is no such user, None when absent."""
+    name = request.query.get("owner")
+    if name is None or name == "":
+        return None
+    user = await request.app[USERS].get_by_username(name)
+    return -1 if user is None else user.id
 
 
 @routes.post("/api/v1/rooms")
@@ -94,7 +110,8 @@ async def create_room(request: web.Request) -> web.Response:
     data = await read_body(request)
     if data.get("title") is None:
         raise ValidationError("title is required", field="title", code="missing")
-    room = await request.app[ROOMS].create(user, data["title"], data.get("description"), data.get("slug"))
+    room = await request.app[ROOMS].create(user, data["title"], data.get("description"), data.get("slug"),
+                                           max_rooms=request.app[SETTINGS].rooms.max_per_user)
     request.app[EVENTS].emit(RoomCreated(room.slug, room.title, room.owner_username))
     return web.json_response({"room": room_json(request, room, user)}, status=201, headers=NO_STORE)
 
@@ -145,22 +162,31 @@ _ROOM_PROPS: dict[str, Any] = {
 }
 openapi.add_schema("Room", {"type": "object", "properties": _ROOM_PROPS})
 openapi.add_schema("RoomEnvelope", {"type": "object", "properties": {"room": {"$ref": "#/components/schemas/Room"}}})
-openapi.add_schema("RoomList", {"type": "object", "properties": {
-    "rooms": {"type": "array", "items": {"$ref": "#/components/schemas/Room"}}}})
+_NEXT_CURSOR = {"type": "string", "nullable": True, "description": "pass as ?cursor= for the next page; null on the last"}
+openapi.add_schema("RoomList", {"type": "object", "required": ["rooms", "next_cursor"], "properties": {
+    "rooms": {"type": "array", "items": {"$ref": "#/components/schemas/Room"}}, "next_cursor": _NEXT_CURSOR}})
+_TITLE = {"type": "string", "minLength": 1, "maxLength": TITLE_MAX, "pattern": TITLE_PATTERN,
+          "description": "no control, bidi-override or zero-width characters; trimmed"}
+_DESCRIPTION = {"type": "string", "maxLength": DESCRIPTION_MAX, "pattern": DESCRIPTION_PATTERN, "nullable": True,
+                "description": "may hold tab and line breaks; null or absent = empty (on update: unchanged)"}
 openapi.add_schema("RoomCreate", {"type": "object", "required": ["title"], "properties": {
-    "title": {"type": "string", "minLength": 1, "maxLength": 100},
-    "description": {"type": "string", "maxLength": 2000},
-    "slug": {"type": "string", "pattern": "^[a-z0-9-]{3,40}$"}}})
+    "title": _TITLE, "description": _DESCRIPTION,
+    "slug": {"type": "string", "pattern": "^[a-z0-9-]{3,40}$", "nullable": True,
+             "description": "null or absent = derived from the title"}}})
+# At least one of title and description, given (not null).
 openapi.add_schema("RoomUpdate", {"type": "object", "properties": {
-    "title": {"type": "string", "minLength": 1, "maxLength": 100},
-    "description": {"type": "string", "maxLength": 2000}}})
+    "title": {**_TITLE, "nullable": True}, "description": _DESCRIPTION},
+    "anyOf": [{"required": ["title"], "properties": {"title": {"type": "string"}}},
+              {"required": ["description"], "properties": {"description": {"type": "string"}}}]})
 openapi.add_schema("StreamKey", {"type": "object", "properties": {
     "stream_key": {"type": "string"}, "rtmp_url": {"type": "string"}}})
 
-openapi.document("GET", "/api/v1/rooms", "All rooms, live first, then newest", tags=["rooms"],
-                 auth="optional", responses={200: "RoomList"})
+openapi.document("GET", "/api/v1/rooms", "Rooms, live first, then newest, one page at a time", tags=["rooms"],
+                 auth="optional", responses={200: "RoomList"},
+                 query={**openapi.page_params(cursor_parts=2), "owner": "only this user's rooms (none for an unknown name)"})
 openapi.document("POST", "/api/v1/rooms", "Create a room (returns its stream key)", tags=["rooms"],
-                 auth="streamer", body="RoomCreate", responses={201: "RoomEnvelope", 409: "slug taken"})
+                 auth="streamer", body="RoomCreate",
+                 responses={201: "RoomEnvelope", 409: "slug_taken, or room_limit (rooms.max_per_user reached)"})
 openapi.document("GET", "/api/v1/rooms/{slug}", "One room", tags=["rooms"], auth="optional",
                  responses={200: "RoomEnvelope", 404: "no such room"})
 openapi.document("PATCH", "/api/v1/rooms/{slug}", "Change title and/or description (owner or admin)",

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
+
 from livecast.api import openapi
+from livecast.keys import SETTINGS
 
 _S: dict[str, Any] = {"type": "string"}
 _I: dict[str, Any] = {"type": "integer"}
@@ -32,10 +35,13 @@ openapi.add_schema("CommentPage", _obj({
     "comments": {"type": "array", "items": _ref("Comment")},
     "next_before": {"type": "integer", "nullable": True,
                     "description": "pass as ?before= for the next (older) page; null on the last page"},
-}, ["comments", "next_before"]))
+    "next_cursor": {"type": "string", "nullable": True,
+                    "description": "or pass this as ?cursor=; null on the last page"},
+}, ["comments", "next_before", "next_cursor"]))
 openapi.add_schema("GiftCatalog", _obj({"gifts": {"type": "array", "items": _obj(
     {"name": _S, "display_name": _S, "price": _I}, ["name", "display_name", "price"])}}, ["gifts"]))
-openapi.add_schema("GiftSend", _obj({"gift": _S, "quantity": {"type": "integer", "minimum": 1, "maximum": 100}},
+openapi.add_schema("GiftSend", _obj({"gift": {"type": "string", "description": "a name from GET /api/v1/gifts"},
+                                     "quantity": {"type": "integer", "minimum": 1, "maximum": 100}},
                                     ["gift"]))
 openapi.add_schema("GiftSent", _obj({
     "gift": _obj({"id": _I, "user": _CHAT_USER, "gift": _S, "quantity": _I, "value": _I, "ts": _TS}),
@@ -44,7 +50,9 @@ openapi.add_schema("GiftSent", _obj({
 openapi.add_schema("Leaderboard", _obj({"leaderboard": {"type": "array", "items": _obj(
     {"user": _NAME, "value": _I, "gifts": _I}, ["user", "value", "gifts"])}}, ["leaderboard"]))
 openapi.add_schema("BanList", _obj({"bans": {"type": "array", "items": _obj(
-    {"user": _NAME, "created_at": _TS, "by": {**_NAME, "nullable": True}})}}, ["bans"]))
+    {"user": _NAME, "created_at": _TS, "by": {**_NAME, "nullable": True}})},
+    "next_cursor": {"type": "string", "nullable": True, "description": "for ?cursor=; null on the last page"}},
+    ["bans", "next_cursor"]))
 openapi.add_schema("BanEnvelope", _obj({"ban": _obj({"user": _NAME})}, ["ban"]))
 _SETTINGS_PROPS = {
     "slow_mode_seconds": {"type": "integer", "minimum": 0, "maximum": 3600},
@@ -52,17 +60,34 @@ _SETTINGS_PROPS = {
     "max_viewers": {"type": "integer", "minimum": 0, "maximum": 100000, "description": "0 = unlimited"},
 }
 openapi.add_schema("ChatSettings", _obj({"settings": _obj(_SETTINGS_PROPS, list(_SETTINGS_PROPS))}, ["settings"]))
-openapi.add_schema("ChatSettingsUpdate", _obj(_SETTINGS_PROPS))
+# At least one setting, given (null counts as absent).
+openapi.add_schema("ChatSettingsUpdate", {
+    **_obj({k: {**v, "nullable": True} for k, v in _SETTINGS_PROPS.items()}),
+    "anyOf": [{"required": [k], "properties": {k: {"type": v["type"]}}} for k, v in _SETTINGS_PROPS.items()]})
+
+
+
+def _gift_names(doc: dict[str, Any], app: web.Application) -> None:
+    names = [g.name for g in app[SETTINGS].gifts]
+    if names:
+        doc["components"]["schemas"]["GiftSend"]["properties"]["gift"]["enum"] = names
+
+
+openapi.add_app_values(_gift_names)
 
 _TAGS = ["chat"]
 openapi.document(
     "GET", "/api/v1/rooms/{slug}/chat", "The room's chat (WebSocket)", tags=_TAGS, auth="optional",
+    headers={"Upgrade": {"type": "string", "enum": ["websocket"]},
+             "Connection": {"type": "string", "enum": ["Upgrade"]},
+             "Sec-WebSocket-Version": {"type": "string", "enum": ["13"]},
+             "Sec-WebSocket-Key": {"type": "string", "pattern": "^[A-Za-z0-9+/]{21}[AQgw]==$"}},
     responses={101: "switching to WebSocket", 400: "not a WebSocket request", 404: "no such room"},
     description="JSON text frames in both directions; see docs/API-chat.md. Anyone may read; "
                 "posting needs a user (Bearer header, login cookie, or an `auth` frame).")
 openapi.document(
     "GET", "/api/v1/rooms/{slug}/comments", "Comment history, newest first", tags=_TAGS,
-    query={"before": "only comments with a smaller id", "limit": "1..100, default 50"},
+    query={"before": openapi.int_param(1, 2**63 - 1, "only comments with a smaller id"), **openapi.page_params()},
     responses={200: "CommentPage", 400: "bad before or limit", 404: "no such room"},
     description="Deleted comments are not returned.")
 openapi.document(
@@ -79,10 +104,10 @@ openapi.document(
                 "in one transaction and chat clients receive a `gift` frame.")
 openapi.document(
     "GET", "/api/v1/rooms/{slug}/gifts/leaderboard", "Top gift senders by value", tags=_TAGS,
-    query={"limit": "1..100, default 10"}, responses={200: "Leaderboard", 404: "no such room"})
+    query=openapi.page_params(10, 100, cursor_parts=0), responses={200: "Leaderboard", 404: "no such room"})
 openapi.document(
     "GET", "/api/v1/rooms/{slug}/bans", "Users banned from the room's chat (owner or admin)", tags=_TAGS,
-    auth="user", responses={200: "BanList", 403: "not the owner", 404: "no such room"})
+    auth="user", responses={200: "BanList", 403: "not the owner", 404: "no such room"}, query=openapi.page_params())
 openapi.document(
     "POST", "/api/v1/rooms/{slug}/bans/{username}", "Ban a user from the room's chat (owner or admin)",
     tags=_TAGS, auth="user",

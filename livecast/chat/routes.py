@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
+from livecast.api import paging
 from livecast.api.auth import read_body, require_user
 from livecast.chat import apidoc  # noqa: F401  (documents the routes)
 from livecast.chat import cluster_routes
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 
-PAGE_DEFAULT, PAGE_MAX = 50, 100
+PAGE_DEFAULT, PAGE_MAX = paging.PAGE_DEFAULT, paging.PAGE_MAX
 LEADERBOARD_DEFAULT, LEADERBOARD_MAX = 10, 100
 _SETTINGS_LIMITS = {"slow_mode_seconds": (0, 3600), "max_viewers": (0, 100_000)}
 
@@ -49,40 +50,30 @@ async def _managed(request: web.Request) -> tuple[User, ChatRoom]:
     return user, room
 
 
-def _int_query(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as err:
-        raise ValidationError(f"{name} must be an integer", field=name) from err
-    if not low <= value <= high:
-        raise ValidationError(f"{name} must be {low}..{high}", field=name)
-    return value
-
-
 # -- comments ------------------------------------------------------------------------
 
 
 @routes.get("/api/v1/rooms/{slug}/comments")
 async def list_comments(request: web.Request) -> web.Response:
+    """Newest first; ``cursor`` (or the older ``before``, an id) continues from a page's end."""
     room = await _room(request)
-    before = _int_query(request, "before", None, 1, 2**62)
-    limit = _int_query(request, "limit", PAGE_DEFAULT, 1, PAGE_MAX) or PAGE_DEFAULT
-    comments = await _service(request).store.page(room.id, before, limit)
-    next_before = comments[-1].id if len(comments) == limit else None
-    return web.json_response({"comments": [c.to_json() for c in comments], "next_before": next_before})
+    before = paging.int_query(request, "before", None, 1, paging.INT64_MAX)
+    after = paging.cursor_query(request, 1)
+    if after is not None:
+        before = after[0] if before is None else min(before, after[0])
+    limit = paging.limit_query(request, PAGE_DEFAULT, PAGE_MAX)
+    comments = await _service(request).store.page(room.id, before, limit + 1)
+    comments, next_cursor = paging.page(comments, limit, lambda c: (c.id,))
+    next_before = comments[-1].id if next_cursor is not None else None
+    return web.json_response({"comments": [c.to_json() for c in comments], "next_before": next_before,
+                              "next_cursor": next_cursor})
 
 
 @routes.delete("/api/v1/rooms/{slug}/comments/{id}")
 async def delete_comment(request: web.Request) -> web.Response:
     user, room = await _managed(request)
-    try:
-        comment_id = int(request.match_info["id"])
-    except ValueError as err:
-        raise NotFound("no such comment", code="comment_not_found") from err
-    if not await _service(request).delete_comment(room, comment_id):
+    comment_id = paging.parse_int(request.match_info["id"], 1, paging.INT64_MAX)
+    if comment_id is None or not await _service(request).delete_comment(room, comment_id):
         raise NotFound("no such comment", code="comment_not_found")
     log.info("%s deleted comment %d in room %s", user.username, comment_id, room.slug)
     return web.Response(status=204)
@@ -114,7 +105,7 @@ async def send_gift(request: web.Request) -> web.Response:
 @routes.get("/api/v1/rooms/{slug}/gifts/leaderboard")
 async def leaderboard(request: web.Request) -> web.Response:
     room = await _room(request)
-    limit = _int_query(request, "limit", LEADERBOARD_DEFAULT, 1, LEADERBOARD_MAX) or LEADERBOARD_DEFAULT
+    limit = paging.limit_query(request, LEADERBOARD_DEFAULT, LEADERBOARD_MAX)
     return web.json_response({"leaderboard": await _service(request).store.leaderboard(room.id, limit)})
 
 
@@ -124,7 +115,12 @@ async def leaderboard(request: web.Request) -> web.Response:
 @routes.get("/api/v1/rooms/{slug}/bans")
 async def list_bans(request: web.Request) -> web.Response:
     _, room = await _managed(request)
-    return web.json_response({"bans": await _service(request).store.bans(room.id)})
+    limit = paging.limit_query(request)
+    after = paging.cursor_query(request, 1)
+    bans = await _service(request).store.bans(room.id, limit + 1, 0 if after is None else after[0])
+    bans, next_cursor = paging.page(bans, limit, lambda b: (b["position"],))
+    return web.json_response({"bans": [{k: v for k, v in b.items() if k != "position"} for b in bans],
+                              "next_cursor": next_cursor})
 
 
 @routes.post("/api/v1/rooms/{slug}/bans/{username}")

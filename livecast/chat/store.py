@@ -231,10 +231,13 @@ class ChatStore:
             cur = await conn.execute("DELETE FROM chat_bans WHERE room_id = ? AND user_id = ?", (room_id, user_id))
             return cur.rowcount > 0
 
-    async def bans(self, room_id: int) -> list[dict[str, Any]]:
+    async def bans(self, room_id: int, limit: int = -1, after: int = 0) -> list[dict[str, Any]]:
+        """Up to ``limit`` (-1: all) bans in the order they were made, those whose
+        ``position`` (a page cursor) is above ``after``."""
         rows = await self.db.fetchall(
-            "SELECT u.username, b.created_at, m.username AS by_username FROM chat_bans b"
+            "SELECT b.rowid AS position, u.username, b.created_at, m.username AS by_username FROM chat_bans b"
             " JOIN users u ON u.id = b.user_id LEFT JOIN users m ON m.id = b.banned_by"
-            " WHERE b.room_id = ? ORDER BY b.created_at, u.username", (room_id,))
+            " WHERE b.room_id = ? AND b.rowid > ? ORDER BY b.rowid LIMIT ?", (room_id, after, limit))
         return [{"user": {"username": str(r["username"])}, "created_at": str(r["created_at"]),
-                 "by": {"username": str(r["by_username"])} if r["by_username"] else None} for r in rows]
+                 "by": {"username": str(r["by_username"])} if r["by_username"] else None,
+                 "position": int(r["position"])} for r in rows]

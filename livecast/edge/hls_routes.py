@@ -25,7 +25,7 @@ PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 SEGMENT_MAX_AGE = 86400
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _SLUG = re.compile(r"^[a-z0-9-]{1,40}$")
-_RANGE = re.compile(r"\s*bytes=(\d*)-(\d*)\s*")
+_RANGE = re.compile(r"\s*bytes=([0-9]{0,18})-([0-9]{0,18})\s*")  # 18 digits: int() stays cheap and in range
 
 
 class Segment(Protocol):

@@ -290,6 +290,6 @@ class EdgeSource:
 
 
 def _int(value: str | None) -> int | None:
-    if value is None or not value.isdigit() or len(value) > 12:
+    if value is None or not value.isascii() or not value.isdigit() or len(value) > 12:  # "²".isdigit()
         return None
     return int(value)

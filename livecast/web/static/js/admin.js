@@ -1,6 +1,6 @@
 // Admin page: every account with its role, coins and disabled state; change the role,
 // disable or enable, grant coins.
-import { announce, api, h, loginHref, renderNav, replace } from "./common.js";
+import { announce, api, apiAll, h, loginHref, renderNav, replace } from "./common.js";
 
 const ROLES = ["viewer", "streamer", "admin"];
 const $ = (id) => document.getElementById(id);
@@ -89,7 +89,7 @@ async function main() {
     return;
   }
   $("admin").hidden = false;
-  ({ users } = await api("GET", "/api/v1/admin/users"));
+  users = await apiAll("/api/v1/admin/users", "users", 100);
   render();
   $("user-filter").addEventListener("input", render);
 }

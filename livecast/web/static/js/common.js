@@ -222,3 +222,18 @@ export function announce(message, kind = "info") {
   clearTimeout(announce.timer);
   announce.timer = setTimeout(() => region.classList.remove("toast-show"), 4000);
 }
+
+// Every item of a paginated list (GET path answering {[key]: [...], next_cursor}), following
+// next_cursor up to maxPages pages of 100.
+export async function apiAll(path, key, maxPages = 20) {
+  const items = [];
+  let cursor = null;
+  for (let page = 0; page < maxPages; page++) {
+    const sep = path.includes("?") ? "&" : "?";
+    const data = await api("GET", `${path}${sep}limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+    items.push(...data[key]);
+    cursor = data.next_cursor;
+    if (!cursor) break;
+  }
+  return items;
+}

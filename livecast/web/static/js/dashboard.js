@@ -1,7 +1,7 @@
 // Dashboard: my rooms, create/edit/delete, OBS settings (server, hidden stream key, copy,
 // rotate), live stream health, and chat moderation (slow mode, chat on/off, bans).
 import {
-  announce, api, clearFormErrors, copyText, formatBitrate, formatDuration, h, loginHref, renderNav, replace,
+  announce, api, apiAll, clearFormErrors, copyText, formatBitrate, formatDuration, h, loginHref, renderNav, replace,
   showFormError,
 } from "./common.js";
 
@@ -271,8 +271,7 @@ class RoomPanel {
 }
 
 async function refresh() {
-  const { rooms } = await api("GET", "/api/v1/rooms");
-  const mine = rooms.filter((r) => r.owner.username === me.username);
+  const mine = await apiAll(`/api/v1/rooms?owner=${encodeURIComponent(me.username)}`, "rooms");
   const container = $("rooms");
   for (const room of mine) {
     const panel = panels.get(room.slug);

@@ -1,6 +1,6 @@
 // Home page: live rooms first (title, streamer, viewers, uptime), then offline rooms.
 // Refreshes every few seconds while the tab is visible.
-import { api, formatDuration, h, plural, renderNav, replace } from "./common.js";
+import { apiAll, formatDuration, h, plural, renderNav, replace } from "./common.js";
 
 const REFRESH_MS = 5000;
 let fetchedAt = 0;
@@ -32,7 +32,7 @@ function offlineItem(room) {
 async function refresh() {
   const error = document.getElementById("home-error");
   try {
-    const { rooms } = await api("GET", "/api/v1/rooms");
+    const rooms = await apiAll("/api/v1/rooms", "rooms", 1);  // one page of 100: live rooms come first
     fetchedAt = performance.now();
     const live = rooms.filter((r) => r.live);
     const offline = rooms.filter((r) => !r.live);
