@@ -19,7 +19,7 @@ from media_gen import cached_units, shift_units  # noqa: E402
 from livecast.config import Settings  # noqa: E402
 from livecast.hls import HlsService  # noqa: E402
 from livecast.hls.continuity import TsContinuity  # noqa: E402
-from livecast.media import MediaUnit, Track  # noqa: E402
+from livecast.core.media import MediaUnit, Track  # noqa: E402
 
 SECONDS = 2
 REPEATS = 10

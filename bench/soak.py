@@ -146,7 +146,7 @@ def in_process(args: argparse.Namespace) -> None:
 
     from livecast.config import Settings
     from livecast.hls import HlsService
-    from livecast.media import Track
+    from livecast.core.media import Track
 
     seconds = 2
     units = cached_units(seconds, width=1920, height=1080, bitrate=4_500_000)  # ~6 Mbit/s of video

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from livecast.db import SchemaTooNew
-    from livecast.errors import LivecastError
+    from livecast.core.errors import LivecastError
     from livecast.logs import setup_logging
 
     setup_logging(settings.log)

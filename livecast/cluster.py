@@ -15,7 +15,7 @@ from functools import lru_cache
 
 from aiohttp import web
 
-from livecast.errors import Forbidden
+from livecast.core.errors import Forbidden
 from livecast.keys import SETTINGS
 
 CLUSTER_HEADER = "X-Livecast-Cluster"

@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from livecast.errors import RoomNotFound
+from livecast.core.errors import RoomNotFound
 from livecast.keys import BOUND_PORTS, ROOMS, SETTINGS, USERS
 
 log = logging.getLogger(__name__)

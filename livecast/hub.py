@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from livecast.media import Codec, MediaUnit, Track
+from livecast.core.media import Codec, MediaUnit, Track
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from livecast.config import Settings
     from livecast.db import Database
-    from livecast.events import EventBus
+    from livecast.core.events import EventBus
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 DB: web.AppKey[Database] = web.AppKey("db")

@@ -32,7 +32,7 @@ from typing import Any
 
 import bcrypt
 
-from livecast.errors import RateLimited
+from livecast.core.errors import RateLimited
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from livecast.db import Database
-from livecast.errors import Conflict, RoomNotFound, ValidationError
+from livecast.core.errors import Conflict, RoomNotFound, ValidationError
 from livecast.users import User, utc_now
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from typing import Any
 
 from livecast.config import AuthSettings
 from livecast.db import Database
-from livecast.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationError
+from livecast.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationError
 from livecast.passwords import PasswordPool
 
 log = logging.getLogger(__name__)

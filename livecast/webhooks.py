@@ -27,7 +27,7 @@ import aiohttp
 from aiohttp import web
 
 from livecast.config import WebhookSettings
-from livecast.events import CommentCreated, GiftSent, RoomCreated, StreamStarted, StreamStopped
+from livecast.core.events import CommentCreated, GiftSent, RoomCreated, StreamStarted, StreamStopped
 from livecast.keys import EVENTS, SETTINGS
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from fractions import Fraction
 
 import av
 
-from livecast.media import Codec, MediaUnit, Track
+from livecast.core.media import Codec, MediaUnit, Track
 
 FLV_AUDIO = 8
 FLV_VIDEO = 9

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from livecast.events import UserDisabled
+from livecast.core.events import UserDisabled
 from livecast.keys import EVENTS, USERS
 
 PASSWORD = "admin test pw"

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from livecast.ratelimit import RateLimiter
+from livecast.core.ratelimit import RateLimiter
 
 PASSWORD = "correct horse 1"
 

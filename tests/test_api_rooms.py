@@ -8,7 +8,7 @@ import hashlib
 import sqlite3
 from typing import Any
 
-from livecast.events import RoomDeleted, StreamKeyRotated
+from livecast.core.events import RoomDeleted, StreamKeyRotated
 from livecast.keys import BOUND_PORTS, EVENTS, ROOM_EXTRAS, ROOMS, USERS
 from livecast.rooms import SLUG_RE, slugify
 

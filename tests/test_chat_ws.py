@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from livecast.events import StreamStarted, StreamStopped
+from livecast.core.events import StreamStarted, StreamStopped
 from livecast.keys import EVENTS
 from helpers import make_room, register_and_login, room_json
 from test_chat_support import TIMEOUT, chat_url, coins, connect, error_code, next_frame, post

@@ -20,7 +20,7 @@ from livecast.api.cluster import Candidate, Registry, choose_node, parse_heartbe
 from livecast.cluster import CLUSTER_HEADER
 from livecast.edge.load import LOAD, LoadMeter
 from livecast.edge.load import setup as setup_load
-from livecast.errors import Unavailable, ValidationError
+from livecast.core.errors import Unavailable, ValidationError
 from livecast.web.routes import CONTENT_SECURITY_POLICY, content_security_policy
 from procs import SECRET
 

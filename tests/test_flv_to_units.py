@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from livecast.ingest.flv_to_units import FlvToUnits, TimestampUnwrapper, UnsupportedCodec
-from livecast.media import Codec, Track
+from livecast.core.media import Codec, Track
 
 
 def test_unwrapper_counts_past_32_bits_and_tolerates_late_packets() -> None:

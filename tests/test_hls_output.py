@@ -11,7 +11,7 @@ import pytest
 
 from livecast.config import Settings
 from livecast.hls import HlsService
-from livecast.media import MediaUnit, Track
+from livecast.core.media import MediaUnit, Track
 from media_gen import cached_units, decode_count, demux_summary, parse_playlist
 
 FPS = 30

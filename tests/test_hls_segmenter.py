@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from livecast.hls.gate import MAX_PENDING_UNITS
 from livecast.hls.segmenter import Segment, Segmenter
-from livecast.media import Codec, MediaUnit, Track
+from livecast.core.media import Codec, MediaUnit, Track
 from media_gen import cached_units, decode_count, demux_summary, shift_units
 from test_hls_output import make_service, publish, read_back, video_units
 

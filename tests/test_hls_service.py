@@ -11,7 +11,7 @@ import pytest
 from livecast.config import Settings
 from livecast.hls import HlsService, StreamWriter
 from livecast.hls.store import release_free_memory
-from livecast.media import MediaUnit
+from livecast.core.media import MediaUnit
 from media_gen import cached_units, demux_summary, parse_playlist, shift_units
 
 

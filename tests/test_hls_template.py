@@ -9,7 +9,7 @@ from livecast.hls.muxer import SegmentMuxer, split_init
 from livecast.hls.template import (
     TemplateError, aac_config, audio_tag_body, check_config, open_template, video_tag_body,
 )
-from livecast.media import Codec, MediaUnit, Track
+from livecast.core.media import Codec, MediaUnit, Track
 from media_gen import audio_tag_to_unit, cached_units, demux_summary, video_tag_to_unit
 
 

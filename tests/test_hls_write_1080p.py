@@ -8,7 +8,7 @@ import pytest
 from livecast.config import Settings
 from livecast.hls import HlsService
 from media_gen import cached_units, shift_units
-from livecast.media import Track
+from livecast.core.media import Track
 
 SECONDS = 2
 REPEATS = 10

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from livecast.hub import LiveStream, StreamHub
-from livecast.media import Codec, MediaUnit, Track
+from livecast.core.media import Codec, MediaUnit, Track
 
 
 class Recorder:

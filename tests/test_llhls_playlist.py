@@ -15,7 +15,7 @@ from livecast.config import Settings
 from livecast.hls import HlsService
 from livecast.hls.playlist import LowLatency, MediaPlaylist, PartEntry, PlaylistEntry
 from livecast.hls.room import PART_NAME
-from livecast.media import MediaUnit, Track
+from livecast.core.media import MediaUnit, Track
 from helpers import make_room, rtmp_url, wait_playlist
 from media_gen import cached_units, decode_count, demux_summary, shift_units
 from publisher import PublishFailed, start_publisher

@@ -9,7 +9,7 @@ from helpers import make_room, room_json, rtmp_url
 from publisher import start_publisher
 
 from livecast.hub import COLLAPSE_SECONDS, LiveStream, StreamHub, StreamStats
-from livecast.media import Codec, MediaUnit, Track
+from livecast.core.media import Codec, MediaUnit, Track
 
 
 def _video(dts: int, key: bool = False, size: int = 1000) -> MediaUnit:

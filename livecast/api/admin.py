@@ -12,8 +12,8 @@ from aiohttp import web
 
 from livecast.api import openapi, paging
 from livecast.api.auth import NO_STORE, read_body, require_user
-from livecast.errors import Conflict, ValidationError
-from livecast.events import UserDisabled
+from livecast.core.errors import Conflict, ValidationError
+from livecast.core.events import UserDisabled
 from livecast.keys import EVENTS, USERS
 from livecast.users import validate_role
 

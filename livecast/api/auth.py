@@ -23,10 +23,10 @@ from aiohttp import web
 from livecast.api import openapi
 from livecast.api.middleware import read_json
 from livecast.cluster import client_ip
-from livecast.errors import Forbidden, RateLimited, Unauthorized, ValidationError
+from livecast.core.errors import Forbidden, RateLimited, Unauthorized, ValidationError
 from livecast.keys import SETTINGS, USERS
 from livecast.passwords import Busy
-from livecast.ratelimit import RateLimiter
+from livecast.core.ratelimit import RateLimiter
 from livecast.users import USERNAME_RE, User
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from livecast.api import openapi
 from livecast.api.auth import NO_STORE, read_body, require_user
 from livecast.cluster import is_cluster_request, require_cluster
 from livecast.edge import load
-from livecast.errors import Unavailable, ValidationError
+from livecast.core.errors import Unavailable, ValidationError
 from livecast.keys import ROOMS, SETTINGS
 from livecast.web.routes import MEDIA_ORIGINS
 

@@ -31,7 +31,7 @@ from livecast.api.auth import COOKIE_NAME
 from livecast.api.middleware import Handler
 from livecast.cluster import CLUSTER_HEADER, is_cluster_request, is_trusted_proxy
 from livecast.config import ServerSettings
-from livecast.errors import Forbidden
+from livecast.core.errors import Forbidden
 from livecast.keys import SETTINGS
 
 log = logging.getLogger(__name__)

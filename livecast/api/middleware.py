@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from livecast.errors import LivecastError, PayloadTooLarge, RateLimited, ValidationError
+from livecast.core.errors import LivecastError, PayloadTooLarge, RateLimited, ValidationError
 from livecast.keys import SETTINGS
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from livecast.errors import ValidationError
+from livecast.core.errors import ValidationError
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from aiohttp import web
 
 from livecast.api import openapi, paging
 from livecast.api.auth import NO_STORE, current_user, read_body, require_user
-from livecast.errors import Forbidden, ValidationError
-from livecast.events import RoomCreated, RoomDeleted, StreamKeyRotated
+from livecast.core.errors import Forbidden, ValidationError
+from livecast.core.events import RoomCreated, RoomDeleted, StreamKeyRotated
 from livecast.keys import BOUND_PORTS, EVENTS, ROOM_EXTRAS, ROOMS, SETTINGS, USERS
 from livecast.rooms import DESCRIPTION_MAX, DESCRIPTION_PATTERN, TITLE_MAX, TITLE_PATTERN, Room
 from livecast.users import User

@@ -19,7 +19,7 @@ from livecast.chat.bus import InProcessBus
 from livecast.chat.frames import FrameError, error_from, parse_client_frame, user_json
 from livecast.chat.ws import CHAT, act
 from livecast.cluster import require_cluster
-from livecast.errors import LivecastError, Unauthorized, ValidationError
+from livecast.core.errors import LivecastError, Unauthorized, ValidationError
 from livecast.keys import USERS
 from livecast.users import User
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from livecast.errors import LivecastError
+from livecast.core.errors import LivecastError
 
 LIKE_MAX = 50
 GIFT_QUANTITY_MAX = 100

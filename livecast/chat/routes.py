@@ -20,8 +20,8 @@ from livecast.chat.frames import GIFT_QUANTITY_MAX
 from livecast.chat.service import ChatRoom, ChatService
 from livecast.chat.store import ChatStore
 from livecast.chat.ws import CHAT, chat_socket
-from livecast.errors import Forbidden, NotFound, ValidationError
-from livecast.events import RoomDeleted, StreamStarted, StreamStopped, UserDisabled
+from livecast.core.errors import Forbidden, NotFound, ValidationError
+from livecast.core.events import RoomDeleted, StreamStarted, StreamStopped, UserDisabled
 from livecast.keys import DB, EVENTS, ROOM_EXTRAS, ROOMS, SETTINGS, USERS
 from livecast.users import User
 

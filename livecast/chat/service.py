@@ -27,9 +27,9 @@ from livecast.chat.likes import PendingLikes
 from livecast.chat.retention import CommentPruner
 from livecast.chat.store import ChatRoomSettings, ChatStore
 from livecast.config import Gift, Settings
-from livecast.errors import Forbidden, RateLimited, Unauthorized, ValidationError
-from livecast.events import CommentCreated, GiftSent
-from livecast.ratelimit import RateLimiter
+from livecast.core.errors import Forbidden, RateLimited, Unauthorized, ValidationError
+from livecast.core.events import CommentCreated, GiftSent
+from livecast.core.ratelimit import RateLimiter
 from livecast.rooms import RoomService
 from livecast.users import User
 

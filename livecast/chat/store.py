@@ -11,7 +11,7 @@ from typing import Any
 
 from livecast.chat.frames import user_json
 from livecast.db import Database
-from livecast.errors import Conflict, RoomNotFound
+from livecast.core.errors import Conflict, RoomNotFound
 
 log = logging.getLogger(__name__)
 

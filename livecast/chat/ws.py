@@ -26,7 +26,7 @@ from livecast.chat.hub import CLOSE_TIMEOUT, ChatClient, ChatHub, pong_frame
 from livecast.chat.service import ChatRoom, ChatService
 from livecast.chat.wsguard import GuardedWebSocket
 from livecast.config import ChatSettings
-from livecast.errors import LivecastError, RateLimited, Unauthorized, ValidationError
+from livecast.core.errors import LivecastError, RateLimited, Unauthorized, ValidationError
 from livecast.keys import SETTINGS, USERS
 from livecast.users import User
 

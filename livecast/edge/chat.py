@@ -30,7 +30,7 @@ from livecast.chat.hub import CLOSE_TIMEOUT, ChatHub
 from livecast.chat.service import VIEWERS_INTERVAL
 from livecast.config import Settings
 from livecast.edge.upstream import ORIGIN, OriginClient, upstream_errors
-from livecast.errors import BadGateway, UpstreamError
+from livecast.core.errors import BadGateway, UpstreamError
 from livecast.keys import SETTINGS
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from livecast.chat.hub import ChatClient
 from livecast.chat.ws import FrameLoop, chat_websocket, check_cooldown, connection_token, refuse
 from livecast.edge import chat_proxy
 from livecast.edge.chat import EDGE_CHAT, EdgeChat, OriginRefused
-from livecast.errors import BadGateway, GatewayTimeout, LivecastError, Unauthorized
+from livecast.core.errors import BadGateway, GatewayTimeout, LivecastError, Unauthorized
 from livecast.users import User
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from livecast.chat.ws import HEARTBEAT, chat_response, connection_token
 from livecast.cluster import client_ip
 from livecast.edge.chat import EDGE_CHAT, EdgeChat
 from livecast.edge.upstream import upstream_errors
-from livecast.errors import RateLimited
+from livecast.core.errors import RateLimited
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from multidict import CIMultiDictProxy
 
 from livecast.cluster import CLUSTER_HEADER
 from livecast.config import Settings
-from livecast.errors import BadGateway, GatewayTimeout
+from livecast.core.errors import BadGateway, GatewayTimeout
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from livecast.errors import ValidationError
+from livecast.core.errors import ValidationError
 from livecast.hls.playlist import MediaPlaylist
 
 HOLD_TARGET_DURATIONS = 3  # a blocking request unanswered after this many target durations: 503

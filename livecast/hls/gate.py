@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from livecast.hls.template import needs_config
-from livecast.media import MediaUnit, Track
+from livecast.core.media import MediaUnit, Track
 
 DETECT_MS = 1000
 WAIT_MS = 3000

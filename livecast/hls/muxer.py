@@ -23,7 +23,7 @@ from fractions import Fraction
 import av
 
 from livecast.hls.template import Template
-from livecast.media import Codec, MediaUnit, Track
+from livecast.core.media import Codec, MediaUnit, Track
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from livecast.hls.muxer import MuxError, SegmentMuxer, split_init
 from livecast.hls.template import Template
-from livecast.media import MediaUnit, Track
+from livecast.core.media import MediaUnit, Track
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from livecast.hls.gate import StartGate
 from livecast.hls.muxer import MuxError, SegmentMuxer, split_init
 from livecast.hls.parts import Part, PartedMuxer
 from livecast.hls.template import Template, TemplateError, needs_config, open_template
-from livecast.media import Codec, MediaUnit, Track
+from livecast.core.media import Codec, MediaUnit, Track
 
 log = logging.getLogger(__name__)
 

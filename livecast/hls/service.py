@@ -28,7 +28,7 @@ from livecast.hls.room import Room
 from livecast.hls.parts import Part
 from livecast.hls.segmenter import Segment, Segmenter
 from livecast.hls.store import ByteBudget, SegmentData, release_free_memory
-from livecast.media import MediaUnit
+from livecast.core.media import MediaUnit
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 
 from livecast.edge.hls_routes import PlaylistReply
-from livecast.errors import Unavailable
+from livecast.core.errors import Unavailable
 from livecast.hls.blocking import HOLD_TARGET_DURATIONS, Directives, check_reachable, parse_directives, wanted_present
 from livecast.hls.room import PART_NAME, Room
 from livecast.hls.service import HlsService

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import av
 
-from livecast.media import Codec, MediaUnit
+from livecast.core.media import Codec, MediaUnit
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from livecast.media import Codec, MediaUnit, Track
+from livecast.core.media import Codec, MediaUnit, Track
 
 log = logging.getLogger(__name__)
 

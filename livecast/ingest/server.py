@@ -38,7 +38,7 @@ from livecast.ingest.protocol import (
     Unpublished,
     VideoData,
 )
-from livecast.media import Codec, MediaUnit
+from livecast.core.media import Codec, MediaUnit
 
 log = logging.getLogger(__name__)
 

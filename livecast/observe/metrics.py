@@ -25,10 +25,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from livecast.events import RoomDeleted
+from livecast.core.events import RoomDeleted
 from livecast.hub import LiveStream, StreamHub
 from livecast.keys import EVENTS, SETTINGS
-from livecast.media import MediaUnit
+from livecast.core.media import MediaUnit
 
 log = logging.getLogger(__name__)
 
