@@ -18,51 +18,29 @@ import argparse
 import asyncio
 import itertools
 import os
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import aiohttp
+from benchnode import free_port, spawn_server, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench password 1"
 USER = "legit_user"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def start_server(root: Path, data_dir: str, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(root), "LIVECAST_LOG_LEVEL": "error",
            "LIVECAST_AUTH_BCRYPT_ROUNDS": "12", "LIVECAST_SERVER_TRUSTED_PROXIES": "127.0.0.1",
            "LIVECAST_SERVER_UVLOOP": "0"}
-    env.pop("LIVECAST_CONFIG", None)
-    cmd = [sys.executable, "-m", "livecast", "serve", "--data-dir", data_dir, "--host", "127.0.0.1",
-           "--http-port", str(port), "--rtmp-port", "0"]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, cwd=root)
+    return spawn_server(root, env, data_dir, port)
 
 
-def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("server exited during start-up")
-        try:
-            with urllib.request.urlopen(base + "/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("server did not start")
 
 
 async def login_once(http: aiohttp.ClientSession, base: str) -> float:

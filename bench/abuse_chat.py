@@ -22,29 +22,22 @@ import base64
 import json
 import multiprocessing as mp
 import os
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from benchnode import free_port, spawn_server, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench password 1"
 PING = b"\x89\x80\x00\x00\x00\x00"  # an empty ping, masked with a zero key
 PINGS_PER_WRITE = 2000
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(data_dir: str, port: int, no_limit: bool, abuse_block: float | None) -> subprocess.Popen[bytes]:
@@ -64,24 +57,9 @@ def start_server(data_dir: str, port: int, no_limit: bool, abuse_block: float | 
         abuse_block = 0.0
     if abuse_block is not None:
         env["LIVECAST_CHAT_ABUSE_BLOCK_SECONDS"] = str(abuse_block)
-    env.pop("LIVECAST_CONFIG", None)
-    cmd = [sys.executable, "-m", "livecast", "serve", "--data-dir", data_dir, "--host", "127.0.0.1",
-           "--http-port", str(port), "--rtmp-port", "0"]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, cwd=ROOT)
+    return spawn_server(ROOT, env, data_dir, port)
 
 
-def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(base + "/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("server did not become ready")
 
 
 # -- flooders (separate processes) ---------------------------------------------------

@@ -19,7 +19,6 @@ import json
 import multiprocessing as mp
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from benchnode import free_port, spawn_server, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -44,11 +44,6 @@ def raise_nofile(want: int) -> None:
     if target > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -81,30 +76,16 @@ def start_server(data_dir: str, port: int, clients: int, profile: str | None = N
         "LIVECAST_CHAT_RATE_COUNT": "1000",
         "LIVECAST_CHAT_RATE_SECONDS": "1",
         "LIVECAST_CHAT_MAX_SOCKETS_PER_ADDRESS": "0",  # every reader is on loopback
+        "LIVECAST_AUTH_REGISTER_PER_ADDRESS": "1000",  # every poster registers from loopback
         "LIVECAST_LOG_LEVEL": "warning",
         "LIVECAST_SERVER_UVLOOP": "1" if uvloop else "0",
         "PYTHONPATH": str(ROOT),
     }
-    env.pop("LIVECAST_CONFIG", None)
     runner = ["-m", "cProfile", "-o", profile] if profile else []
-    cmd = [sys.executable, *runner, "-m", "livecast", "serve", "--data-dir", data_dir,
-           "--host", "127.0.0.1", "--http-port", str(port), "--rtmp-port", "0"]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, cwd=ROOT,
-                            preexec_fn=lambda: raise_nofile(clients * 2 + 1024))
+    return spawn_server(ROOT, env, data_dir, port, runner=runner,
+                        preexec_fn=lambda: raise_nofile(clients * 2 + 1024))
 
 
-def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(base + "/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("server did not become ready")
 
 
 async def register(http: aiohttp.ClientSession, base: str, username: str) -> str:

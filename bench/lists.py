@@ -15,25 +15,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import aiohttp
+from benchnode import free_port, spawn_server, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench password 1"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(tree: Path, data_dir: str, port: int) -> subprocess.Popen[bytes]:
@@ -41,24 +34,9 @@ def start_server(tree: Path, data_dir: str, port: int) -> subprocess.Popen[bytes
            "LIVECAST_SERVER_UVLOOP": "0", "PYTHONPATH": str(tree)}
     if (tree / "livecast" / "api" / "paging.py").exists():
         env["LIVECAST_ROOMS_MAX_PER_USER"] = "0"  # one account creates all the rooms, as in the report
-    env.pop("LIVECAST_CONFIG", None)
-    cmd = [sys.executable, "-m", "livecast", "serve", "--data-dir", data_dir, "--host", "127.0.0.1",
-           "--http-port", str(port), "--rtmp-port", "0"]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, cwd=tree)
+    return spawn_server(tree, env, data_dir, port)
 
 
-def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(base + "/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("server did not become ready")
 
 
 async def create_rooms(http: aiohttp.ClientSession, base: str, count: int) -> dict[str, str]:
