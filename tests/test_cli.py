@@ -19,6 +19,8 @@ import pytest
 from livecast.cli import build_parser, settings_from_args
 from livecast.config import load_settings
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "cli password 1"
 

@@ -24,6 +24,8 @@ from test_web_ui import bounded, browser, new_page, shot  # noqa: F401 - browser
 
 from livecast.web.routes import find_node_modules
 
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(300)]
+
 LL_HLS = {"low_latency": True, "part_target": 0.2, "segment_duration": 1.0, "container": "fmp4"}
 WARM_UP = 4.0  # seconds of media played before sampling
 SAMPLE_EVERY = 0.25

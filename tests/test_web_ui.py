@@ -25,6 +25,8 @@ from publisher import start_publisher
 
 from livecast.web.routes import find_node_modules
 
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(300)]
+
 CHROMIUM = Path(os.environ.get("LIVECAST_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
