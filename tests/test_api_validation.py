@@ -189,6 +189,7 @@ async def _admin(node: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {session.token}"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,path", ENDPOINTS)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=BODIES, content_type=CONTENT_TYPES)

@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 import aiohttp
+import pytest
 
 from livecast.chat.ws import CHAT
 from helpers import make_room, register_and_login
@@ -113,6 +114,7 @@ async def test_control_frames_are_answered_with_pong_and_keep_the_socket(node: A
     writer.close()
 
 
+@pytest.mark.slow
 async def test_ping_flood_closes_the_flooder_with_1008_while_others_get_comments(node_factory: Any) -> None:
     node = await node_factory(chat={"rate_count": 1000, "frames_per_second": 20, "frame_burst": 60})
     room = await make_room(node)
@@ -207,6 +209,7 @@ async def test_comment_text_loses_bidi_overrides_and_zero_width_characters(node_
     await ws.close()
 
 
+@pytest.mark.slow
 async def test_heartbeat_still_works_without_autoping(node: Any, monkeypatch: Any) -> None:
     """The server answers pings itself (autoping off); its own heartbeat must still keep
     clients that answer and drop the ones that never do."""

@@ -59,6 +59,7 @@ async def _open_many(session: aiohttp.ClientSession, node: Any, slug: str, count
     return admitted, refused
 
 
+@pytest.mark.slow
 async def test_a_room_with_max_viewers_still_admits_a_logged_in_viewer_while_one_address_holds_anonymous_sockets(
         node: Any, sessions: dict[str, aiohttp.ClientSession]) -> None:
     room = await make_room(node)

@@ -104,6 +104,7 @@ def test_h264_with_b_frames(container: str) -> None:
     check_av_stream(container, bframes=2)
 
 
+@pytest.mark.slow
 def test_hevc_goes_to_fmp4() -> None:
     check_av_stream("mpegts", video="hevc")
 

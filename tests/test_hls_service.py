@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import wait_for
+
 from livecast.config import Settings
 from livecast.hls import HlsService, StreamWriter
 from livecast.hls.store import release_free_memory
@@ -281,7 +283,8 @@ async def test_write_through_mirrors_files(tmp_path: Path) -> None:
     assert len(files) == 4  # playlist, 2 listed, 1 in grace: older files deleted
     assert not (tmp_path / "hls" / "stale").exists()
     assert not any(name.endswith(".tmp") for name in files)
-    await asyncio.sleep(0.5)  # the sweeper expires the room and removes its directory
+    # the sweeper expires the room and removes its directory
+    await wait_for(lambda: service.playlist("room") is None, what="the room expired")
     assert service.playlist("room") is None
     await service.close()
     assert not room_dir.exists()

@@ -7,6 +7,7 @@ import asyncio
 
 import aiohttp
 import m3u8
+import pytest
 from helpers import make_room, rtmp_url, wait_playlist
 from publisher import read_hls_async, start_publisher
 from test_llhls_playlist import check_ll_rules
@@ -22,6 +23,7 @@ def position(text: str) -> tuple[int, int]:
     return parsed.media_sequence + last, len(parsed.segments[last].parts) - 1
 
 
+@pytest.mark.slow
 async def test_blocking_reload_and_preload_hint_over_http(node_factory) -> None:
     node = await node_factory(hls=LL)
     room = await make_room(node)

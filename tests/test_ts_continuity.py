@@ -156,6 +156,7 @@ async def test_consecutive_segments_over_http_have_unbroken_counters(node_factor
     assert frames == sent.video_frames
 
 
+@pytest.mark.slow
 async def test_takeover_marks_the_break_and_only_there(node_factory) -> None:
     node = await node_factory(hls={"container": "mpegts", "segment_duration": 1.0, "window": 30})
     room = await make_room(node)
