@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from livecast.chat.ws import CHAT
-from helpers import make_room, register_and_login
+from helpers import make_room, register_and_login, wait_for
 from test_chat_support import TIMEOUT, chat_url, connect, next_frame, post
 
 
@@ -217,6 +217,7 @@ async def test_heartbeat_still_works_without_autoping(node: Any, monkeypatch: An
     room = await make_room(node)
     slug = room["slug"]
     alive, _ = await connect(node, slug, room)  # answers the server's pings while it reads
+    counter, _ = await connect(node, slug, autoping=False)  # answers them by hand, counting them
     seen: list[str] = []
 
     async def read() -> None:
@@ -224,13 +225,23 @@ async def test_heartbeat_still_works_without_autoping(node: Any, monkeypatch: An
             if message.type == aiohttp.WSMsgType.TEXT and message.json()["type"] == "comment":
                 seen.append(message.json()["text"])
 
+    pings: list[None] = []
+
+    async def answer_by_hand() -> None:
+        async for message in counter:
+            if message.type == aiohttp.WSMsgType.PING:
+                pings.append(None)
+                await counter.pong(message.data)
+
     reading = asyncio.create_task(read())
+    answering = asyncio.create_task(answer_by_hand())
     silent, _ = await connect(node, slug, autoping=False)  # never answers
     msg = await asyncio.wait_for(silent.receive(), TIMEOUT)
     while msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.PING):
         msg = await asyncio.wait_for(silent.receive(), TIMEOUT)
     assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
-    await asyncio.sleep(2.0)  # several heartbeats later the answering client is still there
+    before = len(pings)  # several heartbeats later the answering clients are still there
+    await wait_for(lambda: len(pings) >= before + 3, timeout=TIMEOUT, what="three more heartbeats")
     await alive.send_json({"type": "comment", "text": "still here"})
     for _ in range(100):
         if seen:
@@ -238,4 +249,7 @@ async def test_heartbeat_still_works_without_autoping(node: Any, monkeypatch: An
         await asyncio.sleep(0.05)
     assert seen == ["still here"] and not alive.closed
     await alive.close()
+    assert not counter.closed
+    await counter.close()
+    await answering
     await reading
