@@ -70,6 +70,7 @@ async def frames_until_close(reader: asyncio.StreamReader) -> tuple[list[dict[st
             texts.append(json.loads(payload))
 
 
+@pytest.mark.slow
 async def test_unmasked_frame_closes_the_connection_with_1002(node: Any) -> None:
     room = await make_room(node)
     reader, writer = await raw_chat(node, room["slug"])

@@ -17,6 +17,8 @@ from helpers import (
 )
 from publisher import PublishFailed, publish_async, read_hls_async, start_publisher
 
+pytestmark = pytest.mark.slow  # real publishers in child processes, for seconds
+
 FPS = 30
 
 
@@ -89,7 +91,6 @@ async def test_audio_only_and_video_only(node_factory) -> None:
     assert frames == sent.video_frames
 
 
-@pytest.mark.slow
 async def test_live_state_and_stream_info_in_room_api(node_factory) -> None:
     node = await node_factory(hls={"segment_duration": 1.0})
     room = await make_room(node)
@@ -122,7 +123,6 @@ async def _rooms(node) -> list[dict]:
         return (await r.json())["rooms"]
 
 
-@pytest.mark.slow
 async def test_takeover_continues_playlist_with_discontinuity(node_factory) -> None:
     node = await node_factory(hls={"segment_duration": 1.0, "window": 20})
     room = await make_room(node)
@@ -200,7 +200,6 @@ async def test_query_string_after_the_key_is_ignored(node_factory) -> None:
     assert frames == sent.video_frames
 
 
-@pytest.mark.slow
 async def test_publish_through_a_uvloop_server(tmp_path) -> None:
     """The production default runs on uvloop (its transports don't subclass asyncio's)."""
     import sys

@@ -12,6 +12,8 @@ from helpers import make_room, rtmp_url, wait_playlist
 from publisher import read_hls_async, start_publisher
 from test_llhls_playlist import check_ll_rules
 
+pytestmark = pytest.mark.slow  # real publishers in child processes, for seconds
+
 FPS = 30
 LL = {"low_latency": True, "part_target": 0.2, "segment_duration": 1.0, "window": 10}
 
@@ -23,7 +25,6 @@ def position(text: str) -> tuple[int, int]:
     return parsed.media_sequence + last, len(parsed.segments[last].parts) - 1
 
 
-@pytest.mark.slow
 async def test_blocking_reload_and_preload_hint_over_http(node_factory) -> None:
     node = await node_factory(hls=LL)
     room = await make_room(node)

@@ -84,6 +84,7 @@ def test_text_format_stays_readable() -> None:
     assert TextFormatter().format(record).endswith("hello world [req r-1]")
 
 
+@pytest.mark.slow
 async def test_no_secrets_in_logs(node_factory, caplog: pytest.LogCaptureFixture, json_log: io.StringIO) -> None:
     caplog.set_level(logging.DEBUG, logger="livecast")
     caplog.set_level(logging.DEBUG, logger="aiohttp.access")

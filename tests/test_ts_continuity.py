@@ -138,6 +138,7 @@ async def fetch_segments(node, slug: str, text: str) -> list[tuple[str, bytes]]:
     return out
 
 
+@pytest.mark.slow
 async def test_consecutive_segments_over_http_have_unbroken_counters(node_factory) -> None:
     node = await node_factory(hls={"container": "mpegts", "segment_duration": 1.0, "window": 20})
     room = await make_room(node)

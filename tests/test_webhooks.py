@@ -69,6 +69,7 @@ def _names(events: list[dict[str, Any]]) -> list[str]:
     return [e["event"] for e in events]
 
 
+@pytest.mark.slow
 async def test_signed_events_for_publish_room_comment_and_gift(node_factory: Any, receiver: Receiver) -> None:
     node = await node_factory(webhooks={"urls": [receiver.url + "/hook"], "secret": SECRET})
     room = await make_room(node, title="Hooked")
@@ -138,6 +139,7 @@ async def _publish_outcome(node: Any, room: dict[str, Any]) -> bool:
     return True
 
 
+@pytest.mark.slow
 async def test_on_publish_denies_and_allows_real_publishes(node_factory: Any, receiver: Receiver) -> None:
     allowed: set[str] = set()
 
