@@ -98,7 +98,8 @@ class Cluster:
         from procs import NodeProcess, node_sections
 
         origin_url = origin.base if origin is not None else ""
-        proc = NodeProcess(self.tmp_path / name, node_sections(self.tmp_path / name / "data", role, origin_url, **sections))
+        data = self.tmp_path / name / "data"
+        proc = NodeProcess(self.tmp_path / name, node_sections(data, role, origin_url, **sections))
         proc.http = aiohttp.ClientSession()  # type: ignore[attr-defined]
         self.nodes.append(proc)
         await proc.start()

@@ -14,10 +14,12 @@ from typing import Any
 _names = itertools.count(1)
 
 
-async def register_and_login(node: Any, username: str | None = None, password: str = "correct horse 1") -> dict[str, Any]:
+async def register_and_login(node: Any, username: str | None = None,
+                             password: str = "correct horse 1") -> dict[str, Any]:
     """Register (default role) and log in; returns {"token", "user", "headers"}."""
     username = username or f"user{next(_names)}"
-    async with node.http.post(node.url("/api/v1/auth/register"), json={"username": username, "password": password}) as r:
+    account = {"username": username, "password": password}
+    async with node.http.post(node.url("/api/v1/auth/register"), json=account) as r:
         assert r.status == 201, await r.text()
     async with node.http.post(node.url("/api/v1/auth/login"), json={"username": username, "password": password}) as r:
         assert r.status == 200, await r.text()

@@ -72,7 +72,8 @@ async def test_round_trip_with_bearer(node: Any) -> None:
 async def test_round_trip_with_cookie(node: Any) -> None:
     assert (await register(node, "carol")).status == 201
     # A browser sends its page's Origin with every POST (the CSRF check needs it).
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), headers={"Origin": node.base}) as browser:
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar, headers={"Origin": node.base}) as browser:
         async with browser.post(node.url("/api/v1/auth/login"), json={"username": "carol", "password": PASSWORD}) as r:
             assert r.status == 200
             token = (await r.json())["token"]

@@ -46,7 +46,8 @@ async def _try(session: aiohttp.ClientSession, node: Any, slug: str,
     return first["code"], msg.data if msg.type == aiohttp.WSMsgType.CLOSE else None
 
 
-async def _open_many(session: aiohttp.ClientSession, node: Any, slug: str, count: int) -> tuple[list[Any], Counter[Any]]:
+async def _open_many(session: aiohttp.ClientSession, node: Any, slug: str,
+                     count: int) -> tuple[list[Any], Counter[Any]]:
     limit = asyncio.Semaphore(50)
 
     async def one() -> tuple[str, Any]:

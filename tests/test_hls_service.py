@@ -325,7 +325,7 @@ def test_program_date_time_never_goes_back_across_a_reconnect() -> None:
         service.publish_stopped("room", writer)
     segments = playlist(service)["segments"]
     stamps = [datetime.fromisoformat(s["pdt"].replace("Z", "+00:00")).timestamp() for s in segments]
-    for (a, b), segment in zip(zip(stamps, stamps[1:]), segments):
+    for (a, b), segment in zip(zip(stamps, stamps[1:], strict=False), segments, strict=False):
         assert b >= a + segment["duration"] - 0.001
 
 

@@ -42,7 +42,8 @@ async def ll_status(page: Any) -> dict[str, Any]:
                 lowLatency: p ? p.lowLatency : null, latency: p ? p.latency : null,
                 estimate: p ? p.latencyEstimate : null, fatal: p ? p.fatalErrors : null,
                 playFrom: box.dataset.playFrom || null,
-                shown: document.getElementById('player-latency') ? document.getElementById('player-latency').textContent : null};
+                shown: document.getElementById('player-latency')
+                    ? document.getElementById('player-latency').textContent : null};
     }""")
 
 

@@ -92,7 +92,8 @@ async def test_publish_and_playback_move_the_counters(node_factory) -> None:
     after = await scrape(node)
     assert value(after, "livecast_publishers") == 0
     # the ended session's totals are kept, not dropped with the stream
-    assert value(after, "livecast_ingest_bytes_total", room=slug) >= value(live, "livecast_ingest_bytes_total", room=slug)
+    ingest_bytes = "livecast_ingest_bytes_total"
+    assert value(after, ingest_bytes, room=slug) >= value(live, ingest_bytes, room=slug)
     assert value(after, "livecast_ingest_units_total", room=slug) > 0
     assert value(after, "livecast_hls_segments_total", room=slug) >= len(uris)
     assert value(after, "livecast_http_requests_total", route="hls_playlist", status="200") >= 1

@@ -69,7 +69,7 @@ def run(pieces: list[bytes], *, accept: bool = True) -> list[object]:
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts})
-    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=False)]
 
 
 def test_the_valid_session_works() -> None:

@@ -75,7 +75,8 @@ def test_a_timeline_break_keeps_the_indicator_where_it_breaks() -> None:
     stream = packets(whole)
     assert continuity_errors(stream) == []
     starts = [sum(len(a) for a in alone[:n]) for n in range(len(alone) + 1)]
-    marked = {next(n for n in range(len(alone)) if starts[n] <= p.offset < starts[n + 1]) for p in discontinuities(stream)}
+    marked = {next(n for n in range(len(alone)) if starts[n] <= p.offset < starts[n + 1])
+              for p in discontinuities(stream)}
     assert marked == {0, 2}  # the session's start and the break, nowhere else
     third = packets(alone[2])
     assert discontinuities(third) == first_packets(third)
