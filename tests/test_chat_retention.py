@@ -7,6 +7,7 @@ import asyncio
 import sqlite3
 from typing import Any
 
+import pytest
 from helpers import make_room
 from test_chat_support import TIMEOUT, connect, post
 
@@ -28,6 +29,7 @@ async def wait_history(node: Any, slug: str, expected: list[str]) -> None:
         await asyncio.sleep(0.1)
 
 
+@pytest.mark.slow
 async def test_the_cap_prunes_the_oldest_comments_of_each_room(node_factory: Any) -> None:
     node = await node_factory(chat={**FAST, "max_comments_per_room": 5})
     busy, quiet = await make_room(node), await make_room(node, "Quiet")
@@ -59,6 +61,7 @@ async def test_expired_comments_are_deleted(node_factory: Any) -> None:
     await ws.close()
 
 
+@pytest.mark.slow
 async def test_a_lower_cap_applies_to_existing_rooms_at_start(node_factory: Any, tmp_path: Any) -> None:
     node = await node_factory(tmp_path / "d", chat={**FAST, "max_comments_per_room": 0, "comment_retention_days": 0})
     room = await make_room(node)

@@ -114,6 +114,7 @@ async def _closed_by_server(ws: Any, wait: float = 0.5) -> tuple[str, int] | Non
         return None
 
 
+@pytest.mark.slow
 async def test_500_sockets_from_one_address_only_the_cap_is_accepted(
         node_factory: Any, sessions: dict[str, aiohttp.ClientSession]) -> None:
     node = await node_factory(chat={"max_sockets_per_address": 10})

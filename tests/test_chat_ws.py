@@ -9,6 +9,7 @@ import sqlite3
 from typing import Any
 
 import aiohttp
+import pytest
 
 from livecast.core.events import StreamStarted, StreamStopped
 from livecast.keys import EVENTS
@@ -97,6 +98,7 @@ async def test_restart_keeps_comments_likes_and_balances(node_factory: Any, tmp_
         assert await coins(node, who) == expected
 
 
+@pytest.mark.slow
 async def test_likes_are_flushed_within_a_second(node: Any) -> None:
     room = await make_room(node)
     ws, _ = await connect(node, room["slug"], room)
