@@ -233,7 +233,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--reconnect", action="store_true", help="flooders reconnect when closed")
     parser.add_argument("--no-limit", action="store_true", help="set the frame budget out of reach (and no block)")
-    parser.add_argument("--abuse-block", type=float, default=None, help="chat.abuse_block_seconds (default: the server's)")
+    parser.add_argument("--abuse-block", type=float, default=None,
+                        help="chat.abuse_block_seconds (default: the server's)")
     asyncio.run(run(parser.parse_args()))
 
 

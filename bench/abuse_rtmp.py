@@ -29,8 +29,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-import ingest
-from rtmp_craft import (
+import ingest  # noqa: E402
+from rtmp_craft import (  # noqa: E402
     HANDSHAKE_SIZE,
     c0c1,
     c2,
@@ -40,8 +40,8 @@ from rtmp_craft import (
     set_chunk_size,
 )
 
-from livecast.ingest.amf import decode_values
-from livecast.ingest.chunks import ChunkReader
+from livecast.ingest.amf import decode_values  # noqa: E402
+from livecast.ingest.chunks import ChunkReader  # noqa: E402
 
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -88,7 +88,8 @@ def server_counts(server: ingest.LivecastServer) -> str:
     """The pending gauge and the non-zero refusal counters from /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{server.http}/metrics") as r:
         text = r.read().decode()
-    found = re.findall(r'^livecast_rtmp_(pending_connections|refused_total\{reason="(\w+)"\}) (\S+)$', text, re.MULTILINE)
+    found = re.findall(r'^livecast_rtmp_(pending_connections|refused_total\{reason="(\w+)"\}) (\S+)$', text,
+                       re.MULTILINE)
     return ", ".join(f"{reason or name} {float(v):.0f}" for name, reason, v in found if float(v))
 
 

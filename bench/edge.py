@@ -357,10 +357,12 @@ async def bench(args: argparse.Namespace) -> None:
           f"machine {os.cpu_count()} CPUs")
     print(f"stream (segments as delivered): {stream_bps / 1e6:.2f} Mbit/s")
     print(f"edge CPU: {cpu:.2f} s = {100 * cores:.1f}% of one core "
-          f"({1e6 * cpu / max(1, totals.window_requests):.0f} us per request); origin CPU {100 * (ocpu1 - ocpu0) / elapsed:.1f}%; "
+          f"({1e6 * cpu / max(1, totals.window_requests):.0f} us per request); "
+          f"origin CPU {100 * (ocpu1 - ocpu0) / elapsed:.1f}%; "
           f"player processes {100 * (ccpu1 - ccpu0) / elapsed:.0f}%; whole machine "
           f"{100 * (mach1[0] - mach0[0]) / max(1e-9, mach1[1] - mach0[1]):.0f}% busy")
-    print(f"edge served {delivered_bps / 1e6:.1f} Mbit/s = {delivered_bps / (n * stream_bps) if stream_bps else 0:.3f} x "
+    print(f"edge served {delivered_bps / 1e6:.1f} Mbit/s = "
+          f"{delivered_bps / (n * stream_bps) if stream_bps else 0:.3f} x "
           f"(viewers x stream bitrate); players received {totals.window_bytes * 8 / elapsed / 1e6:.1f} Mbit/s, "
           f"{totals.window_requests / elapsed:.0f} req/s")
     print(f"upstream: {up_requests:.0f} requests ({up_requests / minutes:.0f}/min, "
@@ -368,7 +370,8 @@ async def bench(args: argparse.Namespace) -> None:
           f"({up_bytes / n / minutes / 1e6:.3f} MB per viewer per minute, {up_bytes * 8 / elapsed / 1e6:.2f} Mbit/s "
           f"= {up_bytes / served if served else 0:.4f} of the bytes served), "
           f"errors {delta('livecast_edge_upstream_errors_total'):.0f}")
-    print(f"edge cache lookups: playlist {delta('lookup:playlist:hit'):.0f} hit / {delta('lookup:playlist:miss'):.0f} miss, "
+    print(f"edge cache lookups: playlist {delta('lookup:playlist:hit'):.0f} hit / "
+          f"{delta('lookup:playlist:miss'):.0f} miss, "
           f"segment {delta('lookup:segment:hit'):.0f} hit / {delta('lookup:segment:miss'):.0f} miss")
     print(f"players: {totals.segments} segments, {totals.playlist_requests} playlist loads, errors {totals.errors}, "
           f"stalls {totals.stalls} ({totals.stall_seconds:.1f} s) in {totals.stalled_players} players, "

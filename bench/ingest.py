@@ -169,7 +169,8 @@ class LivecastServer:
 
     def _api(self, path: str, body: dict, token: str | None = None) -> dict:
         req = urllib.request.Request(f"http://127.0.0.1:{self.http}{path}", json.dumps(body).encode(),
-                                     {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})})
+                                     {"Content-Type": "application/json",
+                                      **({"Authorization": f"Bearer {token}"} if token else {})})
         with urllib.request.urlopen(req) as r:
             return json.loads(r.read())
 
@@ -297,7 +298,8 @@ def main() -> None:
     clip_seconds = float(info.duration / 1_000_000)
     mbps = clip.stat().st_size * 8 / clip_seconds / 1e6
     info.close()
-    print(f"clip: {clip.name} {clip_seconds:.1f} s, {mbps:.2f} Mbit/s; publishers: {args.publishers}; runs: {args.runs}")
+    print(f"clip: {clip.name} {clip_seconds:.1f} s, {mbps:.2f} Mbit/s; "
+          f"publishers: {args.publishers}; runs: {args.runs}")
     have_nginx = (not args.no_nginx and shutil.which("nginx") is not None
                   and Path("/usr/lib/nginx/modules/ngx_rtmp_module.so").exists())
     results: dict[str, list[dict]] = {"livecast": [], "nginx-rtmp": []}
@@ -305,7 +307,8 @@ def main() -> None:
         results["livecast"].append(measure(LivecastServer, clip, clip_seconds, args.publishers,
                                            segment=args.segment, container=args.container))
         if have_nginx:
-            results["nginx-rtmp"].append(measure(NginxServer, clip, clip_seconds, args.publishers, segment=args.segment))
+            results["nginx-rtmp"].append(measure(NginxServer, clip, clip_seconds, args.publishers,
+                                                 segment=args.segment))
         print(f"run {run + 1}: " + "; ".join(
             f"{name} {r[-1]['cpu_per_stream_min']:.3f} cpu-s/stream-min" for name, r in results.items() if r))
     summary = {}

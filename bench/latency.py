@@ -48,7 +48,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -400,7 +399,8 @@ async def latency_run(label: str, rtmp_url: str, playlist_url: str, method: str,
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         fetch = poll_playlist if method == "poll" else block_playlist
         task = asyncio.create_task(fetch(session, playlist_url, tracker, stop))
-        pub = await asyncio.create_subprocess_exec(sys.executable, __file__, "--publish", rtmp_url, str(seconds), out.name)
+        pub = await asyncio.create_subprocess_exec(sys.executable, __file__, "--publish", rtmp_url, str(seconds),
+                                                   out.name)
         if await pub.wait() != 0:
             raise RuntimeError(f"{label}: the publisher failed")
         await asyncio.sleep(1.0)
@@ -511,9 +511,9 @@ async def _hold_client(port: int, path: str, n: int, rate: float) -> None:
 def listen_overflows() -> int:
     """The kernel's count of connections dropped because an accept queue was full."""
     lines = Path("/proc/net/netstat").read_text().splitlines()
-    for names, values in zip(lines[::2], lines[1::2]):
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
         if names.startswith("TcpExt:"):
-            return int(dict(zip(names.split(), values.split()))["ListenOverflows"])
+            return int(dict(zip(names.split(), values.split(), strict=False))["ListenOverflows"])
     return 0
 
 
@@ -523,9 +523,10 @@ async def held_requests(total: int, clients: int, seconds: float, rate: float = 
 
     The origin holds a request at most three target durations and refuses one asking
     more than ~3 s of parts ahead, while placing thousands of connections takes seconds:
-    so the segments last 4 s (held up to 12 s) and the publisher pauses (its RTMP connection stays up) and the requests ask for the
-    part after the last one listed, the next one the stream will make. They are placed
-    at ``rate`` per second (a burst overflows the accept queue and costs SYN retransmits).
+    so the segments last 4 s (held up to 12 s) and the publisher pauses (its RTMP connection
+    stays up) and the requests ask for the part after the last one listed, the next one the
+    stream will make. They are placed at ``rate`` per second (a burst overflows the accept
+    queue and costs SYN retransmits).
     Then the publisher resumes and every held request is answered with that part.
     """
     import aiohttp
@@ -640,7 +641,8 @@ async def amain(args: argparse.Namespace) -> None:
     print(f"publisher: 640x360 30 fps H.264 (1 s GOP, zerolatency) + AAC, {args.seconds:g} s real time per run; "
           f"poll every {POLL_S * 1000:.0f} ms", flush=True)
     for seg in args.segments if "standard" in parts else []:
-        rows += await run_livecast(f"LiveCast HLS mpegts, {seg:g} s segments", seg, "mpegts", {}, ["poll"], args.seconds)
+        rows += await run_livecast(f"LiveCast HLS mpegts, {seg:g} s segments", seg, "mpegts", {}, ["poll"],
+                                   args.seconds)
         if have_nginx:
             rows.append(await run_nginx(seg, args.seconds))
     for seg in args.segments if "ll" in parts else []:
@@ -667,9 +669,11 @@ async def amain(args: argparse.Namespace) -> None:
         print(f"| RSS before / held | {h['rss_before_mib']:.1f} / {h['rss_held_mib']:.1f} MiB "
               f"({h['bytes_per_request']:.0f} bytes per held request) |")
         print(f"| server CPU to accept and hold (idle paused stream: {h['cpu_pause_per_s']:.3f} CPU-s/s) | "
-              f"{h['cpu_place_hold_s']:.2f} CPU-s in {h['held_s']:.1f} s: {h['place_us_per_request']:.0f} µs per request |")
+              f"{h['cpu_place_hold_s']:.2f} CPU-s in {h['held_s']:.1f} s: "
+              f"{h['place_us_per_request']:.0f} µs per request |")
         print(f"| server CPU to answer (idle running stream: {h['cpu_run_per_s']:.3f} CPU-s/s) | "
-              f"{h['cpu_answer_s']:.2f} CPU-s in {h['answer_wall_s']:.1f} s: {h['answer_us_per_request']:.0f} µs per request |")
+              f"{h['cpu_answer_s']:.2f} CPU-s in {h['answer_wall_s']:.1f} s: "
+              f"{h['answer_us_per_request']:.0f} µs per request |")
         print(f"| all answered within | {h['answer_spread_ms']:.0f} ms of the first answer |")
 
 

@@ -204,7 +204,8 @@ async def run_server(args: argparse.Namespace) -> None:
     delays.sort()
     late = max(r["lateness"] for r in pushed.values())
     q = statistics.quantiles(delays, n=100, method="inclusive")
-    print(f"{args.publishers} publishers x {args.seconds:.0f} s of 1080p30 6 Mbit/s in real time; server pinned to 1 core")
+    print(f"{args.publishers} publishers x {args.seconds:.0f} s of 1080p30 6 Mbit/s in real time; "
+          "server pinned to 1 core")
     print(f"segments listed: {len(delays)}; listing delay after the segment's last packet: "
           f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {delays[-1]:.1f} ms")
     print(f"server CPU {cpu:.1f} s over {wall:.1f} s = {100 * cpu / wall:.0f} % of one core; "

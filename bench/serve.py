@@ -78,7 +78,8 @@ http {{
     listen 127.0.0.1:{self.port};
     root {root};
     location ~ \\.m3u8$ {{ add_header Cache-Control no-cache; add_header Access-Control-Allow-Origin *; }}
-    location ~ \\.ts$ {{ add_header Cache-Control "public, max-age=86400, immutable"; add_header Access-Control-Allow-Origin *; }}
+    location ~ \\.ts$ {{ add_header Cache-Control "public, max-age=86400, immutable";
+                         add_header Access-Control-Allow-Origin *; }}
   }}
 }}
 """)

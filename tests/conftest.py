@@ -98,7 +98,8 @@ class Cluster:
         from procs import NodeProcess, node_sections
 
         origin_url = origin.base if origin is not None else ""
-        proc = NodeProcess(self.tmp_path / name, node_sections(self.tmp_path / name / "data", role, origin_url, **sections))
+        data = self.tmp_path / name / "data"
+        proc = NodeProcess(self.tmp_path / name, node_sections(data, role, origin_url, **sections))
         proc.http = aiohttp.ClientSession()  # type: ignore[attr-defined]
         self.nodes.append(proc)
         await proc.start()
@@ -125,3 +126,11 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     c = Cluster(tmp_path)
     yield c
     await c.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts nodes as separate OS processes is slow, wherever it lives."""
+    for item in items:
+        if "cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cluster)
+            item.add_marker(pytest.mark.slow)

@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import inspect
 import time
+from collections.abc import Callable
 from typing import Any
 
 
 _names = itertools.count(1)
 
 
-async def register_and_login(node: Any, username: str | None = None, password: str = "correct horse 1") -> dict[str, Any]:
+async def register_and_login(node: Any, username: str | None = None,
+                             password: str = "correct horse 1") -> dict[str, Any]:
     """Register (default role) and log in; returns {"token", "user", "headers"}."""
     username = username or f"user{next(_names)}"
-    async with node.http.post(node.url("/api/v1/auth/register"), json={"username": username, "password": password}) as r:
+    account = {"username": username, "password": password}
+    async with node.http.post(node.url("/api/v1/auth/register"), json=account) as r:
         assert r.status == 201, await r.text()
     async with node.http.post(node.url("/api/v1/auth/login"), json={"username": username, "password": password}) as r:
         assert r.status == 200, await r.text()
@@ -36,6 +40,22 @@ async def make_room(node: Any, title: str = "Test room") -> dict[str, Any]:
 
 def rtmp_url(node: Any, key: str) -> str:
     return f"rtmp://127.0.0.1:{node.rtmp_port}/live/{key}"
+
+
+async def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition",
+                   interval: float = 0.02) -> Any:
+    """Wait on a condition instead of sleeping a fixed time: call ``condition`` (plain or
+    async) until it returns something truthy and return that; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not met within {timeout}s (last: {result!r})")
+        await asyncio.sleep(interval)
 
 
 async def get_playlist(node: Any, slug: str) -> tuple[int, str]:

@@ -64,7 +64,8 @@ def publish(
         if video == "libx264":
             vs.options = {"g": g, "keyint_min": g, "tune": "zerolatency", "preset": "ultrafast"}
         elif video in ("libx265", "hevc"):
-            vs.options = {"g": g, "preset": "ultrafast", "x265-params": f"keyint={g}:min-keyint={g}:log-level=error:bframes=0"}
+            vs.options = {"g": g, "preset": "ultrafast",
+                          "x265-params": f"keyint={g}:min-keyint={g}:log-level=error:bframes=0"}
         else:
             vs.options = {"g": g}
     aus = out.add_stream("aac", rate=44100, layout="stereo") if audio else None

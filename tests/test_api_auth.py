@@ -11,6 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from helpers import wait_for
+
 from livecast.core.ratelimit import RateLimiter
 
 PASSWORD = "correct horse 1"
@@ -70,7 +72,8 @@ async def test_round_trip_with_bearer(node: Any) -> None:
 async def test_round_trip_with_cookie(node: Any) -> None:
     assert (await register(node, "carol")).status == 201
     # A browser sends its page's Origin with every POST (the CSRF check needs it).
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), headers={"Origin": node.base}) as browser:
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar, headers={"Origin": node.base}) as browser:
         async with browser.post(node.url("/api/v1/auth/login"), json={"username": "carol", "password": PASSWORD}) as r:
             assert r.status == 200
             token = (await r.json())["token"]
@@ -146,7 +149,11 @@ async def test_short_ttl_expires_for_real(node_factory: Any) -> None:
     await register(node, "ivan")
     _, body = await login(node.http, node, "ivan")
     assert await me(node.http, node, body["token"]) == 200
-    await asyncio.sleep(0.9)
+
+    async def expired() -> bool:
+        return await me(node.http, node, body["token"]) == 401
+
+    await wait_for(expired, what="the session expiring")
     assert await me(node.http, node, body["token"]) == 401
 
 
@@ -191,21 +198,29 @@ async def test_concurrent_registration_of_one_name(node: Any, first: str, second
                                  "field": "username"}
 
 
+@pytest.mark.slow
 async def test_bcrypt_runs_off_the_event_loop(node_factory: Any) -> None:
     node = await node_factory(auth={"bcrypt_rounds": 12, "login_attempts_per_user": 100,
                                     "login_attempts_per_client": 100})
     assert (await register(node, "victor")).status == 201
     loop = asyncio.get_running_loop()
     finished: list[float] = []
+    sent: set[int] = set()
+
+    async def body_sent(session: aiohttp.ClientSession, context: Any, params: Any) -> None:
+        sent.add(id(context))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_chunk_sent.append(body_sent)
 
     async def one_login() -> None:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(trace_configs=[trace]) as http:
             status, _ = await login(http, node, "victor")
         assert status == 200
         finished.append(loop.time())
 
     logins = [asyncio.create_task(one_login()) for _ in range(20)]
-    await asyncio.sleep(0.05)  # the logins are now hashing on the server
+    await wait_for(lambda: len(sent) == 20, what="the 20 logins sent")  # now hashing on the server
     async with node.http.get(node.url("/healthz")) as r:
         assert r.status == 200
     health_done = loop.time()

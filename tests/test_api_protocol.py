@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+from tests.helpers import wait_for
 from tests.procs import NodeProcess, node_sections
 
 
@@ -24,6 +26,7 @@ async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
         return True
 
 
+@pytest.mark.slow
 async def test_slow_request_headers_are_cut_off(node_factory: Any) -> None:
     node = await node_factory(server={"keepalive_timeout": 1.0})
     reader, writer = await asyncio.open_connection("127.0.0.1", node.node.http_port)
@@ -84,7 +87,8 @@ async def test_a_malformed_request_logs_one_line_without_traceback(tmp_path: Pat
         writer.write(b"\x16\x03\x01garbage\r\n\r\n")
         await asyncio.wait_for(reader.read(4096), 5)
         writer.close()
-        await asyncio.sleep(0.5)
+        await wait_for(lambda: "".join(node.output[before:]).count("malformed HTTP request") >= 3,
+                       what="the malformed requests logged")
     finally:
         await node.stop()
     logged = "".join(node.output[before:])

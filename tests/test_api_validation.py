@@ -134,7 +134,8 @@ async def test_large_content_length_is_refused_before_the_body(node: Any) -> Non
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert head.startswith(b"HTTP/1.1 413")
-        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length")))
         body = json.loads(await asyncio.wait_for(reader.readexactly(length), 5))
         assert body["error"]["code"] == "too_large"
     finally:
@@ -189,6 +190,7 @@ async def _admin(node: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {session.token}"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,path", ENDPOINTS)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(raw=BODIES, content_type=CONTENT_TYPES)

@@ -83,6 +83,7 @@ async def test_trusted_proxy_addresses_are_limited_separately(node_factory: Any)
     assert_limited(*await register(node, "d_three", via="not-an-ip"), window=600)
 
 
+@pytest.mark.slow
 async def test_taken_name_is_refused_before_hashing(node_factory: Any) -> None:
     node = await node_factory(auth={"bcrypt_rounds": 13, "bcrypt_workers": 1, "bcrypt_queue": 1})
     pool = node.node.app[USERS].passwords
@@ -115,6 +116,7 @@ async def test_taken_name_is_refused_before_hashing(node_factory: Any) -> None:
     assert (await register(node, "fresh_refused"))[0] == 201
 
 
+@pytest.mark.slow
 async def test_logins_go_before_queued_registrations(node_factory: Any) -> None:
     node = await node_factory(auth={"bcrypt_rounds": 13, "bcrypt_workers": 2})
     assert (await register(node, "regular"))[0] == 201

@@ -8,6 +8,7 @@ import os
 import socket
 from typing import Any
 
+import pytest
 from helpers import make_room
 from livecast.chat.ws import CHAT
 from test_chat_support import connect, next_frame
@@ -45,6 +46,7 @@ async def _wait_closed(sock: socket.socket) -> None:
             return
 
 
+@pytest.mark.slow
 async def test_slow_reader_is_dropped_and_others_keep_receiving(node_factory: Any) -> None:
     node = await node_factory(chat={"send_queue": 32, "rate_count": 100_000, "max_comment_chars": TEXT_CHARS,
                                     "max_frame_bytes": TEXT_CHARS + 200, "frame_burst": 10 * COMMENTS})

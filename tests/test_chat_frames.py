@@ -60,6 +60,7 @@ def test_size_is_counted_in_utf8_bytes() -> None:
     assert info.value.code == "too_large"
 
 
+@pytest.mark.slow
 @given(st.text(max_size=200))
 def test_any_text_parses_or_is_refused_cleanly(raw: str) -> None:
     try:

@@ -8,6 +8,7 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
+import pytest
 
 from helpers import make_room, register_and_login
 from test_chat_support import TIMEOUT, coins, connect, error_code, make_admin, next_frame
@@ -79,6 +80,7 @@ async def test_rest_gift_and_leaderboard(node: Any) -> None:
         assert len((await r.json())["leaderboard"]) == 1
 
 
+@pytest.mark.slow
 async def test_concurrent_gifts_never_overdraw(node_factory: Any) -> None:
     """100 heart frames (1 coin each) over 5 sockets plus 20 REST sends from a user
     holding 10 coins: exactly 10 succeed and no coin is created or lost."""

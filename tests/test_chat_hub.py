@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from helpers import wait_for
 
 from livecast.chat.bus import InProcessBus, RoomMessage
 from livecast.chat.coalesce import Coalescer
@@ -72,8 +73,9 @@ def _client(room: str = "r1", user: User | None = None, queue: int = 8,
     return ChatClient(FakeSocket(), transport, room, user, queue, address), transport  # type: ignore[arg-type]
 
 
-async def _settle() -> None:
-    await asyncio.sleep(FLUSH_INTERVAL * 3)
+async def _settle(hub: ChatHub) -> None:
+    """Until the hub's write tick has run (it runs at most every FLUSH_INTERVAL)."""
+    await wait_for(lambda: hub.flushed, timeout=FLUSH_INTERVAL * 100, what="the hub's write tick")
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
@@ -126,7 +128,7 @@ async def test_joining_client_gets_hello_first_without_duplicates() -> None:
     bus.publish("r1", RoomMessage("comment", "c6", 6))
     bus.publish("r1", RoomMessage("likes", "likes"))
     hub.start(client, "hello", history_ref=5)
-    await _settle()
+    await _settle(hub)
     assert transport.texts() == ["hello", "c6", "likes"]
 
 
@@ -136,10 +138,10 @@ async def test_busy_room_is_written_once_per_tick() -> None:
     client, transport = _client(queue=100)
     hub.join(client)
     hub.start(client, "hello", 0)
-    await _settle()
+    await _settle(hub)
     for i in range(20):
         bus.publish("r1", RoomMessage("comment", f"c{i}", i + 1))
-    await _settle()
+    await _settle(hub)
     assert transport.texts() == ["hello"] + [f"c{i}" for i in range(20)]
     assert transport.writes <= 3
 
@@ -152,12 +154,12 @@ async def test_full_queue_drops_only_that_client() -> None:
     for c in (slow, fast):
         hub.join(c)
         hub.start(c, "hello", 0)
-    await _settle()
+    await _settle(hub)
     slow_transport.stalled = True
     for i in range(10):
         bus.publish("r1", RoomMessage("comment", f"c{i}", i + 1))
         await asyncio.sleep(0.01)
-    await _settle()
+    await _settle(hub)
     assert slow_transport.aborted and hub.stats["slow_disconnects"] == 1
     assert hub.viewers("r1") == 1
     assert fast_transport.texts() == ["hello"] + [f"c{i}" for i in range(10)]
@@ -171,15 +173,16 @@ async def test_congested_client_catches_up_when_its_peer_reads_again() -> None:
     client, transport = _client(queue=50)
     hub.join(client)
     hub.start(client, "hello", 0)
-    await _settle()
+    await _settle(hub)
     transport.stalled = True
     for i in range(5):
         bus.publish("r1", RoomMessage("comment", f"c{i}", i + 1))
-    await _settle()
+    await _settle(hub)
     assert transport.texts() == ["hello"] and len(client.pending) == 5
     transport.stalled = False
-    await asyncio.sleep(0.2)
-    assert transport.texts() == ["hello"] + [f"c{i}" for i in range(5)]
+    expected = ["hello"] + [f"c{i}" for i in range(5)]
+    await wait_for(lambda: transport.texts() == expected, what="the queued frames written")
+    assert transport.texts() == expected
     assert not transport.aborted
 
 
@@ -210,7 +213,7 @@ async def test_coalescer_limits_rate_and_keeps_latest() -> None:
         coalescer.mark("a")  # within the interval: one deferred call
     assert fired == [("a", 1)]
     clock[0] += 0.05
-    await asyncio.sleep(0.1)
+    await wait_for(lambda: len(fired) >= 2, what="the deferred call")
     assert fired == [("a", 1), ("a", 19)]
     coalescer.close()
 

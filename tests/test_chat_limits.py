@@ -10,9 +10,10 @@ import os
 from typing import Any
 
 import aiohttp
+import pytest
 
 from livecast.chat.ws import CHAT
-from helpers import make_room, register_and_login
+from helpers import make_room, register_and_login, wait_for
 from test_chat_support import TIMEOUT, chat_url, connect, next_frame, post
 
 
@@ -69,6 +70,7 @@ async def frames_until_close(reader: asyncio.StreamReader) -> tuple[list[dict[st
             texts.append(json.loads(payload))
 
 
+@pytest.mark.slow
 async def test_unmasked_frame_closes_the_connection_with_1002(node: Any) -> None:
     room = await make_room(node)
     reader, writer = await raw_chat(node, room["slug"])
@@ -113,6 +115,7 @@ async def test_control_frames_are_answered_with_pong_and_keep_the_socket(node: A
     writer.close()
 
 
+@pytest.mark.slow
 async def test_ping_flood_closes_the_flooder_with_1008_while_others_get_comments(node_factory: Any) -> None:
     node = await node_factory(chat={"rate_count": 1000, "frames_per_second": 20, "frame_burst": 60})
     room = await make_room(node)
@@ -207,6 +210,7 @@ async def test_comment_text_loses_bidi_overrides_and_zero_width_characters(node_
     await ws.close()
 
 
+@pytest.mark.slow
 async def test_heartbeat_still_works_without_autoping(node: Any, monkeypatch: Any) -> None:
     """The server answers pings itself (autoping off); its own heartbeat must still keep
     clients that answer and drop the ones that never do."""
@@ -214,6 +218,7 @@ async def test_heartbeat_still_works_without_autoping(node: Any, monkeypatch: An
     room = await make_room(node)
     slug = room["slug"]
     alive, _ = await connect(node, slug, room)  # answers the server's pings while it reads
+    counter, _ = await connect(node, slug, autoping=False)  # answers them by hand, counting them
     seen: list[str] = []
 
     async def read() -> None:
@@ -221,13 +226,23 @@ async def test_heartbeat_still_works_without_autoping(node: Any, monkeypatch: An
             if message.type == aiohttp.WSMsgType.TEXT and message.json()["type"] == "comment":
                 seen.append(message.json()["text"])
 
+    pings: list[None] = []
+
+    async def answer_by_hand() -> None:
+        async for message in counter:
+            if message.type == aiohttp.WSMsgType.PING:
+                pings.append(None)
+                await counter.pong(message.data)
+
     reading = asyncio.create_task(read())
+    answering = asyncio.create_task(answer_by_hand())
     silent, _ = await connect(node, slug, autoping=False)  # never answers
     msg = await asyncio.wait_for(silent.receive(), TIMEOUT)
     while msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.PING):
         msg = await asyncio.wait_for(silent.receive(), TIMEOUT)
     assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
-    await asyncio.sleep(2.0)  # several heartbeats later the answering client is still there
+    before = len(pings)  # several heartbeats later the answering clients are still there
+    await wait_for(lambda: len(pings) >= before + 3, timeout=TIMEOUT, what="three more heartbeats")
     await alive.send_json({"type": "comment", "text": "still here"})
     for _ in range(100):
         if seen:
@@ -235,4 +250,7 @@ async def test_heartbeat_still_works_without_autoping(node: Any, monkeypatch: An
         await asyncio.sleep(0.05)
     assert seen == ["still here"] and not alive.closed
     await alive.close()
+    assert not counter.closed
+    await counter.close()
+    await answering
     await reading

@@ -46,7 +46,8 @@ async def _try(session: aiohttp.ClientSession, node: Any, slug: str,
     return first["code"], msg.data if msg.type == aiohttp.WSMsgType.CLOSE else None
 
 
-async def _open_many(session: aiohttp.ClientSession, node: Any, slug: str, count: int) -> tuple[list[Any], Counter[Any]]:
+async def _open_many(session: aiohttp.ClientSession, node: Any, slug: str,
+                     count: int) -> tuple[list[Any], Counter[Any]]:
     limit = asyncio.Semaphore(50)
 
     async def one() -> tuple[str, Any]:
@@ -59,6 +60,7 @@ async def _open_many(session: aiohttp.ClientSession, node: Any, slug: str, count
     return admitted, refused
 
 
+@pytest.mark.slow
 async def test_a_room_with_max_viewers_still_admits_a_logged_in_viewer_while_one_address_holds_anonymous_sockets(
         node: Any, sessions: dict[str, aiohttp.ClientSession]) -> None:
     room = await make_room(node)
@@ -112,6 +114,7 @@ async def _closed_by_server(ws: Any, wait: float = 0.5) -> tuple[str, int] | Non
         return None
 
 
+@pytest.mark.slow
 async def test_500_sockets_from_one_address_only_the_cap_is_accepted(
         node_factory: Any, sessions: dict[str, aiohttp.ClientSession]) -> None:
     node = await node_factory(chat={"max_sockets_per_address": 10})

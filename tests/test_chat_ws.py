@@ -9,10 +9,11 @@ import sqlite3
 from typing import Any
 
 import aiohttp
+import pytest
 
 from livecast.core.events import StreamStarted, StreamStopped
 from livecast.keys import EVENTS
-from helpers import make_room, register_and_login, room_json
+from helpers import make_room, register_and_login, room_json, wait_for
 from test_chat_support import TIMEOUT, chat_url, coins, connect, error_code, next_frame, post
 
 
@@ -97,15 +98,22 @@ async def test_restart_keeps_comments_likes_and_balances(node_factory: Any, tmp_
         assert await coins(node, who) == expected
 
 
+@pytest.mark.slow
 async def test_likes_are_flushed_within_a_second(node: Any) -> None:
     room = await make_room(node)
     ws, _ = await connect(node, room["slug"], room)
     for _ in range(5):
         await ws.send_json({"type": "like", "count": 10})
     await next_frame(ws, "likes", lambda f: f["total"] == 50)
-    await asyncio.sleep(1.5)  # no shutdown: the background flusher wrote it
-    with sqlite3.connect(node.settings.db_path) as db:
-        assert db.execute("SELECT likes FROM room_chat").fetchone() == (50,)
+
+    def stored() -> tuple[int, ...] | None:
+        with sqlite3.connect(node.settings.db_path) as db:
+            row: tuple[int, ...] | None = db.execute("SELECT likes FROM room_chat").fetchone()
+            return row
+
+    # no shutdown: the background flusher writes it (every second)
+    await wait_for(lambda: stored() == (50,), timeout=5, what="the likes flushed")
+    assert stored() == (50,)
     await ws.close()
 
 

@@ -19,6 +19,8 @@ import pytest
 from livecast.cli import build_parser, settings_from_args
 from livecast.config import load_settings
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "cli password 1"
 
@@ -148,7 +150,8 @@ def _config_file(tmp_path: Path) -> Path:
 
 def test_precedence_through_load_settings(tmp_path: Path) -> None:
     path = _config_file(tmp_path)
-    env = {"LIVECAST_SERVER_HTTP_PORT": "3333", "LIVECAST_SERVER_RTMP_PORT": "5555", "LIVECAST_AUTH_BCRYPT_ROUNDS": "11"}
+    env = {"LIVECAST_SERVER_HTTP_PORT": "3333", "LIVECAST_SERVER_RTMP_PORT": "5555",
+           "LIVECAST_AUTH_BCRYPT_ROUNDS": "11"}
     s = load_settings(path, environ=env, overrides={"server": {"http_port": 4444, "host": None}})
     assert s.server.http_port == 4444          # flag beats env and file
     assert s.server.rtmp_port == 5555          # env beats file

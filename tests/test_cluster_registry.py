@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from helpers import make_room
+from helpers import make_room, wait_for
 from livecast.api.cluster import Candidate, Registry, choose_node, parse_heartbeat, rendezvous_score
 from livecast.cluster import CLUSTER_HEADER
 from livecast.edge.load import LOAD, LoadMeter
@@ -52,7 +52,7 @@ def test_close_loads_spread_rooms_and_each_room_sticks() -> None:
     first = {slug: choose_node(slug, [Candidate(n, 10) for n in NODE_NS]) for slug in SLUGS}
     assert {c.id for c in first.values() if c} == set(NODE_NS)  # every edge gets rooms
     for jitter in ([10, 11, 12, 9], [12, 9, 10, 11], [14, 10, 11, 12]):  # within the margin
-        nodes = [Candidate(n, load) for n, load in zip(NODE_NS, jitter)]
+        nodes = [Candidate(n, load) for n, load in zip(NODE_NS, jitter, strict=False)]
         for slug in SLUGS:
             assert choose_node(slug, nodes) == Candidate(first[slug].id, nodes[NODE_NS.index(first[slug].id)].load)  # type: ignore[union-attr]
 
@@ -363,7 +363,17 @@ async def test_edge_keeps_beating_while_the_origin_is_down(cluster: Any) -> None
     while "edge heartbeat to" not in edge.log_text() and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     assert "edge heartbeat to" in edge.log_text()
-    await asyncio.sleep(1.5)  # a few more failed heartbeats (no assertion on time)
+    # a few more failed heartbeats: a stand-in on the origin's port counts them and hangs up
+    attempts: list[None] = []
+
+    def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        attempts.append(None)
+        writer.close()
+
+    stand_in = await asyncio.start_server(hang_up, "127.0.0.1", origin.http_port)
+    async with stand_in:
+        await wait_for(lambda: len(attempts) >= 3, timeout=20, what="three more failed heartbeats")
+    await stand_in.wait_closed()
     await origin.start()  # same port and data: the registry starts empty
     await wait_play(origin, room["slug"], "edge", edge.base)
     assert edge.proc.returncode is None

@@ -9,8 +9,11 @@ import asyncio
 import sqlite3
 from typing import Any
 
+import pytest
 from aiohttp import web
 from test_web_ui import STEP_TIMEOUT, api_login, bounded, browser, new_page  # noqa: F401  (browser: fixture)
+
+pytestmark = pytest.mark.slow
 
 ATTACK = """<!doctype html><title>win a prize</title>
 <form id="f" method="POST" action="{target}" enctype="text/plain">

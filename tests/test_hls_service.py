@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import wait_for
+
 from livecast.config import Settings
 from livecast.hls import HlsService, StreamWriter
 from livecast.hls.store import release_free_memory
@@ -281,7 +283,8 @@ async def test_write_through_mirrors_files(tmp_path: Path) -> None:
     assert len(files) == 4  # playlist, 2 listed, 1 in grace: older files deleted
     assert not (tmp_path / "hls" / "stale").exists()
     assert not any(name.endswith(".tmp") for name in files)
-    await asyncio.sleep(0.5)  # the sweeper expires the room and removes its directory
+    # the sweeper expires the room and removes its directory
+    await wait_for(lambda: service.playlist("room") is None, what="the room expired")
     assert service.playlist("room") is None
     await service.close()
     assert not room_dir.exists()
@@ -322,7 +325,7 @@ def test_program_date_time_never_goes_back_across_a_reconnect() -> None:
         service.publish_stopped("room", writer)
     segments = playlist(service)["segments"]
     stamps = [datetime.fromisoformat(s["pdt"].replace("Z", "+00:00")).timestamp() for s in segments]
-    for (a, b), segment in zip(zip(stamps, stamps[1:]), segments):
+    for (a, b), segment in zip(zip(stamps, stamps[1:], strict=False), segments, strict=False):
         assert b >= a + segment["duration"] - 0.001
 
 

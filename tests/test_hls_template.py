@@ -111,7 +111,8 @@ def test_fmp4_segments_share_one_init() -> None:
 
 
 @pytest.mark.parametrize("unit", [
-    MediaUnit(Track.VIDEO, Codec.H264, 0, 0, True, b"\x01\x64\x00\x1f\xff\xe1\x00\x40\x67", config=True),  # SPS cut short
+    # SPS cut short
+    MediaUnit(Track.VIDEO, Codec.H264, 0, 0, True, b"\x01\x64\x00\x1f\xff\xe1\x00\x40\x67", config=True),
     MediaUnit(Track.VIDEO, Codec.H264, 0, 0, True, b"\x02\x64\x00\x1f\xff\xe0\x00", config=True),  # version 2
     MediaUnit(Track.VIDEO, Codec.HEVC, 0, 0, True, b"\x01" + bytes(21) + b"\x01\x20\x00\x01\x00\x10", config=True),
     MediaUnit(Track.VIDEO, Codec.AV1, 0, 0, True, b"\x12\x00\x0a\x0b", config=True),

@@ -10,6 +10,8 @@ from livecast.hls import HlsService
 from media_gen import cached_units, shift_units
 from livecast.core.media import Track
 
+pytestmark = pytest.mark.slow
+
 SECONDS = 2
 REPEATS = 10
 

@@ -17,6 +17,8 @@ from helpers import (
 )
 from publisher import PublishFailed, publish_async, read_hls_async, start_publisher
 
+pytestmark = pytest.mark.slow  # real publishers in child processes, for seconds
+
 FPS = 30
 
 

@@ -4,8 +4,10 @@ process, through the origin and through an edge node (separate processes).
 
 The latency checked is the player's own: the wall clock minus the
 EXT-X-PROGRAM-DATE-TIME of the frame on screen (``window.livecastPlayer.latency``,
-hls.js's ``playingDate``), sampled every 250 ms for 8 s once it plays. Its median must be
-under 2 s. The browser, the server and the publisher share this machine's clock.
+hls.js's ``playingDate``), sampled every 250 ms for 8 s once it plays. The test checks that
+it plays and that the latency is measured (positive, finite, enough samples) and prints
+the median; the timing budget (median under 2 s) is checked by ``bench/llhls_browser.py``,
+not here. The browser, the server and the publisher share this machine's clock.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from test_web_ui import bounded, browser, new_page, shot  # noqa: F401 - browser
 
 from livecast.web.routes import find_node_modules
 
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(300)]
+
 LL_HLS = {"low_latency": True, "part_target": 0.2, "segment_duration": 1.0, "container": "fmp4"}
 WARM_UP = 4.0  # seconds of media played before sampling
 SAMPLE_EVERY = 0.25
 SAMPLE_FOR = 8.0
-MAX_MEDIAN_LATENCY = 2.0
 
 
 async def ll_status(page: Any) -> dict[str, Any]:
@@ -39,7 +42,8 @@ async def ll_status(page: Any) -> dict[str, Any]:
                 lowLatency: p ? p.lowLatency : null, latency: p ? p.latency : null,
                 estimate: p ? p.latencyEstimate : null, fatal: p ? p.fatalErrors : null,
                 playFrom: box.dataset.playFrom || null,
-                shown: document.getElementById('player-latency') ? document.getElementById('player-latency').textContent : null};
+                shown: document.getElementById('player-latency')
+                    ? document.getElementById('player-latency').textContent : null};
     }""")
 
 
@@ -93,7 +97,6 @@ def check(samples: list[float], first: dict[str, Any], last: dict[str, Any]) -> 
     median = statistics.median(samples)
     print(f"latency over {len(samples)} samples: median {median:.3f} s, min {min(samples):.3f}, "
           f"max {max(samples):.3f}; hls.js estimate {last['estimate']}; shown {last['shown']!r}")
-    assert median < MAX_MEDIAN_LATENCY, f"median latency {median:.3f} s (samples {samples})"
     assert min(samples) > 0, samples  # a date in the future would mean the dates are wrong
     assert last["time"] > first["time"], (first, last)  # the video kept playing
     assert last["engine"] == "hls.js" and last["lowLatency"] is True and last["fatal"] == 0, last

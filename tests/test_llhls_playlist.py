@@ -334,6 +334,7 @@ def test_removed_parts_never_come_back() -> None:
     assert after == growing
 
 
+@pytest.mark.slow
 async def test_parts_window_over_http_on_a_live_node(node_factory) -> None:
     node = await node_factory(hls={"low_latency": True, "part_target": PART_TARGET, "segment_duration": 1.0,
                                    "window": 10})

@@ -30,7 +30,7 @@ def json_log() -> Iterator[io.StringIO]:
         lg.addHandler(handler)
         lg.setLevel(logging.DEBUG)
     yield out
-    for lg, level in zip(loggers, levels):
+    for lg, level in zip(loggers, levels, strict=False):
         lg.removeHandler(handler)
         lg.setLevel(level)
 
@@ -61,7 +61,8 @@ async def test_request_id_is_echoed_when_sane_and_made_up_otherwise(node) -> Non
 async def test_json_lines_carry_the_request_id(node_factory, json_log: io.StringIO) -> None:
     node = await node_factory(log={"level": "debug"})  # the access log is on at debug only
     await register_and_login(node, "ridchecker")
-    async with node.http.post(node.url("/api/v1/auth/login"), json={"username": "ridchecker", "password": "correct horse 1"},
+    account = {"username": "ridchecker", "password": "correct horse 1"}
+    async with node.http.post(node.url("/api/v1/auth/login"), json=account,
                               headers={"X-Request-Id": "login-req-1"}) as r:
         assert r.status == 200
         assert r.headers["X-Request-Id"] == "login-req-1"
@@ -84,6 +85,7 @@ def test_text_format_stays_readable() -> None:
     assert TextFormatter().format(record).endswith("hello world [req r-1]")
 
 
+@pytest.mark.slow
 async def test_no_secrets_in_logs(node_factory, caplog: pytest.LogCaptureFixture, json_log: io.StringIO) -> None:
     caplog.set_level(logging.DEBUG, logger="livecast")
     caplog.set_level(logging.DEBUG, logger="aiohttp.access")

@@ -6,7 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from helpers import make_room, room_json, rtmp_url, segment_uris, wait_playlist
+import pytest
+from helpers import make_room, room_json, rtmp_url, segment_uris, wait_for, wait_playlist
 from prometheus_client.parser import text_string_to_metric_families
 from publisher import publish_async, start_publisher
 
@@ -41,8 +42,12 @@ async def wait_live(node: Any, slug: str, timeout: float = 15.0) -> dict[str, An
 async def test_fresh_node_exports_base_families(node) -> None:
     async with node.http.get(node.url("/healthz")) as r:
         assert r.status == 200
-    await asyncio.sleep(0.6)  # one event-loop lag probe
-    families = await scrape(node)
+
+    async def probed() -> dict[str, list[tuple[str, dict[str, str], float]]] | None:
+        families = await scrape(node)
+        return families if value(families, "livecast_event_loop_lag_seconds_count") >= 1 else None
+
+    families = await wait_for(probed, what="one event-loop lag probe")
     assert value(families, "livecast_publishers") == 0
     assert value(families, "livecast_rtmp_connections") == 0
     assert value(families, "livecast_chat_connections") == 0
@@ -62,6 +67,7 @@ async def test_unmatched_paths_share_one_label(node) -> None:
     assert not any("missing" in r or "thing" in r for r in routes)
 
 
+@pytest.mark.slow
 async def test_publish_and_playback_move_the_counters(node_factory) -> None:
     node = await node_factory(hls={"segment_duration": 1.0, "window": 10})
     room = await make_room(node)
@@ -86,7 +92,8 @@ async def test_publish_and_playback_move_the_counters(node_factory) -> None:
     after = await scrape(node)
     assert value(after, "livecast_publishers") == 0
     # the ended session's totals are kept, not dropped with the stream
-    assert value(after, "livecast_ingest_bytes_total", room=slug) >= value(live, "livecast_ingest_bytes_total", room=slug)
+    ingest_bytes = "livecast_ingest_bytes_total"
+    assert value(after, ingest_bytes, room=slug) >= value(live, ingest_bytes, room=slug)
     assert value(after, "livecast_ingest_units_total", room=slug) > 0
     assert value(after, "livecast_hls_segments_total", room=slug) >= len(uris)
     assert value(after, "livecast_http_requests_total", route="hls_playlist", status="200") >= 1

@@ -32,6 +32,8 @@ from procs import free_port, wait_listening
 from prometheus_client.parser import text_string_to_metric_families
 from publisher import publish_async, read_hls_async, start_publisher
 
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
+
 CONF = Path(__file__).resolve().parent.parent / "conf" / "nginx-cache.conf"
 FPS = 30
 LISTEN_LINE = "listen 8088;"

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from helpers import make_room, room_json, rtmp_url, wait_playlist
 from publisher import read_hls_async, start_publisher
 from rtmp_attack import Conn, closed_by_server, keep_alive, open_rtmp
 from rtmp_craft import command_message, ping_request
 from test_metrics import scrape, value
+
+pytestmark = pytest.mark.slow
 
 
 async def open_rtmp_checked(node: Any, source: str) -> Conn:

@@ -135,7 +135,7 @@ def test_interleaved_chunk_streams() -> None:
     # split each into its chunks and interleave them: a0 v0 a1 v1 a2 v2
     a_chunks = [a[:12 + 128], a[140:140 + 129], a[269:]]
     v_chunks = [v[:12 + 128], v[140:140 + 129], v[269:]]
-    data = b"".join(x + y for x, y in zip(a_chunks, v_chunks))
+    data = b"".join(x + y for x, y in zip(a_chunks, v_chunks, strict=False))
     assert summary(read(data)) == [(4, 8, 1, 20, audio), (6, 9, 1, 33, video)]
 
 
@@ -259,7 +259,7 @@ def test_writer_reader_roundtrip_any_split(msgs: list[RtmpMessage], chunk_size: 
     cuts = sorted(data.draw(st.lists(st.integers(0, len(wire)), max_size=20)))
     reader = ChunkReader(max_chunk_streams=16)
     got: list[RtmpMessage] = []
-    for start, end in zip([0, *cuts], [*cuts, len(wire)]):
+    for start, end in zip([0, *cuts], [*cuts, len(wire)], strict=False):
         got += reader.feed(wire[start:end])
     assert got[1:] == msgs
     assert reader.buffered == 0

@@ -3,6 +3,7 @@ ProtocolError, nothing else, and its buffers stay bounded."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -68,7 +69,7 @@ def run(pieces: list[bytes], *, accept: bool = True) -> list[object]:
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts})
-    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=False)]
 
 
 def test_the_valid_session_works() -> None:
@@ -104,6 +105,7 @@ mutation = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(mutation, min_size=1, max_size=6), st.lists(st.integers(0, 20_000), max_size=10))
 def test_mutated_valid_session(mutations: list[tuple[str, int, object]], cuts: list[int]) -> None:

@@ -67,7 +67,7 @@ async def attack(node: Any, source: str, huge: bool, stop: asyncio.Event) -> int
     return made
 
 
-async def test_rtmp_partial_message_attacks_from_60_connections_keep_rss_growth_under_64_mib_and_a_publisher_keeps_every_segment(
+async def test_rtmp_partial_message_attacks_from_60_connections_keep_rss_growth_under_64_mib_and_a_publisher_keeps_every_segment(  # noqa: E501
     cluster,
 ) -> None:
     node = await cluster.node("origin", hls={"segment_duration": 1.0, "window": 30})

@@ -20,6 +20,8 @@ import pytest
 
 from tests.procs import NodeProcess, node_sections, write_config
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("schemathesis")
 
 FUZZ_EXAMPLES = int(os.environ.get("LIVECAST_FUZZ_EXAMPLES", "100"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from helpers import make_room, room_json, rtmp_url
 from publisher import start_publisher
 
@@ -70,6 +71,7 @@ def test_info_has_health_fields_and_no_peer() -> None:
     assert LiveStream("x", "p").warnings() == []  # no limit set: no keyframe warning
 
 
+@pytest.mark.slow
 async def test_long_gop_raises_keyframe_warning_in_room_api(node_factory) -> None:
     node = await node_factory(hls={"segment_duration": 1.0})
     room = await make_room(node)

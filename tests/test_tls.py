@@ -23,7 +23,7 @@ from publisher import publish_async, read_hls_async, start_publisher
 from livecast.keys import BOUND_PORTS
 from livecast.server import banner
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")]
 
 FPS = 30
 

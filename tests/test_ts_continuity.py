@@ -75,7 +75,8 @@ def test_a_timeline_break_keeps_the_indicator_where_it_breaks() -> None:
     stream = packets(whole)
     assert continuity_errors(stream) == []
     starts = [sum(len(a) for a in alone[:n]) for n in range(len(alone) + 1)]
-    marked = {next(n for n in range(len(alone)) if starts[n] <= p.offset < starts[n + 1]) for p in discontinuities(stream)}
+    marked = {next(n for n in range(len(alone)) if starts[n] <= p.offset < starts[n + 1])
+              for p in discontinuities(stream)}
     assert marked == {0, 2}  # the session's start and the break, nowhere else
     third = packets(alone[2])
     assert discontinuities(third) == first_packets(third)
@@ -138,6 +139,7 @@ async def fetch_segments(node, slug: str, text: str) -> list[tuple[str, bytes]]:
     return out
 
 
+@pytest.mark.slow
 async def test_consecutive_segments_over_http_have_unbroken_counters(node_factory) -> None:
     node = await node_factory(hls={"container": "mpegts", "segment_duration": 1.0, "window": 20})
     room = await make_room(node)
@@ -156,6 +158,7 @@ async def test_consecutive_segments_over_http_have_unbroken_counters(node_factor
     assert frames == sent.video_frames
 
 
+@pytest.mark.slow
 async def test_takeover_marks_the_break_and_only_there(node_factory) -> None:
     node = await node_factory(hls={"container": "mpegts", "segment_duration": 1.0, "window": 30})
     room = await make_room(node)

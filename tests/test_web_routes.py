@@ -139,6 +139,7 @@ def _demo_children() -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 async def test_demo_mode_publishes_a_live_test_pattern(node_factory: Any) -> None:
     node = await node_factory(server={"demo": True})

@@ -25,6 +25,8 @@ from publisher import start_publisher
 
 from livecast.web.routes import find_node_modules
 
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(300)]
+
 CHROMIUM = Path(os.environ.get("LIVECAST_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -228,7 +230,8 @@ async def test_register_stream_chat_like_gift(browser: Any, node: Any) -> None:
         balance = int(await viewer.text_content("#balance") or "")
         await viewer.select_option("#gift-select", "rose")
         await viewer.click("#gift-form button[type=submit]")
-        await viewer.wait_for_function(f"() => Number(document.getElementById('balance').textContent) === {balance - 5}")
+        await viewer.wait_for_function(
+            f"() => Number(document.getElementById('balance').textContent) === {balance - 5}")
         await streamer.wait_for_selector(".chat-gift:has-text('sent Rose')")
 
         status = await player_status(viewer)
@@ -333,7 +336,8 @@ async def test_admin_page_roles_disable_coins(browser: Any, node: Any) -> None:
     await users.create_user("root_admin", PASSWORD, role="admin")
     await users.create_user("carol", PASSWORD, role="viewer")
     context, page, watch = await new_page(browser, node)
-    r = await context.request.post(node.url("/api/v1/auth/login"), data={"username": "root_admin", "password": PASSWORD})
+    r = await context.request.post(node.url("/api/v1/auth/login"),
+                                   data={"username": "root_admin", "password": PASSWORD})
     assert r.status == 200
     await page.goto("/admin")
     row = page.locator("tr[data-username='carol']")

@@ -28,6 +28,7 @@ class Receiver:
         self.arrived = asyncio.Condition()
         self.answer: Callable[[web.Request, int], Any] = lambda request, n: web.Response(status=204)
         self.url = ""
+        self.released = asyncio.Event()  # set at teardown: answers held back by a test go out
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -60,6 +61,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     await site.start()
     rec.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     yield rec
+    rec.released.set()
     await runner.cleanup()
 
 
@@ -67,6 +69,7 @@ def _names(events: list[dict[str, Any]]) -> list[str]:
     return [e["event"] for e in events]
 
 
+@pytest.mark.slow
 async def test_signed_events_for_publish_room_comment_and_gift(node_factory: Any, receiver: Receiver) -> None:
     node = await node_factory(webhooks={"urls": [receiver.url + "/hook"], "secret": SECRET})
     room = await make_room(node, title="Hooked")
@@ -116,7 +119,7 @@ async def test_delivery_retries_with_the_same_id(node_factory: Any, receiver: Re
     node = await node_factory(webhooks={"urls": [receiver.url], "secret": SECRET, "backoff": 0.05})
     await make_room(node)
     await receiver.wait_for(lambda ev: len(ev) >= 3)
-    await asyncio.sleep(0.3)
+    await node.stop()  # flushes: in-flight deliveries (and any further retry) finish before it returns
     ids = {h["X-LiveCast-Delivery"] for h, _ in receiver.received}
     assert len(receiver.received) == 3 and len(ids) == 1  # two failures, then delivered; no more
 
@@ -136,6 +139,7 @@ async def _publish_outcome(node: Any, room: dict[str, Any]) -> bool:
     return True
 
 
+@pytest.mark.slow
 async def test_on_publish_denies_and_allows_real_publishes(node_factory: Any, receiver: Receiver) -> None:
     allowed: set[str] = set()
 
@@ -160,11 +164,12 @@ async def test_on_publish_denies_and_allows_real_publishes(node_factory: Any, re
         assert data["app"] == "live" and data["peer"].startswith("127.0.0.1:") and set(data) == {"room", "peer", "app"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fail_open", [False, True])
 async def test_on_publish_timeout_denies_unless_fail_open(node_factory: Any, receiver: Receiver,
                                                           fail_open: bool) -> None:
     async def slow(request: web.Request, n: int) -> web.Response:
-        await asyncio.sleep(3)
+        await receiver.released.wait()  # no answer while the test runs
         return web.Response(status=200)
 
     receiver.answer = slow

@@ -356,6 +356,11 @@ class ChatHub:
     def close_text(self, client: ChatClient, code: int, text: str) -> asyncio.Task[None]:
         return self.close(client, code, text_frame(text))
 
+    @property
+    def flushed(self) -> bool:
+        """No write tick is scheduled: everything offered so far has been flushed (or held back)."""
+        return self._flush_handle is None
+
     def _flush_one(self, client: ChatClient) -> None:
         self._dirty.discard(client)
         client.flush()

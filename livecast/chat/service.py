@@ -111,6 +111,10 @@ class ChatService:
         if self._pending_likes is not None:
             await self._pending_likes.flush()
 
+    async def prune_now(self) -> int:
+        """One comment prune pass at once (the one the pruner runs every ``prune_interval``)."""
+        return await self._pruner.prune() if self._pruner is not None else 0
+
     async def close(self) -> None:
         if self._pruning is not None:
             self._pruning.cancel()
