@@ -16,7 +16,7 @@ from livecast.api import health
 from livecast.api.csrf import csrf_middleware
 from livecast.api.middleware import error_middleware
 from livecast.config import Settings
-from livecast.db import Database
+from livecast.storage.sqlite import Database
 from livecast.core.events import EventBus
 from livecast.keys import BOUND_PORTS, DB, EVENTS, SETTINGS
 from livecast.observe import setup as setup_observability

@@ -60,7 +60,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> None:
-    from livecast.db import Database
+    from livecast.storage.sqlite import Database
     from livecast.users import UserService
 
     db = Database(settings.db_path)
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"livecast: configuration error: {err}", file=sys.stderr)
         return 2
 
-    from livecast.db import SchemaTooNew
+    from livecast.storage.sqlite import SchemaTooNew
     from livecast.core.errors import LivecastError
     from livecast.logs import setup_logging
 

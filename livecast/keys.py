@@ -8,7 +8,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from livecast.config import Settings
-    from livecast.db import Database
+    from livecast.storage.sqlite import Database
     from livecast.core.events import EventBus
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")

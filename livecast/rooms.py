@@ -18,7 +18,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from livecast.db import Database
+from livecast.storage.sqlite import Database
 from livecast.core.errors import Conflict, RoomNotFound, ValidationError
 from livecast.users import User, utc_now
 

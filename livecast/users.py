@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from livecast.config import AuthSettings
-from livecast.db import Database
+from livecast.storage.sqlite import Database
 from livecast.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationError
 from livecast.passwords import PasswordPool
 

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from livecast.chat.frames import user_json
-from livecast.db import Database
+from livecast.storage.sqlite import Database
 from livecast.core.errors import Conflict, RoomNotFound
 
 log = logging.getLogger(__name__)

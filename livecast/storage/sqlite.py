@@ -17,7 +17,7 @@ from typing import Any
 
 import aiosqlite
 
-from livecast.migrations import MIGRATIONS
+from livecast.storage.migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
 
