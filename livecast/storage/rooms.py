@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 SLUG_CONSTRAINT = "rooms_slug_key"
 
-SELECT = (
+_SELECT = (
     "SELECT r.id, r.slug, r.owner_id, u.username AS owner_username, r.title, r.description,"
     " r.stream_key, r.live, r.started_at, r.created_at FROM rooms r JOIN users u ON u.id = r.owner_id"
 )
@@ -27,9 +27,9 @@ INSERT = (
     "INSERT INTO rooms (slug, owner_id, title, description, stream_key, stream_key_hash, live, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, 0, ?) RETURNING id"
 )
-BY_SLUG = SELECT + " WHERE r.slug = ?"
-BY_OWNER = SELECT + " WHERE r.owner_id = ? ORDER BY r.id"
-BY_KEY_HASH = SELECT + " WHERE r.stream_key_hash = ?"
+BY_SLUG = _SELECT + " WHERE r.slug = ?"
+BY_OWNER = _SELECT + " WHERE r.owner_id = ? ORDER BY r.id"
+BY_KEY_HASH = _SELECT + " WHERE r.stream_key_hash = ?"
 UPDATE_TEXT = "UPDATE rooms SET title = COALESCE(?, title), description = COALESCE(?, description) WHERE slug = ?"
 DELETE = "DELETE FROM rooms WHERE slug = ?"
 SET_KEY = "UPDATE rooms SET stream_key = ?, stream_key_hash = ? WHERE slug = ?"
@@ -44,7 +44,7 @@ _AFTER = "(r.live, r.id) < (?, ?)"
 def list_sql(by_owner: bool, after: bool) -> str:
     """The listing statement (one of four, all in STATEMENTS)."""
     where = [w for w, on in ((_OWNER, by_owner), (_AFTER, after)) if on]
-    return SELECT + (" WHERE " + " AND ".join(where) if where else "") + _ORDER
+    return _SELECT + (" WHERE " + " AND ".join(where) if where else "") + _ORDER
 
 
 STATEMENTS: tuple[str, ...] = (
