@@ -132,7 +132,7 @@ class SqliteDatabase(_Statements):
         self._conn_ = conn
         try:
             for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000", "synchronous=NORMAL"):
-                await self.execute(f"PRAGMA {pragma}")
+                await _mapped(conn.execute(f"PRAGMA {pragma}"))
             async with self.transaction() as tx:
                 await migrate(tx, self.dialect, str(self.path))
         except BaseException:
@@ -163,9 +163,7 @@ class SqliteDatabase(_Statements):
         await _mapped(self._connection().execute("BEGIN IMMEDIATE"))
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        """One write statement in its own transaction (PRAGMAs run as they are)."""
-        if sql.startswith("PRAGMA"):
-            return await super().execute(sql, params)
+        """One write statement in its own transaction."""
         async with self.transaction() as tx:
             return await tx.execute(sql, params)
 
