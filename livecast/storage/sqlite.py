@@ -71,7 +71,7 @@ async def _mapped(call: Awaitable[T]) -> T:
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
-    return {d[0]: v for d, v in zip(cursor.description, row)}
+    return dict(zip([d[0] for d in cursor.description], row))
 
 
 class _Statements:
@@ -96,16 +96,16 @@ class _Statements:
         return int(row["id"])
 
     async def _fetch_one(self, sql: str, params: Params) -> Row | None:
-        async with self._conn().execute(sql, params) as cur:
-            return cast("Row | None", await cur.fetchone())
+        rows = await self._fetch_all(sql, params)
+        return rows[0] if rows else None
 
     async def _fetch_all(self, sql: str, params: Params) -> list[Row]:
-        async with self._conn().execute(sql, params) as cur:
-            return cast("list[Row]", list(await cur.fetchall()))
+        # One trip to the driver's thread (execute, fetch and close together).
+        return cast("list[Row]", list(await self._conn().execute_fetchall(sql, params)))
 
     async def _execute(self, sql: str, params: Params) -> int:
-        async with self._conn().execute(sql, params) as cur:
-            return max(0, cur.rowcount)
+        cursor = await self._conn().execute(sql, params)
+        return max(0, cursor.rowcount)
 
 
 class SqliteDatabase(_Statements):
