@@ -16,17 +16,17 @@ from livecast.api import health
 from livecast.api.csrf import csrf_middleware
 from livecast.api.middleware import error_middleware
 from livecast.config import Settings
-from livecast.db import Database
 from livecast.core.events import EventBus
 from livecast.keys import BOUND_PORTS, DB, EVENTS, SETTINGS
 from livecast.observe import setup as setup_observability
+from livecast.storage.sqlite import SqliteDatabase
 from livecast.web import routes as web_routes
 
 log = logging.getLogger(__name__)
 
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
-    db = Database(app[SETTINGS].db_path)
+    db = SqliteDatabase(app[SETTINGS].db_path)
     await db.open()
     app[DB] = db
     yield

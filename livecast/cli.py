@@ -60,10 +60,10 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> None:
-    from livecast.db import Database
+    from livecast.storage.sqlite import SqliteDatabase
     from livecast.users import UserService
 
-    db = Database(settings.db_path)
+    db = SqliteDatabase(settings.db_path)
     await db.open()
     try:
         users = UserService(db, settings.auth)
@@ -81,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"livecast: configuration error: {err}", file=sys.stderr)
         return 2
 
-    from livecast.db import SchemaTooNew
     from livecast.core.errors import LivecastError
     from livecast.logs import setup_logging
+    from livecast.storage.errors import SchemaTooNew
 
     setup_logging(settings.log)
     try:

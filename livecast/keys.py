@@ -8,8 +8,8 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from livecast.config import Settings
-    from livecast.db import Database
     from livecast.core.events import EventBus
+    from livecast.storage.database import Database
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 DB: web.AppKey[Database] = web.AppKey("db")

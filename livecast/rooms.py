@@ -13,13 +13,19 @@ import hmac
 import logging
 import re
 import secrets
-import sqlite3
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from livecast.db import Database
 from livecast.core.errors import Conflict, RoomNotFound, ValidationError
+from livecast.storage.database import Database
+from livecast.storage.errors import UniqueViolation
+from livecast.storage.rooms import (
+    SLUG_CONSTRAINT,
+    NewRoom,
+    RoomLimitReached,
+    RoomRepository,
+)
 from livecast.users import User, utc_now
 
 log = logging.getLogger(__name__)
@@ -154,58 +160,48 @@ class Room:
         return user.role == "admin" or user.id == self.owner_id
 
 
-_SELECT = (
-    "SELECT r.id, r.slug, r.owner_id, u.username AS owner_username, r.title, r.description,"
-    " r.stream_key, r.live, r.started_at, r.created_at FROM rooms r JOIN users u ON u.id = r.owner_id"
-)
+# How often a derived slug is retried when another creation took it in the meantime.
+_SLUG_ATTEMPTS = 8
 
 
 class RoomService:
     def __init__(self, db: Database) -> None:
-        self.db = db
+        self.repo = RoomRepository(db)
 
     async def create(self, owner: User, title: object, description: object = None,
                      slug: object = None, *, max_rooms: int = 0) -> Room:
         """Create a room. A given slug that is taken is 409 ``slug_taken``; a derived one
         gets the first free ``-2``, ``-3``... suffix. An owner (not an admin) who already
-        has ``max_rooms`` rooms (0 = no cap) gets 409 ``room_limit``."""
+        has ``max_rooms`` rooms (0 = no cap) gets 409 ``room_limit``.
+
+        The slug is settled by the unique constraint: a derived slug that another creation
+        took in the meantime is recomputed and tried again."""
         title_ = validate_title(title)
         description_ = validate_description(description)
         given = None if slug is None else validate_slug(slug)
-        key = new_stream_key()
-        now = utc_now()
-        async with self.db.transaction() as conn:
-            # BEGIN IMMEDIATE holds the write lock, so checking then inserting cannot race.
-            if max_rooms > 0 and owner.role != "admin":
-                await self._check_room_limit(conn, owner.id, max_rooms)
-            slug_ = given or await self._free_slug(conn, slugify(title_))
+        cap = max_rooms if max_rooms > 0 and owner.role != "admin" else 0
+        for attempt in range(_SLUG_ATTEMPTS):
+            slug_ = given or await self._free_slug(slugify(title_))
+            key = new_stream_key()
+            room = NewRoom(slug_, owner.id, title_, description_, key, stream_key_hash(key), utc_now())
             try:
-                await conn.execute(
-                    "INSERT INTO rooms (slug, owner_id, title, description, stream_key, stream_key_hash,"
-                    " live, created_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
-                    (slug_, owner.id, title_, description_, key, stream_key_hash(key), now),
-                )
-            except sqlite3.IntegrityError as err:
-                if "rooms.slug" in str(err):
+                await self.repo.insert(room, cap)
+            except RoomLimitReached as err:
+                raise Conflict(f"you already have {max_rooms} rooms, the most allowed; delete one first",
+                               code="room_limit") from err
+            except UniqueViolation as err:
+                if err.constraint != SLUG_CONSTRAINT:
+                    raise
+                if given is not None or attempt == _SLUG_ATTEMPTS - 1:
                     raise Conflict("slug is already taken", field="slug", code="slug_taken") from err
-                raise
-        log.info("user %s created room %s", owner.username, slug_)
-        return await self.require(slug_)
+                continue
+            log.info("user %s created room %s", owner.username, slug_)
+            return await self.require(slug_)
+        raise Conflict("slug is already taken", field="slug", code="slug_taken")
 
-    @staticmethod
-    async def _check_room_limit(conn: Any, owner_id: int, max_rooms: int) -> None:
-        async with conn.execute("SELECT COUNT(*) FROM rooms WHERE owner_id = ?", (owner_id,)) as cur:
-            row = await cur.fetchone()
-        if int(row[0]) >= max_rooms:
-            raise Conflict(f"you already have {max_rooms} rooms, the most allowed; delete one first",
-                           code="room_limit")
-
-    @staticmethod
-    async def _free_slug(conn: Any, base: str) -> str:
+    async def _free_slug(self, base: str) -> str:
         # Every candidate base[:k].rstrip("-") + "-N" (k >= 32) starts with this prefix.
-        prefix = base[:32].rstrip("-")
-        async with conn.execute("SELECT slug FROM rooms WHERE slug GLOB ?", (prefix + "*",)) as cur:
-            taken = {str(r[0]) for r in await cur.fetchall()}
+        taken = await self.repo.slugs_starting(base[:32].rstrip("-"))
         if base not in taken:
             return base
         n = 2
@@ -217,16 +213,7 @@ class RoomService:
                    owner_id: int | None = None) -> builtins.list[Room]:
         """Live rooms first, then newest (highest id) first: up to ``limit`` (-1: all) rooms,
         those after ``after`` = ``sort_key(room)`` of the previous page's last room."""
-        where: builtins.list[str] = []
-        params: builtins.list[Any] = []
-        if owner_id is not None:
-            where.append("r.owner_id = ?")
-            params.append(owner_id)
-        if after is not None:
-            where.append("(r.live, r.id) < (?, ?)")
-            params.extend(after)
-        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
-        rows = await self.db.fetchall(sql + " ORDER BY r.live DESC, r.id DESC LIMIT ?", (*params, limit))
+        rows = await self.repo.page(limit, after, owner_id)
         return [Room.from_row(r) for r in rows]
 
     @staticmethod
@@ -237,7 +224,7 @@ class RoomService:
     async def get(self, slug: str) -> Room | None:
         if not isinstance(slug, str) or not SLUG_RE.fullmatch(slug):
             return None
-        row = await self.db.fetchone(_SELECT + " WHERE r.slug = ?", (slug,))
+        row = await self.repo.by_slug(slug)
         return Room.from_row(row) if row else None
 
     async def require(self, slug: str) -> Room:
@@ -247,44 +234,46 @@ class RoomService:
         return room
 
     async def list_by_owner(self, owner_id: int) -> builtins.list[Room]:
-        rows = await self.db.fetchall(_SELECT + " WHERE r.owner_id = ? ORDER BY r.id", (owner_id,))
+        rows = await self.repo.by_owner(owner_id)
         return [Room.from_row(r) for r in rows]
 
     async def update(self, slug: str, *, title: object = None, description: object = None) -> Room:
         """Change the title and/or description (None leaves a field as it is)."""
         title_ = None if title is None else validate_title(title)
         description_ = None if description is None else validate_description(description)
-        await self._change(slug, "UPDATE rooms SET title = COALESCE(?, title),"
-                                 " description = COALESCE(?, description) WHERE slug = ?",
-                           (title_, description_, slug))
+        self._check_slug(slug)
+        self._found(await self.repo.update_text(slug, title_, description_))
         return await self.require(slug)
 
     async def delete(self, slug: str) -> None:
-        await self._change(slug, "DELETE FROM rooms WHERE slug = ?", (slug,))
+        self._check_slug(slug)
+        self._found(await self.repo.delete(slug))
         log.info("room %s deleted", slug)
 
     async def rotate_key(self, slug: str) -> Room:
         """A new stream key; the old one stops matching the moment this returns."""
         key = new_stream_key()
-        await self._change(slug, "UPDATE rooms SET stream_key = ?, stream_key_hash = ? WHERE slug = ?",
-                           (key, stream_key_hash(key), slug))
+        self._check_slug(slug)
+        self._found(await self.repo.set_key(slug, key, stream_key_hash(key)))
         log.info("stream key of room %s rotated", slug)
         return await self.require(slug)
 
-    async def _change(self, slug: str, sql: str, params: tuple[Any, ...]) -> None:
-        """One write to an existing room; RoomNotFound if it is not (or no longer) there."""
+    @staticmethod
+    def _check_slug(slug: str) -> None:
         if not isinstance(slug, str) or not SLUG_RE.fullmatch(slug):
             raise RoomNotFound("no such room")
-        async with self.db.transaction() as conn:
-            cur = await conn.execute(sql, params)
-            if cur.rowcount == 0:
-                raise RoomNotFound("no such room")
+
+    @staticmethod
+    def _found(changed: int) -> None:
+        """RoomNotFound when a write to a room changed nothing (it is not, or no longer, there)."""
+        if changed == 0:
+            raise RoomNotFound("no such room")
 
     async def find_by_stream_key(self, key: object) -> Room | None:
         """The room this key publishes to, or None."""
         if not isinstance(key, str) or not 1 <= len(key) <= 256:
             return None
-        row = await self.db.fetchone(_SELECT + " WHERE r.stream_key_hash = ?", (stream_key_hash(key),))
+        row = await self.repo.by_key_hash(stream_key_hash(key))
         if row is None:
             return None
         room = Room.from_row(row)
@@ -294,14 +283,7 @@ class RoomService:
 
     async def set_live(self, slug: str, live: bool) -> bool:
         """Mark a room live (``started_at`` = now) or offline; False if there is no such room."""
-        async with self.db.transaction() as conn:
-            cur = await conn.execute(
-                "UPDATE rooms SET live = ?, started_at = ? WHERE slug = ?",
-                (int(live), utc_now() if live else None, slug),
-            )
-            return cur.rowcount > 0
+        return await self.repo.set_live(slug, live, utc_now() if live else None) > 0
 
     async def set_all_offline(self) -> int:
-        async with self.db.transaction() as conn:
-            cur = await conn.execute("UPDATE rooms SET live = 0, started_at = NULL WHERE live != 0")
-            return int(cur.rowcount)
+        return await self.repo.set_all_offline()

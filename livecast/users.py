@@ -13,16 +13,24 @@ import hashlib
 import logging
 import re
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from livecast.config import AuthSettings
-from livecast.db import Database
-from livecast.core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationError
+from livecast.core.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+    ValidationError,
+)
 from livecast.passwords import PasswordPool
+from livecast.storage.database import Database
+from livecast.storage.errors import UniqueViolation
+from livecast.storage.ledger import LedgerRepository
+from livecast.storage.users import USERNAME_CONSTRAINT, UserRepository
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +45,7 @@ MAX_BALANCE = 10**15
 
 def utc_now() -> str:
     """Now as ISO 8601 UTC with a ``Z`` suffix (second precision)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def token_hash(token: str) -> str:
@@ -125,12 +133,10 @@ class Session:
     expires_at: float
 
 
-_USER_COLUMNS = "id, username, role, coins, disabled, created_at, email"
-
-
 class UserService:
     def __init__(self, db: Database, settings: AuthSettings) -> None:
-        self.db = db
+        self.repo = UserRepository(db)
+        self.ledger = LedgerRepository(db)
         self.settings = settings
         self.passwords = PasswordPool(settings.bcrypt_workers, settings.bcrypt_queue)
         self._dummy_hash: str | None = None
@@ -154,15 +160,9 @@ class UserService:
         hashed = await self.passwords.hash(secret, self.settings.bcrypt_rounds)
         now = utc_now()
         try:
-            async with self.db.transaction() as conn:
-                cur = await conn.execute(
-                    "INSERT INTO users (username, email, password_hash, role, coins, disabled, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, 0, ?)",
-                    (name, email_, hashed, role_, max(0, self.settings.signup_coins), now),
-                )
-                user_id = int(cur.lastrowid or 0)
-        except sqlite3.IntegrityError as err:
-            if "users.username" in str(err):
+            user_id = await self.repo.insert(name, email_, hashed, role_, max(0, self.settings.signup_coins), now)
+        except UniqueViolation as err:
+            if err.constraint == USERNAME_CONSTRAINT:
                 raise Conflict("username is already taken", field="username", code="username_taken") from err
             raise
         log.info("created %s account %s (id %d)", role_, name, user_id)
@@ -175,14 +175,14 @@ class UserService:
                 validate_role(self.settings.default_role if role is None else role), validate_email(email))
 
     async def get_by_id(self, user_id: int) -> User | None:
-        row = await self.db.fetchone(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
+        row = await self.repo.by_id(user_id)
         return User.from_row(row) if row else None
 
     async def get_by_username(self, username: str) -> User | None:
         """Case-insensitive lookup; None for unknown or syntactically impossible names."""
         if not isinstance(username, str) or not USERNAME_RE.fullmatch(username):
             return None
-        row = await self.db.fetchone(f"SELECT {_USER_COLUMNS} FROM users WHERE username = ?", (username,))
+        row = await self.repo.by_name(username)
         return User.from_row(row) if row else None
 
     async def require_by_username(self, username: str) -> User:
@@ -193,8 +193,7 @@ class UserService:
 
     async def list_users(self, limit: int = -1, after_id: int = 0) -> list[User]:
         """Accounts by id: up to ``limit`` (-1: all) with an id above ``after_id``."""
-        rows = await self.db.fetchall(f"SELECT {_USER_COLUMNS} FROM users WHERE id > ? ORDER BY id LIMIT ?",
-                                      (after_id, limit))
+        rows = await self.repo.list(limit, after_id)
         return [User.from_row(r) for r in rows]
 
     # -- login --------------------------------------------------------------------
@@ -211,8 +210,7 @@ class UserService:
             raise ValidationError("password must be a string", field="password")
         row = None
         if USERNAME_RE.fullmatch(username):
-            row = await self.db.fetchone(
-                f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE username = ?", (username,))
+            row = await self.repo.with_hash_by_name(username)
         hashed = str(row["password_hash"]) if row else await self._dummy()
         ok = await self.passwords.check(password, hashed)
         if row is None or not ok:
@@ -241,42 +239,26 @@ class UserService:
         token = secrets.token_urlsafe(32)
         now = time.time()
         expires = now + self.session_ttl
-        async with self.db.transaction() as conn:
-            await conn.execute("DELETE FROM sessions WHERE user_id = ? AND expires_at <= ?", (user.id, now))
-            await conn.execute(
-                "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-                (token_hash(token), user.id, utc_now(), expires),
-            )
+        await self.repo.add_session(token_hash(token), user.id, utc_now(), now, expires)
         return Session(token, user, expires)
 
     async def user_for_token(self, token: object) -> User | None:
         """The enabled user behind an unexpired token, else None."""
         if not isinstance(token, str) or not TOKEN_RE.fullmatch(token):
             return None
-        row = await self.db.fetchone(
-            "SELECT u.id, u.username, u.role, u.coins, u.disabled, u.created_at, u.email"
-            " FROM sessions s JOIN users u ON u.id = s.user_id"
-            " WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0",
-            (token_hash(token), time.time()),
-        )
+        row = await self.repo.user_for_token(token_hash(token), time.time())
         return User.from_row(row) if row else None
 
     async def revoke(self, token: object) -> bool:
         if not isinstance(token, str) or not TOKEN_RE.fullmatch(token):
             return False
-        async with self.db.transaction() as conn:
-            cur = await conn.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash(token),))
-            return cur.rowcount > 0
+        return await self.repo.delete_session(token_hash(token)) > 0
 
     async def revoke_all(self, user_id: int) -> int:
-        async with self.db.transaction() as conn:
-            cur = await conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
-            return int(cur.rowcount)
+        return await self.repo.delete_sessions_of(user_id)
 
     async def purge_expired_sessions(self) -> int:
-        async with self.db.transaction() as conn:
-            cur = await conn.execute("DELETE FROM sessions WHERE expires_at <= ?", (time.time(),))
-            return int(cur.rowcount)
+        return await self.repo.delete_expired_sessions(time.time())
 
     # -- administration -------------------------------------------------------------
 
@@ -287,13 +269,7 @@ class UserService:
         if disabled is not None and not isinstance(disabled, bool):
             raise ValidationError("disabled must be true or false", field="disabled")
         user = await self.require_by_username(username)
-        async with self.db.transaction() as conn:
-            if role_ is not None:
-                await conn.execute("UPDATE users SET role = ? WHERE id = ?", (role_, user.id))
-            if disabled is not None:
-                await conn.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user.id))
-                if disabled:
-                    await conn.execute("DELETE FROM sessions WHERE user_id = ?", (user.id,))
+        await self.repo.update(user.id, role_, disabled)
         if role_ is not None and role_ != user.role:
             log.info("user %s role %s -> %s", user.username, user.role, role_)
         if disabled is not None and disabled != user.disabled:
@@ -311,13 +287,8 @@ class UserService:
         if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= MAX_GRANT:
             raise ValidationError(f"amount must be an integer from 1 to {MAX_GRANT}", field="amount")
         user = await self.require_by_username(username)
-        async with self.db.transaction() as conn:
-            cur = await conn.execute(
-                "UPDATE users SET coins = coins + ? WHERE id = ? AND coins <= ?",
-                (amount, user.id, MAX_BALANCE - amount),
-            )
-            if cur.rowcount == 0:
-                raise Conflict("balance would exceed the limit", field="amount", code="balance_limit")
+        if not await self.ledger.grant(user.id, amount, MAX_BALANCE):
+            raise Conflict("balance would exceed the limit", field="amount", code="balance_limit")
         log.info("granted %d coins to %s", amount, user.username)
         return await self._reload(user.id)
 

@@ -131,7 +131,7 @@ async def test_balance_limit(node: Any) -> None:
     await account(node, "rich")
     users = node.node.app[USERS]
     user = await users.get_by_username("rich")
-    await users.db.execute("UPDATE users SET coins = ? WHERE id = ?", (10**15 - 3, user.id))
+    await users.repo.db.execute("UPDATE users SET coins = ? WHERE id = ?", (10**15 - 3, user.id))
     status, body = await grant(node, admin, "rich", {"amount": 5})
     assert status == 409 and body["error"]["code"] == "balance_limit"
     assert (await grant(node, admin, "rich", {"amount": 3}))[0] == 200

@@ -1,4 +1,4 @@
-"""Likes: totals kept in memory, increments written to SQLite in batches.
+"""Likes: totals kept in memory, increments written to the database in batches.
 
 A like only touches memory; ``flush`` writes the accumulated increments of every room in
 one transaction. It runs at least once a second and on shutdown, so a crash loses at
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 
 from livecast.chat.store import ChatStore
+from livecast.storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class PendingLikes:
             batch, self._pending = self._pending, {}
             try:
                 await self.store.add_likes(batch)
-            except (sqlite3.Error, RuntimeError, ValueError):
+            except StorageError:
                 log.exception("could not write %d room(s) of likes; will retry", len(batch))
                 for room_id, count in batch.items():
                     self.add(room_id, count)
