@@ -16,6 +16,7 @@ from livecast.api import paging
 from livecast.api.auth import read_body, require_user
 from livecast.chat import apidoc  # noqa: F401  (documents the routes)
 from livecast.chat import cluster_routes
+from livecast.chat.bus.base import ChatBus
 from livecast.chat.frames import GIFT_QUANTITY_MAX
 from livecast.chat.service import ChatRoom, ChatService
 from livecast.chat.store import ChatStore
@@ -174,9 +175,9 @@ async def patch_chat_settings(request: web.Request) -> web.Response:
 # -- wiring --------------------------------------------------------------------------
 
 
-def setup(app: web.Application) -> None:
-    """Add chat to an origin app. Call after the accounts/rooms API's setup."""
-    service = ChatService(app[SETTINGS])
+def setup(app: web.Application, bus: ChatBus) -> None:
+    """Add chat to an origin app, on ``bus``. Call after the accounts/rooms API's setup."""
+    service = ChatService(app[SETTINGS], bus)
     app[CHAT] = service
     app.router.add_get("/api/v1/rooms/{slug}/chat", chat_socket, allow_head=False)
     app.add_routes(routes)

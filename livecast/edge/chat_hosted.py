@@ -23,7 +23,7 @@ from livecast.chat.frames import (
 from livecast.chat.hub import ChatClient
 from livecast.chat.ws import FrameLoop, chat_websocket, check_cooldown, connection_token, refuse
 from livecast.edge import chat_proxy
-from livecast.edge.chat import EDGE_CHAT, EdgeChat, OriginRefused
+from livecast.edge.chat_state import EDGE_CHAT, EdgeChat, OriginRefused
 from livecast.core.errors import BadGateway, GatewayTimeout, LivecastError, Unauthorized
 from livecast.users import User
 

@@ -21,7 +21,7 @@ from livecast.chat.admission import request_address
 from livecast.chat.hub import CLOSE_TIMEOUT
 from livecast.chat.ws import HEARTBEAT, chat_response, connection_token
 from livecast.cluster import client_ip
-from livecast.edge.chat import EDGE_CHAT, EdgeChat
+from livecast.edge.chat_state import EDGE_CHAT, EdgeChat
 from livecast.edge.upstream import upstream_errors
 from livecast.core.errors import RateLimited
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from livecast.chat.bus.base import ChatBus
 from livecast.edge import chat as edge_chat
 from livecast.edge import hls_routes, proxy
 from livecast.edge.source import EdgeSource
@@ -27,9 +28,9 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
     await client.close()
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application, bus: ChatBus | None) -> None:
     app.cleanup_ctx.append(_origin_ctx)  # first: everything below calls the origin
-    edge_chat.setup(app)  # chat sockets (hosted on the bus, or proxied to the origin)
+    edge_chat.setup(app, bus)  # chat sockets (hosted on a shared bus, or proxied to the origin)
     heartbeat.setup(app)
     hls_routes.add_routes(app)
     proxy.setup(app)  # last: the catch-all for /api/v1/*

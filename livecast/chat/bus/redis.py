@@ -37,7 +37,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from livecast.chat.bus import Handler, InProcessBus, RoomMessage, Unsubscribe
+from livecast.chat.bus.base import Handler, RoomMessage, Unsubscribe
+from livecast.chat.bus.memory import InProcessBus
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +277,7 @@ class RedisBus:
                 self.connected = False
                 self._confirmed.clear()
                 with contextlib.suppress(*_ERRORS):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
 
