@@ -31,7 +31,9 @@ from typing import Any
 
 from aiohttp import web
 
+from livecast.core.backoff import Backoff
 from livecast.core.errors import RoomNotFound
+from livecast.core.tasks import cancel_and_wait
 from livecast.keys import BOUND_PORTS, ROOMS, SETTINGS, USERS
 
 log = logging.getLogger(__name__)
@@ -108,7 +110,7 @@ async def _stop_child(proc: asyncio.subprocess.Process) -> None:
 
 async def run_publisher_forever(app: web.Application) -> None:
     """Start the child publisher; restart it with backoff whenever it exits."""
-    backoff = BACKOFF_MIN
+    retry = Backoff(BACKOFF_MIN, BACKOFF_MAX)
     while True:
         try:
             key = await ensure_demo_room(app)
@@ -135,23 +137,19 @@ async def run_publisher_forever(app: web.Application) -> None:
         finally:
             if proc.returncode is None:  # cancelled: shutting down
                 await _stop_child(proc)
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
         if time.monotonic() - started > HEALTHY_AFTER:
-            backoff = BACKOFF_MIN
-        log.warning("demo publisher exited with code %s; restarting in %.0f s", code, backoff)
-        await asyncio.sleep(backoff)
-        backoff = min(backoff * 2, BACKOFF_MAX)
+            retry.reset()
+        delay = retry.next()
+        log.warning("demo publisher exited with code %s; restarting in %.0f s", code, delay)
+        await asyncio.sleep(delay)
 
 
 async def _demo_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.get_running_loop().create_task(run_publisher_forever(app), name="demo-publisher")
     log.info("demo mode: publishing a test pattern into /r/%s", DEMO_SLUG)
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)
 
 
 # -- the test pattern (child process) ---------------------------------------------------

@@ -13,7 +13,6 @@ and starts one delivery per URL (at most ``MAX_IN_FLIGHT`` at a time) on one sha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -26,6 +25,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from livecast.core.tasks import cancel_and_wait
 from livecast.config import WebhookSettings
 from livecast.core.events import CommentCreated, GiftSent, RoomCreated, StreamStarted, StreamStopped
 from livecast.keys import EVENTS, SETTINGS
@@ -201,9 +201,7 @@ class Webhooks:
         while (not self.queue.empty() or self._in_flight) and loop.time() < deadline:
             await asyncio.sleep(0.05)
         if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            await cancel_and_wait(self._worker)
         for task in list(self._in_flight):
             task.cancel()
         if self._in_flight:

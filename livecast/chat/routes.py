@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
+from livecast.core.tasks import cancel_and_wait
 from livecast.api import paging
 from livecast.api.auth import read_body, require_user
 from livecast.chat import apidoc  # noqa: F401  (documents the routes)
@@ -225,9 +226,7 @@ async def _chat_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         unsubscribe()
-        flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await flusher
+        await cancel_and_wait(flusher)
         await service.close()
         log.info("chat stopped: %s", service.hub.snapshot())
 
