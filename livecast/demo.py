@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 from array import array
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from fractions import Fraction
 from typing import Any
 
@@ -52,9 +52,9 @@ STOP_TIMEOUT = 5.0
 # -- server side -----------------------------------------------------------------------
 
 
-def setup(app: web.Application) -> None:
-    """Register the demo's start-up; call after the ingest component (it needs the RTMP port)."""
-    app.cleanup_ctx.append(_demo_ctx)
+def setup(app: web.Application) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The demo's lifecycle; run it after the RTMP listener's (it needs the port)."""
+    return _demo_ctx
 
 
 async def ensure_demo_room(app: web.Application) -> str:

@@ -18,7 +18,7 @@ import hmac
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -215,10 +215,10 @@ class Webhooks:
 WEBHOOKS: web.AppKey[Webhooks] = web.AppKey("webhooks")
 
 
-def setup(app: web.Application) -> None:
-    """Add webhooks to an origin app (before ingest and chat, so it closes after them)."""
+def setup(app: web.Application) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Add webhooks to an origin app; returns its lifecycle, for the app's wiring to run."""
     app[WEBHOOKS] = Webhooks(app[SETTINGS].webhooks)
-    app.cleanup_ctx.append(_webhooks_ctx)
+    return _webhooks_ctx
 
 
 async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:

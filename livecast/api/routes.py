@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -15,7 +15,7 @@ from livecast.users import UserService
 log = logging.getLogger(__name__)
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application) -> Callable[[web.Application], AsyncIterator[None]]:
     """Register the routes and the services' start-up. Call after the database context."""
     if ROOM_EXTRAS not in app:  # components may append before or after this runs
         app[ROOM_EXTRAS] = []
@@ -24,7 +24,7 @@ def setup(app: web.Application) -> None:
     app.add_routes(rooms.routes)
     app.add_routes(admin.routes)
     app.router.add_get("/api/v1/openapi.json", openapi.openapi_json)
-    app.cleanup_ctx.append(_services_ctx)
+    return _services_ctx
 
 
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:

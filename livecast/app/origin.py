@@ -1,18 +1,12 @@
-"""The origin's composition root: the database, webhooks, accounts/rooms API, chat, the
-media path (RTMP -> hub -> HLS), metrics and pages, built and started in this order and
-stopped in the reverse one.
-
-The database is opened in one ``AsyncExitStack``; each component's own start-up follows
-in the order its ``setup`` is called below (aiohttp runs ``cleanup_ctx`` generators in
-registration order and unwinds them in reverse): webhooks first so their queue closes
-after ingest and chat emitted their last events; the RTMP listener before the demo
-publisher that streams into it.
-"""
+"""The origin's composition root: builds the database, webhooks, accounts/rooms API,
+cluster registry, chat, the media path (RTMP -> hub -> HLS), metrics and pages with
+their arguments, and runs their lifecycles in one ``AsyncExitStack`` (livecast.app.lifecycle):
+started in the order of ``parts`` below, stopped in reverse."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from typing import cast
 
 from aiohttp import web
 
@@ -20,6 +14,7 @@ from livecast import demo, webhooks
 from livecast.api import cluster as cluster_api
 from livecast.api import routes as api_routes
 from livecast.app.buses import make_bus
+from livecast.app.lifecycle import Lifecycle, run_in_order
 from livecast.chat import routes as chat_routes
 from livecast.chat.metrics import ChatCollector
 from livecast.chat.ws import CHAT
@@ -29,19 +24,19 @@ from livecast.db import Database
 from livecast.ingest import component as ingest
 from livecast.ingest.metrics import IngestCollector
 from livecast.keys import DB, EVENTS
+from livecast.observe import metrics as observe_metrics
 from livecast.observe import setup as setup_observability
 from livecast.web import routes as web_routes
 
 
 def build(app: web.Application, settings: Settings) -> None:
-    app.cleanup_ctx.append(_resources(settings))
-    webhooks.setup(app)
-    api_routes.setup(app)
-    registry = Registry(settings.cluster.heartbeat_timeout)
-    cluster_api.setup(app, registry)
+    parts: list[Lifecycle] = [_database(settings)]
+    parts.append(webhooks.setup(app))  # before ingest and chat: its queue drains after their last events
+    parts.append(api_routes.setup(app))
+    cluster_api.setup(app, Registry(settings.cluster.heartbeat_timeout))
     bus = make_bus(settings.chat, settings.cluster.heartbeat_interval, settings.cluster.heartbeat_timeout)
-    chat_routes.setup(app, bus)
-    ingest.setup(app)
+    parts.append(chat_routes.setup(app, bus))
+    parts.append(_media(app))
     hub, hls = app[ingest.HUB], app[ingest.HLS]
     hub.keyframe_limit = settings.hls.segment_duration  # stream-health warnings, metrics or not
     metrics = setup_observability(app, settings.metrics.per_room)
@@ -51,18 +46,30 @@ def build(app: web.Application, settings: Settings) -> None:
     app[EVENTS].subscribe(collector.forget)
     metrics.register(collector)
     metrics.register(ChatCollector(app[CHAT]))
+    parts.append(observe_metrics.loop_lag_ctx)
     web_routes.setup(app, media_origins=lambda: cluster_api.media_origins(app))
     if settings.server.demo:
-        demo.setup(app)
+        parts.append(demo.setup(app))  # after the media path: it publishes to the RTMP listener
+    app.cleanup_ctx.append(run_in_order(parts))
 
 
-def _resources(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        async with contextlib.AsyncExitStack() as stack:
-            db = Database(settings.db_path)
-            await db.open()
-            stack.push_async_callback(db.close)
-            app[DB] = db
+def _media(app: web.Application) -> Lifecycle:
+    """The media path's lifecycle. ``ingest.setup`` still registers it as a cleanup
+    context of its own; it is taken from there into this role's stack."""
+    before = len(app.cleanup_ctx)
+    ingest.setup(app)
+    assert len(app.cleanup_ctx) == before + 1, "ingest.setup registers exactly one lifecycle"
+    return cast(Lifecycle, app.cleanup_ctx.pop())
+
+
+def _database(settings: Settings) -> Lifecycle:
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        db = Database(settings.db_path)
+        await db.open()
+        app[DB] = db
+        try:
             yield
+        finally:
+            await db.close()
 
-    return ctx
+    return database

@@ -176,7 +176,7 @@ async def patch_chat_settings(request: web.Request) -> web.Response:
 # -- wiring --------------------------------------------------------------------------
 
 
-def setup(app: web.Application, bus: ChatBus) -> None:
+def setup(app: web.Application, bus: ChatBus) -> Callable[[web.Application], AsyncIterator[None]]:
     """Add chat to an origin app, on ``bus``. Call after the accounts/rooms API's setup."""
     service = ChatService(app[SETTINGS], bus)
     app[CHAT] = service
@@ -186,8 +186,8 @@ def setup(app: web.Application, bus: ChatBus) -> None:
     if ROOM_EXTRAS not in app:
         app[ROOM_EXTRAS] = []
     app[ROOM_EXTRAS].append(lambda slug: {"viewers": service.viewers(slug)})
-    app.cleanup_ctx.append(_chat_ctx)
     app.on_shutdown.append(_close_sockets)
+    return _chat_ctx
 
 
 def _live_of(app: web.Application) -> Callable[[str], bool | None]:

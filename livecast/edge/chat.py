@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import WSCloseCode, web
@@ -32,15 +32,15 @@ from livecast.keys import SETTINGS
 log = logging.getLogger(__name__)
 
 
-def setup(app: web.Application, bus: ChatBus | None) -> None:
+def setup(app: web.Application, bus: ChatBus | None) -> Callable[[web.Application], AsyncIterator[None]]:
     """Add chat to an edge app: hosted on ``bus`` (a shared one), or proxied without.
     Call after the origin client's context is registered."""
     settings = app[SETTINGS]
     app[EDGE_CHAT] = EdgeChat(settings, bus)
     handler = chat_hosted.chat_socket if bus is not None else chat_proxy.chat_socket
     app.router.add_get("/api/v1/rooms/{slug}/chat", handler, allow_head=False)
-    app.cleanup_ctx.append(_edge_chat_ctx)
     app.on_shutdown.append(_close_sockets)
+    return _edge_chat_ctx
 
 
 async def _edge_chat_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -3,7 +3,7 @@ heartbeat. An edge has no RTMP listener and no database of its own."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -28,9 +28,11 @@ async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
     await client.close()
 
 
-def setup(app: web.Application, bus: ChatBus | None) -> None:
-    app.cleanup_ctx.append(_origin_ctx)  # first: everything below calls the origin
-    edge_chat.setup(app, bus)  # chat sockets (hosted on a shared bus, or proxied to the origin)
-    heartbeat.setup(app)
+def setup(app: web.Application, bus: ChatBus | None) -> list[Callable[[web.Application], AsyncIterator[None]]]:
+    """Routes of the edge's parts; returns their lifecycles in start order (the origin
+    client first: every other part calls the origin)."""
+    chat = edge_chat.setup(app, bus)  # chat sockets (hosted on a shared bus, or proxied to the origin)
+    beat = heartbeat.setup(app)
     hls_routes.add_routes(app)
-    proxy.setup(app)  # last: the catch-all for /api/v1/*
+    proxy.setup(app)  # last route: the catch-all for /api/v1/*
+    return [_origin_ctx, chat, beat]

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,8 +145,8 @@ def media_origins(app: web.Application) -> list[str]:
     return app[HEARTBEAT].media_origins if HEARTBEAT in app else []
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application) -> Callable[[web.Application], AsyncIterator[None]]:
     """The load meter (a middleware) and the heartbeat task.
     Call right after the origin client's context is registered."""
     load.setup(app)
-    app.cleanup_ctx.append(_heartbeat_ctx)
+    return _heartbeat_ctx

@@ -153,17 +153,17 @@ async def measure_loop_lag(metrics: Metrics, interval: float = LOOP_LAG_INTERVAL
         metrics.loop_lag_last.set(lag)
 
 
-async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The loop-lag probe."""
+async def loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The loop-lag probe, while the app runs."""
     task = asyncio.get_running_loop().create_task(measure_loop_lag(app[METRICS]), name="loop-lag")
     yield
     await cancel_and_wait(task)
 
 
 def setup(app: web.Application, per_room: bool) -> Metrics:
-    """Registry, ``/metrics`` route and the loop-lag probe; the wiring registers collectors."""
+    """Registry and ``/metrics`` route; the wiring registers collectors and runs
+    ``loop_lag_ctx``."""
     metrics = Metrics(per_room=per_room)
     app[METRICS] = metrics
     app.router.add_get("/metrics", metrics_handler, name="metrics")
-    app.cleanup_ctx.append(_metrics_ctx)
     return metrics
