@@ -102,7 +102,7 @@ async def _stop_child(proc: asyncio.subprocess.Process) -> None:
         proc.send_signal(signal.SIGTERM)
     try:
         await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()

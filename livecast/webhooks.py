@@ -19,15 +19,21 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from livecast.core.tasks import cancel_and_wait
 from livecast.config import WebhookSettings
-from livecast.core.events import CommentCreated, GiftSent, RoomCreated, StreamStarted, StreamStopped
+from livecast.core.events import (
+    CommentCreated,
+    GiftSent,
+    RoomCreated,
+    StreamStarted,
+    StreamStopped,
+)
+from livecast.core.tasks import cancel_and_wait
 from livecast.keys import EVENTS, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -68,13 +74,13 @@ def event_data(event: object) -> tuple[str, dict[str, Any]] | None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Delivery:
     """One serialised event: the exact bytes every URL receives."""
 
-    __slots__ = ("name", "id", "body")
+    __slots__ = ("body", "id", "name")
 
     def __init__(self, name: str, data: dict[str, Any]) -> None:
         self.name = name
@@ -162,7 +168,7 @@ class Webhooks:
                                          timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 await resp.read()
                 return resp.status, "" if 200 <= resp.status < 300 else f"HTTP {resp.status}"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None, f"no answer within {timeout} s"
         except aiohttp.ClientError as err:
             return None, f"{type(err).__name__}: {err}"

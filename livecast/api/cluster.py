@@ -26,8 +26,7 @@ from yarl import URL
 
 from livecast.api import openapi
 from livecast.api.auth import NO_STORE, read_body, require_user
-from livecast.cluster import is_cluster_request, require_cluster
-from livecast.cluster import load
+from livecast.cluster import is_cluster_request, load, require_cluster
 from livecast.cluster.registry import (  # noqa: F401  (re-exported for the tests)
     Candidate,
     NodeRegistry,

@@ -12,11 +12,12 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
-from livecast.core.tasks import cancel_and_wait
 from livecast.api import paging
 from livecast.api.auth import read_body, require_user
-from livecast.chat import apidoc  # noqa: F401  (documents the routes)
-from livecast.chat import cluster_routes
+from livecast.chat import (
+    apidoc,  # noqa: F401  (documents the routes)
+    cluster_routes,
+)
 from livecast.chat.bus.base import ChatBus
 from livecast.chat.frames import GIFT_QUANTITY_MAX
 from livecast.chat.service import ChatRoom, ChatService
@@ -24,6 +25,7 @@ from livecast.chat.store import ChatStore
 from livecast.chat.ws import CHAT, chat_socket
 from livecast.core.errors import Forbidden, NotFound, ValidationError
 from livecast.core.events import RoomDeleted, StreamStarted, StreamStopped, UserDisabled
+from livecast.core.tasks import cancel_and_wait
 from livecast.keys import DB, EVENTS, ROOM_EXTRAS, ROOMS, SETTINGS, USERS
 from livecast.users import User
 

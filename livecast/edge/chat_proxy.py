@@ -17,14 +17,14 @@ import logging
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from livecast.core.tasks import cancel_and_wait
 from livecast.chat.admission import request_address
 from livecast.chat.hub import CLOSE_TIMEOUT
 from livecast.chat.ws import HEARTBEAT, chat_response, connection_token
 from livecast.cluster import client_ip
+from livecast.core.errors import RateLimited
+from livecast.core.tasks import cancel_and_wait
 from livecast.edge.chat_state import EDGE_CHAT, EdgeChat
 from livecast.edge.upstream import upstream_errors
-from livecast.core.errors import RateLimited
 
 log = logging.getLogger(__name__)
 

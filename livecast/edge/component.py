@@ -9,9 +9,8 @@ from aiohttp import web
 
 from livecast.chat.bus.base import ChatBus
 from livecast.edge import chat as edge_chat
-from livecast.edge import hls_routes, proxy
+from livecast.edge import heartbeat, hls_routes, proxy
 from livecast.edge.source import EdgeSource
-from livecast.edge import heartbeat
 from livecast.edge.upstream import ORIGIN, OriginClient
 from livecast.keys import SETTINGS
 

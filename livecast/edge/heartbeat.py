@@ -97,7 +97,7 @@ async def send(app: web.Application, *, timeout: float, healthy: bool | None = N
                 state.media_origins = _origins(reply.get("media_origins") if isinstance(reply, dict) else None)
             else:
                 problem = f"the origin answered {resp.status}: {(await resp.text())[:200]}"
-    except asyncio.TimeoutError:
+    except TimeoutError:
         problem = "the origin did not answer in time"
     except (aiohttp.ClientError, OSError, ValueError) as err:
         problem = f"{type(err).__name__}: {err}"

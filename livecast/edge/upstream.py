@@ -22,11 +22,11 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from livecast.core.backoff import Backoff
-from livecast.core.tasks import cancel_and_wait
 from livecast.cluster import CLUSTER_HEADER
 from livecast.config import Settings
+from livecast.core.backoff import Backoff
 from livecast.core.errors import BadGateway, GatewayTimeout
+from livecast.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def upstream_errors() -> Iterator[None]:
     time -> 504, anything else on the connection -> 502."""
     try:
         yield
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise GatewayTimeout("the origin did not answer in time") from None
     except aiohttp.ClientError as err:
         raise BadGateway(f"the origin is unreachable ({type(err).__name__})") from None
@@ -122,7 +122,7 @@ class OriginClient:
                         self._succeeded()
                         return Fetched(resp.status, resp.headers, body)
                     last = BadGateway(f"the origin answered {resp.status}")
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 last = GatewayTimeout("the origin did not answer in time")
             except aiohttp.ClientError as err:
                 last = BadGateway(f"the origin is unreachable ({type(err).__name__})")
@@ -166,7 +166,7 @@ class OriginClient:
                     if resp.status == 200:
                         self._succeeded()
                         return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             await asyncio.sleep(retry.next())
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent
