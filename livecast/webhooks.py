@@ -26,6 +26,7 @@ import aiohttp
 from aiohttp import web
 
 from livecast.config import WebhookSettings
+from livecast.core.backoff import Backoff
 from livecast.core.events import (
     CommentCreated,
     GiftSent,
@@ -142,7 +143,8 @@ class Webhooks:
     async def _deliver(self, url: str, item: Delivery) -> None:
         cfg = self.settings
         headers = item.headers(cfg.secret)
-        delay = cfg.backoff
+        # Doubles every retry, without a cap of its own: max_attempts bounds it.
+        delays = Backoff(cfg.backoff, cfg.backoff * 2 ** min(cfg.max_attempts, 30)) if cfg.backoff > 0 else None
         for attempt in range(1, cfg.max_attempts + 1):
             status, problem = await self._post(url, item.body, headers, cfg.timeout)
             if not problem:
@@ -154,9 +156,9 @@ class Webhooks:
                 log.warning("webhook %s %s to %s failed after %d attempt(s): %s",
                             item.name, item.id, url, attempt, problem)
                 return
+            delay = delays.next() if delays is not None else 0.0
             log.info("webhook %s to %s: %s; retry %d in %.1f s", item.name, url, problem, attempt, delay)
             await asyncio.sleep(delay)
-            delay *= 2
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str],
                     timeout: float) -> tuple[int | None, str]:
