@@ -8,7 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from livecast.app.buses import make_bus
-from livecast.app.lifecycle import Lifecycle, run_in_order
+from livecast.app.lifecycle import run_in_order
 from livecast.config import Settings
 from livecast.edge import component, heartbeat
 from livecast.edge.metrics import EdgeCollector
@@ -21,9 +21,9 @@ def build(app: web.Application, settings: Settings) -> None:
     shared = settings.chat.bus
     bus = make_bus(settings.chat, settings.cluster.heartbeat_interval,
                    settings.cluster.heartbeat_timeout) if shared else None
-    parts: list[Lifecycle] = component.setup(app, bus)  # origin client, chat, heartbeat
+    parts, source = component.setup(app, settings, bus)  # origin client, chat, heartbeat
     metrics = setup_observability(app, settings.metrics.per_room)
-    metrics.register(EdgeCollector(lambda: app.get(component.EDGE_SOURCE)))
+    metrics.register(EdgeCollector(source))
     parts.append(observe_metrics.loop_lag_ctx)
     web_routes.setup(app, media_origins=lambda: heartbeat.media_origins(app))
     app.cleanup_ctx.append(run_in_order(parts))

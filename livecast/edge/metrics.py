@@ -3,7 +3,7 @@ read at scrape time from the edge's HLS source. Registered by the edge's wiring.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -12,13 +12,11 @@ from livecast.edge.source import EdgeSource
 
 
 class EdgeCollector(Collector):
-    def __init__(self, source: Callable[[], EdgeSource | None]) -> None:
-        self.source = source  # the source exists once the app started
+    def __init__(self, source: EdgeSource) -> None:
+        self.source = source
 
     def collect(self) -> Iterator[Metric]:
-        source = self.source()
-        if source is None:
-            return
+        source = self.source
         stats, client = source.stats, source.client
         lookups = CounterMetricFamily("livecast_edge_cache_lookups", "Edge cache lookups by object kind and result",
                                       labels=["kind", "result"])
