@@ -25,13 +25,15 @@ import signal
 import sys
 import time
 from array import array
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from fractions import Fraction
 from typing import Any
 
 from aiohttp import web
 
+from livecast.core.backoff import Backoff
 from livecast.core.errors import RoomNotFound
+from livecast.core.tasks import cancel_and_wait
 from livecast.keys import BOUND_PORTS, ROOMS, SETTINGS, USERS
 
 log = logging.getLogger(__name__)
@@ -50,9 +52,9 @@ STOP_TIMEOUT = 5.0
 # -- server side -----------------------------------------------------------------------
 
 
-def setup(app: web.Application) -> None:
-    """Register the demo's start-up; call after the ingest component (it needs the RTMP port)."""
-    app.cleanup_ctx.append(_demo_ctx)
+def setup(app: web.Application) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The demo's lifecycle; run it after the RTMP listener's (it needs the port)."""
+    return _demo_ctx
 
 
 async def ensure_demo_room(app: web.Application) -> str:
@@ -100,7 +102,7 @@ async def _stop_child(proc: asyncio.subprocess.Process) -> None:
         proc.send_signal(signal.SIGTERM)
     try:
         await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
@@ -108,7 +110,7 @@ async def _stop_child(proc: asyncio.subprocess.Process) -> None:
 
 async def run_publisher_forever(app: web.Application) -> None:
     """Start the child publisher; restart it with backoff whenever it exits."""
-    backoff = BACKOFF_MIN
+    retry = Backoff(BACKOFF_MIN, BACKOFF_MAX)
     while True:
         try:
             key = await ensure_demo_room(app)
@@ -135,23 +137,19 @@ async def run_publisher_forever(app: web.Application) -> None:
         finally:
             if proc.returncode is None:  # cancelled: shutting down
                 await _stop_child(proc)
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
         if time.monotonic() - started > HEALTHY_AFTER:
-            backoff = BACKOFF_MIN
-        log.warning("demo publisher exited with code %s; restarting in %.0f s", code, backoff)
-        await asyncio.sleep(backoff)
-        backoff = min(backoff * 2, BACKOFF_MAX)
+            retry.reset()
+        delay = retry.next()
+        log.warning("demo publisher exited with code %s; restarting in %.0f s", code, delay)
+        await asyncio.sleep(delay)
 
 
 async def _demo_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.get_running_loop().create_task(run_publisher_forever(app), name="demo-publisher")
     log.info("demo mode: publishing a test pattern into /r/%s", DEMO_SLUG)
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)
 
 
 # -- the test pattern (child process) ---------------------------------------------------

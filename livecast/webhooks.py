@@ -13,21 +13,28 @@ and starts one delivery per URL (at most ``MAX_IN_FLIGHT`` at a time) on one sha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from livecast.config import WebhookSettings
-from livecast.core.events import CommentCreated, GiftSent, RoomCreated, StreamStarted, StreamStopped
+from livecast.core.backoff import Backoff
+from livecast.core.events import (
+    CommentCreated,
+    GiftSent,
+    RoomCreated,
+    StreamStarted,
+    StreamStopped,
+)
+from livecast.core.tasks import cancel_and_wait
 from livecast.keys import EVENTS, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -68,13 +75,13 @@ def event_data(event: object) -> tuple[str, dict[str, Any]] | None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Delivery:
     """One serialised event: the exact bytes every URL receives."""
 
-    __slots__ = ("name", "id", "body")
+    __slots__ = ("body", "id", "name")
 
     def __init__(self, name: str, data: dict[str, Any]) -> None:
         self.name = name
@@ -136,7 +143,8 @@ class Webhooks:
     async def _deliver(self, url: str, item: Delivery) -> None:
         cfg = self.settings
         headers = item.headers(cfg.secret)
-        delay = cfg.backoff
+        # Doubles every retry, without a cap of its own: max_attempts bounds it.
+        delays = Backoff(cfg.backoff, cfg.backoff * 2 ** min(cfg.max_attempts, 30)) if cfg.backoff > 0 else None
         for attempt in range(1, cfg.max_attempts + 1):
             status, problem = await self._post(url, item.body, headers, cfg.timeout)
             if not problem:
@@ -148,9 +156,9 @@ class Webhooks:
                 log.warning("webhook %s %s to %s failed after %d attempt(s): %s",
                             item.name, item.id, url, attempt, problem)
                 return
+            delay = delays.next() if delays is not None else 0.0
             log.info("webhook %s to %s: %s; retry %d in %.1f s", item.name, url, problem, attempt, delay)
             await asyncio.sleep(delay)
-            delay *= 2
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str],
                     timeout: float) -> tuple[int | None, str]:
@@ -162,7 +170,7 @@ class Webhooks:
                                          timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 await resp.read()
                 return resp.status, "" if 200 <= resp.status < 300 else f"HTTP {resp.status}"
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None, f"no answer within {timeout} s"
         except aiohttp.ClientError as err:
             return None, f"{type(err).__name__}: {err}"
@@ -201,9 +209,7 @@ class Webhooks:
         while (not self.queue.empty() or self._in_flight) and loop.time() < deadline:
             await asyncio.sleep(0.05)
         if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            await cancel_and_wait(self._worker)
         for task in list(self._in_flight):
             task.cancel()
         if self._in_flight:
@@ -217,10 +223,10 @@ class Webhooks:
 WEBHOOKS: web.AppKey[Webhooks] = web.AppKey("webhooks")
 
 
-def setup(app: web.Application) -> None:
-    """Add webhooks to an origin app (before ingest and chat, so it closes after them)."""
+def setup(app: web.Application) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Add webhooks to an origin app; returns its lifecycle, for the app's wiring to run."""
     app[WEBHOOKS] = Webhooks(app[SETTINGS].webhooks)
-    app.cleanup_ctx.append(_webhooks_ctx)
+    return _webhooks_ctx
 
 
 async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 from helpers import wait_for
 
-from livecast.chat.bus import InProcessBus, RoomMessage
+from livecast.chat.bus.base import RoomMessage
+from livecast.chat.bus.memory import InProcessBus
 from livecast.chat.coalesce import Coalescer
 from livecast.chat.hub import FLUSH_INTERVAL, ChatClient, ChatHub, text_frame
 from livecast.users import User
@@ -219,8 +220,8 @@ async def test_coalescer_limits_rate_and_keeps_latest() -> None:
 
 
 def test_make_bus_refuses_unknown_bus() -> None:
-    from livecast.chat.bus import make_bus
-    from livecast.chat.redis_bus import RedisBus
+    from livecast.app.buses import make_bus
+    from livecast.chat.bus.redis import RedisBus
     from livecast.config import ChatSettings, ConfigError
 
     assert isinstance(make_bus(ChatSettings()), InProcessBus)

@@ -301,8 +301,8 @@ async def test_killed_edge_viewers_leave_the_cluster_count(cluster: Any) -> None
 
 
 async def test_redis_bus_keeps_room_order_between_nodes(cluster: Any) -> None:
-    from livecast.chat.bus import RoomMessage
-    from livecast.chat.redis_bus import RedisBus
+    from livecast.chat.bus.base import RoomMessage
+    from livecast.chat.bus.redis import RedisBus
 
     r = await cluster.redis()
     one, two = RedisBus(r.url, heartbeat=0.2, ttl=1.0), RedisBus(r.url, heartbeat=0.2, ttl=1.0)

@@ -18,8 +18,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from helpers import make_room, wait_for
 from livecast.api.cluster import Candidate, Registry, choose_node, parse_heartbeat, rendezvous_score
 from livecast.cluster import CLUSTER_HEADER
-from livecast.edge.load import LOAD, LoadMeter
-from livecast.edge.load import setup as setup_load
+from livecast.cluster.load import LOAD, LoadMeter
+from livecast.cluster.load import setup as setup_load
 from livecast.core.errors import Unavailable, ValidationError
 from livecast.web.routes import CONTENT_SECURITY_POLICY, content_security_policy
 from procs import SECRET

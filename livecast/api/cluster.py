@@ -16,13 +16,9 @@ the nodes and their load.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import re
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -30,131 +26,30 @@ from yarl import URL
 
 from livecast.api import openapi
 from livecast.api.auth import NO_STORE, read_body, require_user
-from livecast.cluster import is_cluster_request, require_cluster
-from livecast.edge import load
-from livecast.core.errors import Unavailable, ValidationError
+from livecast.cluster import is_cluster_request, load, require_cluster
+from livecast.cluster.registry import (  # noqa: F401  (re-exported for the tests)
+    Candidate,
+    NodeRegistry,
+    Registry,
+    choose_node,
+    rendezvous_score,
+)
+from livecast.core.errors import ValidationError
 from livecast.keys import ROOMS, SETTINGS
-from livecast.web.routes import MEDIA_ORIGINS
 
 log = logging.getLogger(__name__)
 
-MAX_NODES = 256
 MAX_URL_CHARS = 512
 MAX_VIEWERS = 10_000_000
 MAX_BYTES_PER_SECOND = 1e12
-# Edges whose load is within this of the least loaded one count as equally loaded.
-CLOSE_RATIO = 1.25
-CLOSE_MARGIN = 5
 ORIGIN_ID = "origin"
-# A URL's origin as it may appear in a Content-Security-Policy source list.
+
 _CSP_ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?")
 _HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(?::\d{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](?::\d{1,5})?")
 
+REGISTRY: web.AppKey[NodeRegistry] = web.AppKey("cluster_registry")
+
 routes = web.RouteTableDef()
-
-
-# -- selection (pure) ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Candidate:
-    id: str
-    load: float
-
-
-def rendezvous_score(slug: str, node_id: str) -> int:
-    digest = hashlib.sha256(f"{slug}\x00{node_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big")
-
-
-def choose_node(slug: str, candidates: Sequence[Candidate], *, ratio: float = CLOSE_RATIO,
-                margin: float = CLOSE_MARGIN) -> Candidate | None:
-    """The candidate a room plays from: the highest rendezvous score among those whose
-    load is at most ``max(least * ratio, least + margin)``; None when there are none."""
-    if not candidates:
-        return None
-    least = min(c.load for c in candidates)
-    limit = max(least * ratio, least + margin)
-    close = [c for c in candidates if c.load <= limit]
-    return max(close, key=lambda c: (rendezvous_score(slug, c.id), c.id))
-
-
-# -- registry ------------------------------------------------------------------------
-
-
-@dataclass
-class NodeState:
-    id: str
-    url: str
-    viewers: int
-    bytes_per_second: float
-    healthy: bool
-    last_seen: float  # monotonic
-    first_seen: float
-
-    def fresh(self, now: float, timeout: float) -> bool:
-        return now - self.last_seen <= timeout
-
-    def to_json(self, now: float, timeout: float) -> dict[str, Any]:
-        return {"id": self.id, "url": self.url, "role": "edge", "viewers": self.viewers,
-                "bytes_per_second": round(self.bytes_per_second, 1), "healthy": self.healthy,
-                "last_seen_seconds": round(now - self.last_seen, 3),
-                "state": "live" if self.fresh(now, timeout) else "stale"}
-
-
-def node_id(url: str) -> str:
-    return "edge-" + hashlib.sha256(url.encode()).hexdigest()[:10]
-
-
-class Registry:
-    """Edges by announced URL. Stale ones are listed (state "stale") until
-    ``forget_after`` seconds without a heartbeat, then dropped; at most ``max_nodes``."""
-
-    def __init__(self, timeout: float, *, max_nodes: int = MAX_NODES, clock: Any = time.monotonic) -> None:
-        self.timeout = timeout
-        self.forget_after = max(10 * timeout, 60.0)
-        self.max_nodes = max_nodes
-        self._clock = clock
-        self._nodes: dict[str, NodeState] = {}
-
-    def heartbeat(self, url: str, viewers: int, bytes_per_second: float, healthy: bool) -> NodeState:
-        now = self._clock()
-        node = self._nodes.get(url)
-        if node is None:
-            self._forget(now)
-            if len(self._nodes) >= self.max_nodes:
-                raise Unavailable("the cluster has too many nodes", code="cluster_full")
-            node = NodeState(node_id(url), url, viewers, bytes_per_second, healthy, now, now)
-            self._nodes[url] = node
-            log.info("edge %s joined (%s)", url, node.id)
-        elif not node.fresh(now, self.timeout):
-            log.info("edge %s is back after %.1f s", url, now - node.last_seen)
-        node.viewers, node.bytes_per_second, node.healthy, node.last_seen = viewers, bytes_per_second, healthy, now
-        return node
-
-    def _forget(self, now: float) -> None:
-        for url in [u for u, n in self._nodes.items() if now - n.last_seen > self.forget_after]:
-            del self._nodes[url]
-
-    def nodes(self) -> list[NodeState]:
-        self._forget(self._clock())
-        return sorted(self._nodes.values(), key=lambda n: n.url)
-
-    def available(self) -> list[NodeState]:
-        """Healthy edges heard from within the heartbeat timeout."""
-        now = self._clock()
-        return [n for n in self._nodes.values() if n.healthy and n.fresh(now, self.timeout)]
-
-    def choose(self, slug: str) -> NodeState | None:
-        edges = {n.id: n for n in self.available()}
-        picked = choose_node(slug, [Candidate(n.id, n.viewers) for n in edges.values()])
-        return edges[picked.id] if picked else None
-
-    def now(self) -> float:
-        return self._clock()
-
-
-REGISTRY: web.AppKey[Registry] = web.AppKey("cluster_registry", Registry)
 
 
 # -- validation ----------------------------------------------------------------------
@@ -221,7 +116,7 @@ def media_origins(app: web.Application) -> list[str]:
     return sorted(o for o in found if _CSP_ORIGIN.fullmatch(o))
 
 
-def _origin_json(request: web.Request, registry: Registry) -> dict[str, Any]:
+def _origin_json(request: web.Request, registry: NodeRegistry) -> dict[str, Any]:
     meter = request.app.get(load.LOAD)
     return {"id": ORIGIN_ID, "url": origin_url(request), "role": "origin",
             "viewers": meter.viewers() if meter else 0,
@@ -269,10 +164,9 @@ async def play(request: web.Request) -> web.Response:
     return web.json_response({"hls_url": f"{node['url']}{room.hls_url}", "node": node}, headers=NO_STORE)
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application, registry: NodeRegistry) -> None:
     """Register the routes, the registry and the origin's own load meter."""
-    app[REGISTRY] = Registry(app[SETTINGS].cluster.heartbeat_timeout)
-    app[MEDIA_ORIGINS] = lambda: media_origins(app)
+    app[REGISTRY] = registry
     load.setup(app)
     app.add_routes(routes)
 

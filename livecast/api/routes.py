@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from livecast.api import admin, auth, cluster, openapi, rooms
+from livecast.api import admin, auth, openapi, rooms
 from livecast.keys import DB, ROOM_EXTRAS, ROOMS, SETTINGS, USERS
 from livecast.rooms import RoomService
 from livecast.users import UserService
@@ -15,7 +15,7 @@ from livecast.users import UserService
 log = logging.getLogger(__name__)
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application) -> Callable[[web.Application], AsyncIterator[None]]:
     """Register the routes and the services' start-up. Call after the database context."""
     if ROOM_EXTRAS not in app:  # components may append before or after this runs
         app[ROOM_EXTRAS] = []
@@ -23,11 +23,8 @@ def setup(app: web.Application) -> None:
     app.add_routes(auth.routes)
     app.add_routes(rooms.routes)
     app.add_routes(admin.routes)
-    cluster.setup(app)  # edge heartbeats, node list, /rooms/{slug}/play
     app.router.add_get("/api/v1/openapi.json", openapi.openapi_json)
-    app.cleanup_ctx.append(_services_ctx)
-    from livecast.chat import routes as chat  # chat: WebSocket, history, gifts, moderation
-    chat.setup(app)
+    return _services_ctx
 
 
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:

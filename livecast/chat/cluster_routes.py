@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from livecast.api.auth import read_body
-from livecast.chat.bus import InProcessBus
+from livecast.chat.bus.memory import InProcessBus
 from livecast.chat.frames import FrameError, error_from, parse_client_frame, user_json
 from livecast.chat.ws import CHAT, act
 from livecast.cluster import require_cluster

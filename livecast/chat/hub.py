@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from livecast.chat.bus import ChatBus, RoomMessage, Unsubscribe
+from livecast.chat.bus.base import ChatBus, RoomMessage, Unsubscribe
 from livecast.chat.cooldown import Cooldown
 from livecast.users import User
 

@@ -14,14 +14,18 @@ from aiohttp import WSCloseCode, web
 
 from livecast.api import paging
 from livecast.api.auth import read_body, require_user
-from livecast.chat import apidoc  # noqa: F401  (documents the routes)
-from livecast.chat import cluster_routes
+from livecast.chat import (
+    apidoc,  # noqa: F401  (documents the routes)
+    cluster_routes,
+)
+from livecast.chat.bus.base import ChatBus
 from livecast.chat.frames import GIFT_QUANTITY_MAX
 from livecast.chat.service import ChatRoom, ChatService
 from livecast.chat.store import ChatStore
 from livecast.chat.ws import CHAT, chat_socket
 from livecast.core.errors import Forbidden, NotFound, ValidationError
 from livecast.core.events import RoomDeleted, StreamStarted, StreamStopped, UserDisabled
+from livecast.core.tasks import cancel_and_wait
 from livecast.keys import DB, EVENTS, ROOM_EXTRAS, ROOMS, SETTINGS, USERS
 from livecast.users import User
 
@@ -174,9 +178,9 @@ async def patch_chat_settings(request: web.Request) -> web.Response:
 # -- wiring --------------------------------------------------------------------------
 
 
-def setup(app: web.Application) -> None:
-    """Add chat to an origin app. Call after the accounts/rooms API's setup."""
-    service = ChatService(app[SETTINGS])
+def setup(app: web.Application, bus: ChatBus) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Add chat to an origin app, on ``bus``. Call after the accounts/rooms API's setup."""
+    service = ChatService(app[SETTINGS], bus)
     app[CHAT] = service
     app.router.add_get("/api/v1/rooms/{slug}/chat", chat_socket, allow_head=False)
     app.add_routes(routes)
@@ -184,8 +188,8 @@ def setup(app: web.Application) -> None:
     if ROOM_EXTRAS not in app:
         app[ROOM_EXTRAS] = []
     app[ROOM_EXTRAS].append(lambda slug: {"viewers": service.viewers(slug)})
-    app.cleanup_ctx.append(_chat_ctx)
     app.on_shutdown.append(_close_sockets)
+    return _chat_ctx
 
 
 def _live_of(app: web.Application) -> Callable[[str], bool | None]:
@@ -224,9 +228,7 @@ async def _chat_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         unsubscribe()
-        flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await flusher
+        await cancel_and_wait(flusher)
         await service.close()
         log.info("chat stopped: %s", service.hub.snapshot())
 

@@ -19,7 +19,8 @@ from typing import Any
 from aiohttp import web
 
 from livecast.chat.admission import Refusal, admit
-from livecast.chat.bus import ChatBus, RoomMessage, make_bus
+from livecast.chat.bus.base import ChatBus, RoomMessage
+from livecast.chat.bus.memory import InProcessBus
 from livecast.chat.coalesce import Coalescer
 from livecast.chat.frames import GIFT_QUANTITY_MAX, clean_comment, encode, error_frame, user_json
 from livecast.chat.hub import ChatClient, ChatHub
@@ -62,8 +63,7 @@ class ChatService:
         self.settings = settings
         self.chat = settings.chat
         self.gifts: dict[str, Gift] = {g.name: g for g in settings.gifts}
-        self.bus = bus or make_bus(settings.chat, settings.cluster.heartbeat_interval,
-                                        settings.cluster.heartbeat_timeout)
+        self.bus: ChatBus = bus or InProcessBus()
         self.hub = ChatHub(self.bus, self._presence_changed, self.chat.abuse_block_seconds)
         self.live_of: Callable[[str], bool | None] = lambda slug: None
         self.emit: Callable[[object], None] = lambda event: None  # domain events (app[EVENTS].emit)

@@ -17,14 +17,27 @@ from aiohttp import WSCloseCode, web
 
 from livecast.chat.admission import admit, request_address
 from livecast.chat.frames import (
-    AuthFrame, CommentFrame, GiftFrame, LikeFrame, PingFrame, encode, error_from,
-    parse_client_frame, user_json,
+    AuthFrame,
+    CommentFrame,
+    GiftFrame,
+    LikeFrame,
+    PingFrame,
+    encode,
+    error_from,
+    parse_client_frame,
+    user_json,
 )
 from livecast.chat.hub import ChatClient
-from livecast.chat.ws import FrameLoop, chat_websocket, check_cooldown, connection_token, refuse
-from livecast.edge import chat_proxy
-from livecast.edge.chat import EDGE_CHAT, EdgeChat, OriginRefused
+from livecast.chat.ws import (
+    FrameLoop,
+    chat_websocket,
+    check_cooldown,
+    connection_token,
+    refuse,
+)
 from livecast.core.errors import BadGateway, GatewayTimeout, LivecastError, Unauthorized
+from livecast.edge import chat_proxy
+from livecast.edge.chat_state import EDGE_CHAT, EdgeChat, OriginRefused
 from livecast.users import User
 
 log = logging.getLogger(__name__)

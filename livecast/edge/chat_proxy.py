@@ -21,9 +21,10 @@ from livecast.chat.admission import request_address
 from livecast.chat.hub import CLOSE_TIMEOUT
 from livecast.chat.ws import HEARTBEAT, chat_response, connection_token
 from livecast.cluster import client_ip
-from livecast.edge.chat import EDGE_CHAT, EdgeChat
-from livecast.edge.upstream import upstream_errors
 from livecast.core.errors import RateLimited
+from livecast.core.tasks import cancel_and_wait
+from livecast.edge.chat_state import EDGE_CHAT, EdgeChat
+from livecast.edge.upstream import upstream_errors
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,7 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         up = asyncio.create_task(_pump(ws, upstream))
         await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
         for task in (down, up):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError):
-                await task
+            await cancel_and_wait(task)  # a pump's own ConnectionError/RuntimeError stays inside it
         if upstream.closed and upstream.close_code and upstream.close_code not in (1005, 1006):
             code = upstream.close_code  # the origin's reason (1008, room deleted, ...)
         else:

@@ -3,33 +3,41 @@ heartbeat. An edge has no RTMP listener and no database of its own."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from livecast.chat.bus.base import ChatBus
+from livecast.config import Settings
 from livecast.edge import chat as edge_chat
-from livecast.edge import hls_routes, proxy
+from livecast.edge import heartbeat, hls_routes, proxy
 from livecast.edge.source import EdgeSource
-from livecast.edge import heartbeat
 from livecast.edge.upstream import ORIGIN, OriginClient
-from livecast.keys import SETTINGS
 
-EDGE_SOURCE: web.AppKey[EdgeSource] = web.AppKey("edge_source", EdgeSource)
+Lifecycle = Callable[[web.Application], AsyncIterator[None]]
 
 
-async def _origin_ctx(app: web.Application) -> AsyncIterator[None]:
-    client = OriginClient(app[SETTINGS])
-    await client.start()
-    app[ORIGIN] = client
-    source = app[EDGE_SOURCE] = EdgeSource(app[SETTINGS], client)
+def _origin_lifecycle(client: OriginClient) -> Lifecycle:
+    async def origin_client(app: web.Application) -> AsyncIterator[None]:
+        await client.start()
+        try:
+            yield
+        finally:
+            await client.close()
+
+    return origin_client
+
+
+def setup(app: web.Application, settings: Settings,
+          bus: ChatBus | None) -> tuple[list[Lifecycle], EdgeSource]:
+    """Build the edge's parts and routes; returns their lifecycles in start order (the
+    origin client first: every other part calls the origin) and the HLS source."""
+    client = OriginClient(settings)
+    source = EdgeSource(settings, client)
+    app[ORIGIN] = client  # the handlers' way to the origin
     app[hls_routes.SOURCE] = source
-    yield
-    await client.close()
-
-
-def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(_origin_ctx)  # first: everything below calls the origin
-    edge_chat.setup(app)  # chat sockets (hosted on the bus, or proxied to the origin)
-    heartbeat.setup(app)
+    chat = edge_chat.setup(app, bus)  # chat sockets (hosted on a shared bus, or proxied to the origin)
+    beat = heartbeat.setup(app)
     hls_routes.add_routes(app)
-    proxy.setup(app)  # last: the catch-all for /api/v1/*
+    proxy.setup(app)  # last route: the catch-all for /api/v1/*
+    return [_origin_lifecycle(client), chat, beat], source

@@ -15,11 +15,10 @@ The announced URL is ``cluster.node_url``, else ``server.public_url``, else
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,10 +26,10 @@ import aiohttp
 from aiohttp import web
 
 from livecast import tls
-from livecast.edge import load
+from livecast.cluster import load
+from livecast.core.tasks import cancel_and_wait
 from livecast.edge.upstream import ORIGIN
 from livecast.keys import BOUND_PORTS, SETTINGS
-from livecast.web.routes import MEDIA_ORIGINS
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +97,7 @@ async def send(app: web.Application, *, timeout: float, healthy: bool | None = N
                 state.media_origins = _origins(reply.get("media_origins") if isinstance(reply, dict) else None)
             else:
                 problem = f"the origin answered {resp.status}: {(await resp.text())[:200]}"
-    except asyncio.TimeoutError:
+    except TimeoutError:
         problem = "the origin did not answer in time"
     except (aiohttp.ClientError, OSError, ValueError) as err:
         problem = f"{type(err).__name__}: {err}"
@@ -136,16 +135,18 @@ async def _heartbeat_ctx(app: web.Application) -> AsyncIterator[None]:
     app[HEARTBEAT] = HeartbeatState()
     task = asyncio.create_task(_run(app), name="edge-heartbeat")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)
     if app[HEARTBEAT].sent:  # leaving: stop being offered now rather than after the timeout
         await send(app, timeout=0.5, healthy=False)
 
 
-def setup(app: web.Application) -> None:
-    """The load meter (a middleware), the heartbeat task and the pages' media origins.
+def media_origins(app: web.Application) -> list[str]:
+    """The cluster's media origins, as the origin's last heartbeat reply listed them."""
+    return app[HEARTBEAT].media_origins if HEARTBEAT in app else []
+
+
+def setup(app: web.Application) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The load meter (a middleware) and the heartbeat task.
     Call right after the origin client's context is registered."""
     load.setup(app)
-    app.cleanup_ctx.append(_heartbeat_ctx)
-    app[MEDIA_ORIGINS] = lambda: app[HEARTBEAT].media_origins if HEARTBEAT in app else []
+    return _heartbeat_ctx

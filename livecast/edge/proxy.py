@@ -19,8 +19,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from livecast.cluster import NODE_HEADERS, client_ip
-from livecast.edge.upstream import ORIGIN, upstream_errors
 from livecast.core.errors import PayloadTooLarge
+from livecast.edge.upstream import ORIGIN, upstream_errors
 from livecast.keys import SETTINGS
 
 HOP_BY_HOP = frozenset(h.lower() for h in (

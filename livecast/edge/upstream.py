@@ -24,7 +24,9 @@ from multidict import CIMultiDictProxy
 
 from livecast.cluster import CLUSTER_HEADER
 from livecast.config import Settings
+from livecast.core.backoff import Backoff
 from livecast.core.errors import BadGateway, GatewayTimeout
+from livecast.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ def upstream_errors() -> Iterator[None]:
     time -> 504, anything else on the connection -> 502."""
     try:
         yield
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise GatewayTimeout("the origin did not answer in time") from None
     except aiohttp.ClientError as err:
         raise BadGateway(f"the origin is unreachable ({type(err).__name__})") from None
@@ -78,9 +80,7 @@ class OriginClient:
 
     async def close(self) -> None:
         if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+            await cancel_and_wait(self._probe)
         if self._session is not None:
             await self._session.close()
 
@@ -107,7 +107,7 @@ class OriginClient:
             raise BadGateway("the origin is unreachable")
         budget = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + budget
-        backoff = FIRST_BACKOFF
+        retry = Backoff(FIRST_BACKOFF, MAX_BACKOFF)
         last: Exception | None = None
         while True:
             remaining = deadline - time.monotonic()
@@ -122,16 +122,15 @@ class OriginClient:
                         self._succeeded()
                         return Fetched(resp.status, resp.headers, body)
                     last = BadGateway(f"the origin answered {resp.status}")
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 last = GatewayTimeout("the origin did not answer in time")
             except aiohttp.ClientError as err:
                 last = BadGateway(f"the origin is unreachable ({type(err).__name__})")
             self.errors += 1
-            sleep = min(backoff, deadline - time.monotonic())
+            sleep = min(retry.next(), deadline - time.monotonic())
             if sleep <= 0:
                 break
             await asyncio.sleep(sleep)
-            backoff = min(backoff * 2, MAX_BACKOFF)
         self._failed(last)
         if isinstance(last, BadGateway | GatewayTimeout):
             raise last
@@ -158,7 +157,7 @@ class OriginClient:
             self._probe = asyncio.create_task(self._probe_until_up(), name="origin-probe")
 
     async def _probe_until_up(self) -> None:
-        backoff = FIRST_BACKOFF * 4
+        retry = Backoff(FIRST_BACKOFF * 4, MAX_BACKOFF)
         while True:
             try:
                 async with self.session.get(self.url("/healthz"), headers=self.headers(),
@@ -167,10 +166,9 @@ class OriginClient:
                     if resp.status == 200:
                         self._succeeded()
                         return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
+            await asyncio.sleep(retry.next())
 
 
 ORIGIN: web.AppKey[OriginClient] = web.AppKey("origin_client", OriginClient)

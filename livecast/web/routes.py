@@ -18,8 +18,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-from livecast.keys import SETTINGS
-
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent
@@ -33,8 +31,8 @@ CONTENT_SECURITY_POLICY = (
     "media-src 'self' blob:; connect-src 'self' ws: wss:; worker-src 'self' blob:; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-# Origins (scheme://host:port) of the cluster's edges the room page may play from: the
-# origin registers its registry's, an edge what its heartbeat replies tell it.
+# Origins (scheme://host:port) of the cluster's edges the room page may play from, as
+# given to ``setup``: the origin's registry's, or what an edge's heartbeat replies say.
 MEDIA_ORIGINS: web.AppKey[Callable[[], list[str]]] = web.AppKey("web_media_origins")
 
 
@@ -142,11 +140,11 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
         headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 
 
-def setup(app: web.Application) -> None:
-    """Page routes, static files, security headers, and (``--demo``) the demo stream.
-
-    Call after the origin components so the demo's start-up runs after the RTMP listener's.
-    """
+def setup(app: web.Application, media_origins: Callable[[], list[str]] | None = None) -> None:
+    """Page routes, static files and security headers; the pages' CSP also allows
+    ``media_origins()`` (the cluster's, given by the role's wiring)."""
+    if media_origins is not None:
+        app[MEDIA_ORIGINS] = media_origins
     for route, page in PAGES.items():
         app.router.add_get(route, _page_handler(page), name=f"page:{page.file}")
     app.router.add_get("/static/vendor/{name}", vendor_file)
@@ -162,8 +160,3 @@ def setup(app: web.Application) -> None:
         )
     else:
         log.debug("serving hls.js from %s", vendor)
-    settings = app[SETTINGS]
-    if settings.server.demo and settings.server.role == "origin":
-        from livecast import demo
-
-        demo.setup(app)

@@ -37,7 +37,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from livecast.chat.bus import Handler, InProcessBus, RoomMessage, Unsubscribe
+from livecast.chat.bus.base import Handler, RoomMessage, Unsubscribe
+from livecast.chat.bus.memory import InProcessBus
+from livecast.core.backoff import Backoff
+from livecast.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -173,10 +176,7 @@ class RedisBus:
         while (self._sending or not self._queue.empty()) and not self.down and time.monotonic() < deadline:
             await asyncio.sleep(0.01)  # let the writer send the last events (bounded)
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self._tasks = []
         if self._pub is not None:
             with contextlib.suppress(*_ERRORS):  # take this node's viewers out at once
@@ -205,7 +205,7 @@ class RedisBus:
                             self.stats["dropped"])
 
     async def _write(self) -> None:
-        backoff = FIRST_BACKOFF
+        retry = Backoff(FIRST_BACKOFF, MAX_BACKOFF)
         while True:
             batch = [await self._queue.get()]
             while len(batch) < BATCH and not self._queue.empty():
@@ -214,14 +214,14 @@ class RedisBus:
             while True:
                 try:
                     await self._run_batch(batch)
-                    backoff = FIRST_BACKOFF
+                    retry.reset()
                     self._sending = False
                     break
                 except _ERRORS as err:
                     self.stats["write_errors"] += 1
-                    log.warning("chat bus: cannot publish to Redis (%s); retrying in %.1f s", err, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, MAX_BACKOFF)
+                    delay = retry.next()
+                    log.warning("chat bus: cannot publish to Redis (%s); retrying in %.1f s", err, delay)
+                    await asyncio.sleep(delay)
 
     async def _run_batch(self, batch: list[tuple[str, str, str]]) -> None:
         assert self._pub is not None
@@ -259,7 +259,7 @@ class RedisBus:
     # -- reading --------------------------------------------------------------------
 
     async def _read(self) -> None:
-        backoff = FIRST_BACKOFF
+        retry = Backoff(FIRST_BACKOFF, MAX_BACKOFF)
         while True:
             assert self._sub is not None
             pubsub = self._sub.pubsub()
@@ -267,18 +267,17 @@ class RedisBus:
                 await self._listen(pubsub)
             except _ERRORS as err:
                 if self.connected:
-                    backoff = FIRST_BACKOFF
+                    retry.reset()
                 self.stats["read_errors"] += 1
                 self.down = True
                 log.warning("chat bus: Redis subscription lost or refused (%s); reconnecting in %.1f s",
-                            err, backoff)
+                            err, retry.current)
             finally:
                 self.connected = False
                 self._confirmed.clear()
                 with contextlib.suppress(*_ERRORS):
-                    await pubsub.aclose()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(retry.next())
 
     async def _listen(self, pubsub: Any) -> None:
         subscribed: set[str] = set(self.local.rooms())

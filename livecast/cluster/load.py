@@ -69,7 +69,7 @@ class LoadMeter:
         cutoff = self._clock() - self.viewer_window
         clients = self._clients
         while clients:  # oldest first: drop until the first fresh one
-            key, seen = next(iter(clients.items()))
+            _key, seen = next(iter(clients.items()))
             if seen >= cutoff:
                 break
             clients.popitem(last=False)

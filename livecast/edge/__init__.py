@@ -1,0 +1,1 @@
+"""The edge role: origin client, HLS cache, API proxy, chat and heartbeat."""
