@@ -44,7 +44,8 @@ _CONTROL = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_INVISIBLE}]")
 _CONTROL_MULTILINE = re.compile(f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f{_INVISIBLE}]")
 # The same rules as JSON Schema patterns, for the OpenAPI document (\\uXXXX escapes work in
 # Python's re and in ECMA regular expressions alike).
-_REFUSED = r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200b\u200e\u200f\u202a-\u202e\u2060-\u2069\ufeff"
+_REFUSED = (r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200b\u200e\u200f"
+            r"\u202a-\u202e\u2060-\u2069\ufeff")
 TITLE_PATTERN = rf"^[^{_REFUSED}\t\n\r]*[^{_REFUSED}\s][^{_REFUSED}\t\n\r]*$"
 DESCRIPTION_PATTERN = rf"^[^{_REFUSED}]*$"
 

@@ -30,7 +30,7 @@ def test_backoff_jitter_stays_within_its_fraction() -> None:
 @pytest.mark.parametrize("args", [(0.0, 1.0), (2.0, 1.0), (1.0, 2.0, 0.5), (1.0, 2.0, 2.0, 1.0)])
 def test_backoff_refuses_nonsense(args: tuple[float, ...]) -> None:
     first, maximum, *rest = args
-    kwargs = dict(zip(("factor", "jitter"), rest))
+    kwargs = dict(zip(("factor", "jitter"), rest, strict=False))
     with pytest.raises(ValueError):
         Backoff(first, maximum, **kwargs)
 
@@ -70,7 +70,8 @@ async def test_cancel_and_wait_lets_the_callers_cancellation_through() -> None:
     victim = asyncio.create_task(stubborn())
     await asyncio.sleep(0)
     caller = asyncio.create_task(cancel_and_wait(victim))
-    await asyncio.sleep(0.01)
+    for _ in range(5):  # a few loop turns: the caller has cancelled the victim and waits
+        await asyncio.sleep(0)
     assert not caller.done()  # still waiting for the stubborn task
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -194,7 +194,7 @@ async def test_every_statement_is_registered_for_the_postgresql_check() -> None:
 
 
 SERVICE_PATHS = ("livecast/users.py", "livecast/rooms.py", "livecast/chat", "livecast/api", "livecast/web",
-                 "livecast/webhooks.py", "livecast/cli.py", "livecast/app.py")
+                 "livecast/webhooks.py", "livecast/cli.py", "livecast/app")
 
 
 def _service_files() -> Iterator[Path]:

@@ -206,6 +206,7 @@ def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, 
     return schema
 
 
+_EMAIL_PATTERN = r"^([^@\s\u001c-\u001f\u0085]{1,64}@[^@\s\u001c-\u001f\u0085]{1,189})?$"
 _S = {"type": "string"}
 _I = {"type": "integer"}
 _B = {"type": "boolean"}
@@ -221,7 +222,7 @@ add_schema("UserEnvelope", _obj({"user": _ref("UserPrivate")}, ["user"]))
 add_schema("Register", _obj({"username": {"type": "string", "pattern": "^[A-Za-z0-9_]{3,32}$"},
                              "password": {"type": "string", "minLength": 8, "maxLength": 128},
                              "email": {"type": "string", "nullable": True, "maxLength": 254,
-                                       "pattern": r"^([^@\s\u001c-\u001f\u0085]{1,64}@[^@\s\u001c-\u001f\u0085]{1,189})?$"}},
+                                       "pattern": _EMAIL_PATTERN}},
                             ["username", "password"]))
 add_schema("Login", _obj({"username": _S, "password": _S}, ["username", "password"]))
 add_schema("Session", _obj({"token": _S, "user": _ref("UserPrivate"),

@@ -162,7 +162,8 @@ _ROOM_PROPS: dict[str, Any] = {
 }
 openapi.add_schema("Room", {"type": "object", "properties": _ROOM_PROPS})
 openapi.add_schema("RoomEnvelope", {"type": "object", "properties": {"room": {"$ref": "#/components/schemas/Room"}}})
-_NEXT_CURSOR = {"type": "string", "nullable": True, "description": "pass as ?cursor= for the next page; null on the last"}
+_NEXT_CURSOR = {"type": "string", "nullable": True,
+                "description": "pass as ?cursor= for the next page; null on the last"}
 openapi.add_schema("RoomList", {"type": "object", "required": ["rooms", "next_cursor"], "properties": {
     "rooms": {"type": "array", "items": {"$ref": "#/components/schemas/Room"}}, "next_cursor": _NEXT_CURSOR}})
 _TITLE = {"type": "string", "minLength": 1, "maxLength": TITLE_MAX, "pattern": TITLE_PATTERN,
@@ -183,7 +184,8 @@ openapi.add_schema("StreamKey", {"type": "object", "properties": {
 
 openapi.document("GET", "/api/v1/rooms", "Rooms, live first, then newest, one page at a time", tags=["rooms"],
                  auth="optional", responses={200: "RoomList"},
-                 query={**openapi.page_params(cursor_parts=2), "owner": "only this user's rooms (none for an unknown name)"})
+                 query={**openapi.page_params(cursor_parts=2),
+                        "owner": "only this user's rooms (none for an unknown name)"})
 openapi.document("POST", "/api/v1/rooms", "Create a room (returns its stream key)", tags=["rooms"],
                  auth="streamer", body="RoomCreate",
                  responses={201: "RoomEnvelope", 409: "slug_taken, or room_limit (rooms.max_per_user reached)"})

@@ -81,7 +81,8 @@ class Registry:
     """Edges by announced URL. Stale ones are listed (state "stale") until
     ``forget_after`` seconds without a heartbeat, then dropped; at most ``max_nodes``."""
 
-    def __init__(self, timeout: float, *, max_nodes: int = MAX_NODES, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, timeout: float, *, max_nodes: int = MAX_NODES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.timeout = timeout
         self.forget_after = max(10 * timeout, 60.0)
         self.max_nodes = max_nodes

@@ -71,7 +71,7 @@ async def _mapped(call: Awaitable[T]) -> T:
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
-    return dict(zip([d[0] for d in cursor.description], row))
+    return dict(zip([d[0] for d in cursor.description], row, strict=True))
 
 
 class _Statements:

@@ -106,7 +106,8 @@ def _page_handler(page: Page) -> Callable[[web.Request], Awaitable[web.StreamRes
     body = render_page(page).encode()  # once, at start-up
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        return web.Response(body=body, headers={"Cache-Control": "no-cache", "Content-Type": "text/html; charset=utf-8"})
+        return web.Response(body=body, headers={"Cache-Control": "no-cache",
+                                                "Content-Type": "text/html; charset=utf-8"})
 
     return handler
 

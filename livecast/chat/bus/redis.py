@@ -238,7 +238,7 @@ class RedisBus:
                       self.node_id, counts[room], self.ttl_ms, room)
         results = await pipe.execute()
         self.stats["published"] += len(batch) - len(viewer_rooms)
-        for room, total in zip(viewer_rooms, results[len(results) - len(viewer_rooms):]):
+        for room, total in zip(viewer_rooms, results[len(results) - len(viewer_rooms):], strict=False):
             self._reported[room] = counts[room]
             self._totals[room] = int(total)
             if counts[room] == 0 and self._counts.get(room) == 0:
