@@ -40,8 +40,8 @@ from rtmp_craft import (
     set_chunk_size,
 )
 
-from livecast.ingest.amf import decode_values
-from livecast.ingest.chunks import ChunkReader
+from livecast.rtmp.amf import decode_values
+from livecast.rtmp.chunks import ChunkReader
 
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 

@@ -31,8 +31,8 @@ sys.path.insert(0, str(HERE))
 
 import ingest  # noqa: E402
 
-from livecast.ingest.amf import decode_values, encode_values  # noqa: E402
-from livecast.ingest.chunks import ChunkReader, ChunkWriter, RtmpMessage  # noqa: E402
+from livecast.rtmp.amf import decode_values, encode_values  # noqa: E402
+from livecast.rtmp.chunks import ChunkReader, ChunkWriter, RtmpMessage  # noqa: E402
 
 HANDSHAKE = 1536
 CHUNK = 4096

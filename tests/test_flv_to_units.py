@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from livecast.ingest.flv_to_units import FlvToUnits, TimestampUnwrapper, UnsupportedCodec
+from livecast.media.flv import FlvToUnits, TimestampUnwrapper, UnsupportedCodec
 from livecast.core.media import Codec, Track
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from livecast.hub import LiveStream, StreamHub
+from livecast.pipeline.hub import LiveStream, StreamHub
 from livecast.core.media import Codec, MediaUnit, Track
 
 

@@ -10,8 +10,8 @@ from helpers import make_room, rtmp_url, wait_playlist
 from publisher import read_hls_async, start_publisher
 from rtmp_craft import HANDSHAKE_SIZE, c0c1, c2, chunk, command_message, message, set_chunk_size
 
-from livecast.ingest.amf import decode_values
-from livecast.ingest.chunks import ChunkReader
+from livecast.rtmp.amf import decode_values
+from livecast.rtmp.chunks import ChunkReader
 
 
 async def _closed_by_server(reader: asyncio.StreamReader, timeout: float = 10.0) -> bool:

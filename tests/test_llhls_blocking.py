@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
-import livecast.hls.source as source_module
+import livecast.delivery.origin as source_module
 from livecast.core.errors import Unavailable, ValidationError
 from livecast.hls import HlsService, StreamWriter
 from livecast.hls.room import PART_NAME, Room
-from livecast.hls.source import BLOCKING_TARGET_DURATIONS, LL_PLAYLIST_CACHE, OriginSource
+from livecast.delivery.origin import BLOCKING_TARGET_DURATIONS, LL_PLAYLIST_CACHE, OriginSource
 from livecast.core.media import MediaUnit
 from test_llhls_playlist import ll_service, media
 

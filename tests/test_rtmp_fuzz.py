@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from livecast.ingest.protocol import (
+from livecast.rtmp.protocol import (
     AudioData,
     Closed,
     Connected,

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livecast.ingest.amf import UNDEFINED, AmfError, EcmaArray, decode_values, encode_values
-from livecast.ingest.protocol import (
+from livecast.rtmp.amf import UNDEFINED, AmfError, EcmaArray, decode_values, encode_values
+from livecast.rtmp.protocol import (
     AudioData,
     Closed,
     Connected,

@@ -8,7 +8,7 @@ import time
 from helpers import make_room, room_json, rtmp_url
 from publisher import start_publisher
 
-from livecast.hub import COLLAPSE_SECONDS, LiveStream, StreamHub, StreamStats
+from livecast.pipeline.hub import COLLAPSE_SECONDS, LiveStream, StreamHub, StreamStats
 from livecast.core.media import Codec, MediaUnit, Track
 
 

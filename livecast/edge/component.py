@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from livecast.delivery import routes as hls_routes
 from livecast.edge import chat as edge_chat
-from livecast.edge import hls_routes, proxy
+from livecast.edge import heartbeat, proxy
 from livecast.edge.source import EdgeSource
-from livecast.edge import heartbeat
 from livecast.edge.upstream import ORIGIN, OriginClient
 from livecast.keys import SETTINGS
 

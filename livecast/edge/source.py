@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from livecast.config import Settings
-from livecast.edge.cache import CachedObject, Coalescer, ObjectCache
-from livecast.edge.hls_routes import PlaylistReply
-from livecast.edge.upstream import Fetched, OriginClient
 from livecast.core.errors import BadGateway, GatewayTimeout, UpstreamError
+from livecast.delivery.source import PlaylistReply
+from livecast.edge.cache import CachedObject, Coalescer, ObjectCache
+from livecast.edge.upstream import Fetched, OriginClient
 
 DIRECTIVES = ("_HLS_msn", "_HLS_part", "_HLS_skip")
 MAX_ROOMS = 10_000  # playlist states kept (LRU); a room costs one playlist body

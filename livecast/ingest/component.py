@@ -12,14 +12,19 @@ from aiohttp import web
 
 from livecast import tls
 from livecast.api.rooms import OWNER_ONLY
-from livecast.edge import hls_routes
-from livecast.hls.source import OriginSource
-from livecast.core.events import RoomDeleted, StreamKeyRotated, StreamStarted, StreamStopped
-from livecast.hls.service import HlsService, StreamWriter
-from livecast.hub import LiveStream, StreamHub
-from livecast.ingest.server import RtmpServer
-from livecast.keys import BOUND_PORTS, EVENTS, ROOM_EXTRAS, ROOMS, SETTINGS
+from livecast.core.events import (
+    RoomDeleted,
+    StreamKeyRotated,
+    StreamStarted,
+    StreamStopped,
+)
 from livecast.core.media import MediaUnit
+from livecast.delivery import routes as hls_routes
+from livecast.delivery.origin import OriginSource
+from livecast.hls.service import HlsService, StreamWriter
+from livecast.keys import BOUND_PORTS, EVENTS, ROOM_EXTRAS, ROOMS, SETTINGS
+from livecast.pipeline.hub import LiveStream, StreamHub
+from livecast.rtmp.listener import RtmpServer
 from livecast.webhooks import WEBHOOKS
 
 log = logging.getLogger(__name__)

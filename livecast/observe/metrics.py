@@ -26,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from livecast.core.events import RoomDeleted
-from livecast.hub import LiveStream, StreamHub
+from livecast.pipeline.hub import LiveStream, StreamHub
 from livecast.keys import EVENTS, SETTINGS
 from livecast.core.media import MediaUnit
 

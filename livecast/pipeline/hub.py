@@ -39,9 +39,22 @@ COLLAPSE_RATIO = 0.1
 class StreamStats:
     """Bitrate, frame rate and keyframe interval measured from the units themselves."""
 
-    __slots__ = ("bytes", "units", "video_frames", "_window", "_window_bytes", "_window_frames",
-                 "_last_key_dts", "keyframe_interval_ms", "_first_dts", "_last_dts", "dropped",
-                 "late", "last_video_dts", "last_audio_dts")
+    __slots__ = (
+        "_first_dts",
+        "_last_dts",
+        "_last_key_dts",
+        "_window",
+        "_window_bytes",
+        "_window_frames",
+        "bytes",
+        "dropped",
+        "keyframe_interval_ms",
+        "last_audio_dts",
+        "last_video_dts",
+        "late",
+        "units",
+        "video_frames",
+    )
 
     def __init__(self) -> None:
         self.bytes = 0
@@ -68,8 +81,7 @@ class StreamStats:
         dts = unit.dts
         if self._first_dts is None:
             self._first_dts = dts
-        if dts > self._last_dts:
-            self._last_dts = dts
+        self._last_dts = max(self._last_dts, dts)
         frame = 0
         if unit.track is Track.VIDEO:
             last = self.last_video_dts

@@ -11,7 +11,7 @@ again after its publish ends). Pending connections are capped per address and in
 apart from publishers, and must authenticate within ``ingest.auth_timeout``; when the
 global cap is full a newcomer evicts the oldest pending connection of the address that
 holds the most, so a real encoder (which authenticates within milliseconds) always gets
-in. Refusals are counted by reason and logged once (see :mod:`livecast.ingest.limits`).
+in. Refusals are counted by reason and logged once (see :mod:`livecast.rtmp.limits`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from livecast.config import Settings
-from livecast.hub import LiveStream, StreamHub
-from livecast.ingest.flv_to_units import FlvToUnits, UnsupportedCodec
-from livecast.ingest.limits import IngestGate
-from livecast.ingest.protocol import (
+from livecast.core.media import Codec, MediaUnit
+from livecast.media.flv import FlvToUnits, UnsupportedCodec
+from livecast.pipeline.hub import LiveStream, StreamHub
+from livecast.rtmp.limits import IngestGate
+from livecast.rtmp.protocol import (
     AudioData,
     Closed,
     LimitExceeded,
@@ -38,7 +39,6 @@ from livecast.ingest.protocol import (
     Unpublished,
     VideoData,
 )
-from livecast.core.media import Codec, MediaUnit
 
 log = logging.getLogger(__name__)
 

@@ -12,40 +12,18 @@ directives, 502/504 when an edge cannot reach the origin), answered as JSON.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from livecast.api.middleware import error_response
+from livecast.delivery.source import SegmentSource
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 SEGMENT_MAX_AGE = 86400
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _SLUG = re.compile(r"^[a-z0-9-]{1,40}$")
 _RANGE = re.compile(r"\s*bytes=([0-9]{0,18})-([0-9]{0,18})\s*")  # 18 digits: int() stays cheap and in range
-
-
-class Segment(Protocol):
-    @property
-    def data(self) -> bytes: ...
-    @property
-    def content_type(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class PlaylistReply:
-    body: bytes
-    cache_control: str = "no-cache"
-
-
-class SegmentSource(Protocol):
-    async def playlist(self, slug: str, query: Mapping[str, str]) -> PlaylistReply | None:
-        """The room's media playlist; ``query`` holds the request's query (LL-HLS directives)."""
-
-    async def segment(self, slug: str, name: str) -> Segment | None: ...
 
 
 SOURCE: web.AppKey[SegmentSource] = web.AppKey("hls_source")
