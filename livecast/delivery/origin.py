@@ -76,6 +76,17 @@ class OriginSource:
             return None
         return await self._hinted_part(room, name)
 
+    async def rendition_playlist(self, slug: str, rendition: str) -> PlaylistReply | None:
+        """A named rendition's playlist (plain HLS: no blocking reload)."""
+        room = self.hls.room(slug, rendition)
+        body = room.rendered() if room is not None else None
+        if body is None or room is None or room.playlist is None:
+            return None
+        return PlaylistReply(body, playlist_cache_control(room.playlist.target_duration))
+
+    async def rendition_segment(self, slug: str, rendition: str, name: str) -> SegmentData | None:
+        return self.hls.segment(slug, name, rendition)
+
     # -- LL-HLS --------------------------------------------------------------
 
     async def _ll_playlist(self, room: Room, query: Mapping[str, str]) -> PlaylistReply | None:

@@ -17,16 +17,23 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from livecast.api.middleware import error_response
-from livecast.delivery.source import SegmentSource
+from livecast.delivery.source import (
+    PlaylistReply,
+    RenditionSource,
+    Segment,
+    SegmentSource,
+)
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 SEGMENT_MAX_AGE = 86400
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _SLUG = re.compile(r"^[a-z0-9-]{1,40}$")
+_RENDITION = re.compile(r"^[a-z0-9_-]{1,32}$")
 _RANGE = re.compile(r"\s*bytes=([0-9]{0,18})-([0-9]{0,18})\s*")  # 18 digits: int() stays cheap and in range
 
 
 SOURCE: web.AppKey[SegmentSource] = web.AppKey("hls_source")
+RENDITIONS: web.AppKey[RenditionSource] = web.AppKey("hls_renditions")
 
 _CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -71,8 +78,20 @@ def _not_found(what: str) -> web.Response:
 async def playlist(request: web.Request) -> web.Response:
     slug = request.match_info["slug"]
     reply = await request.app[SOURCE].playlist(slug, request.query) if _SLUG.match(slug) else None
+    return _playlist_response(reply, f"room {slug!r} is not live")
+
+
+async def rendition_playlist(request: web.Request) -> web.Response:
+    slug, rendition = request.match_info["slug"], request.match_info["rendition"]
+    reply = None
+    if _SLUG.match(slug) and _RENDITION.match(rendition):
+        reply = await request.app[RENDITIONS].rendition_playlist(slug, rendition)
+    return _playlist_response(reply, f"room {slug!r} has no rendition {rendition!r}")
+
+
+def _playlist_response(reply: PlaylistReply | None, missing: str) -> web.Response:
     if reply is None:
-        return _not_found(f"room {slug!r} is not live")
+        return _not_found(missing)
     return web.Response(body=reply.body, headers=_headers_for_playlist(reply.cache_control))
 
 
@@ -98,6 +117,18 @@ async def segment(request: web.Request) -> web.Response:
     seg = None
     if _SLUG.match(slug) and _NAME.match(name) and not name.endswith(".m3u8"):
         seg = await request.app[SOURCE].segment(slug, name)
+    return _segment_response(request, seg)
+
+
+async def rendition_segment(request: web.Request) -> web.Response:
+    slug, rendition, name = (request.match_info[k] for k in ("slug", "rendition", "name"))
+    seg = None
+    if _SLUG.match(slug) and _RENDITION.match(rendition) and _NAME.match(name) and not name.endswith(".m3u8"):
+        seg = await request.app[RENDITIONS].rendition_segment(slug, rendition, name)
+    return _segment_response(request, seg)
+
+
+def _segment_response(request: web.Request, seg: Segment | None) -> web.Response:
     if seg is None:
         return _not_found("no such segment")
     data = seg.data
@@ -125,9 +156,14 @@ async def preflight(request: web.Request) -> web.Response:
     })
 
 
-def setup(app: web.Application, source: SegmentSource) -> None:
+def setup(app: web.Application, source: SegmentSource, renditions: RenditionSource | None = None) -> None:
     app[SOURCE] = source
     add_routes(app)
+    if renditions is not None:
+        app[RENDITIONS] = renditions
+        app.router.add_get("/hls/{slug}/{rendition}/index.m3u8", rendition_playlist)
+        app.router.add_get("/hls/{slug}/{rendition}/{name}", rendition_segment)
+        app.router.add_route("OPTIONS", "/hls/{slug}/{rendition}/{name}", preflight)
 
 
 def add_routes(app: web.Application) -> None:

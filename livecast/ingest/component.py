@@ -76,7 +76,8 @@ def setup(app: web.Application) -> None:
     app[HLS] = hls
     app[HUB] = hub
     app[OUTPUT_TASKS] = outputs
-    hls_routes.setup(app, OriginSource(hls))
+    origin = OriginSource(hls)
+    hls_routes.setup(app, origin, origin)
     app.cleanup_ctx.append(_media_ctx)
 
 
