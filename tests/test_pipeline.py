@@ -4,6 +4,7 @@ next keyframe, and a second kind of source going through the same session manage
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -110,7 +111,7 @@ async def test_a_slow_output_drops_to_the_next_keyframe_while_hls_keeps_every_fr
     position = {id(unit): i for i, unit in enumerate(everything.units)}
     kept = [position[id(unit)] for unit in sink.units]
     assert kept == sorted(kept)
-    gaps = [(a, b) for a, b in zip(kept, kept[1:], strict=False) if b != a + 1]
+    gaps = [(a, b) for a, b in itertools.pairwise(kept) if b != a + 1]
     assert gaps, "the slow output never dropped"
     for _, resumed in gaps:  # after a drop the output resumes on a video keyframe, audio included
         unit = everything.units[resumed]
