@@ -19,7 +19,7 @@ from livecast.core.tasks import Supervisor
 from livecast.hls.service import StreamWriter
 from livecast.ingest.component import HUB, SESSIONS
 from livecast.keys import EVENTS
-from livecast.pipeline.hub import LiveStream
+from livecast.pipeline.hub import LiveStream, StreamHub
 from livecast.pipeline.outputs import QueuedOutput
 
 FPS = 30
@@ -202,3 +202,25 @@ async def test_a_file_source_and_an_rtmp_publisher_take_over_from_each_other(nod
     assert kinds == ["StreamStarted", "StreamStopped"]  # takeovers keep the room live throughout
     text = await wait_playlist(node, slug, _ended)
     assert text.count("#EXT-X-DISCONTINUITY") >= 2
+
+
+async def test_a_lossless_output_congests_the_stream_instead_of_dropping() -> None:
+    supervisor = Supervisor("test-lossless")
+    sink = SlowSink()
+    hub = StreamHub()
+    outputs: list[QueuedOutput] = []
+    hub.add_output_factory(lambda s: outputs.append(QueuedOutput(s, sink, supervisor, max_units=64, lossless=True))
+                           or outputs[-1])
+    stream, _ = hub.start("room", "test")
+    relieved = asyncio.Event()
+    units = cached_units(2.0)
+    for unit in units:
+        stream.write(unit)
+    assert stream.congested  # the source is told to stop reading ...
+    stream.on_relief = relieved.set
+    await asyncio.wait_for(relieved.wait(), 30)  # ... until the output has caught up
+    assert not stream.congested
+    hub.stop(stream)
+    await asyncio.wait_for(sink.closed.wait(), 30)
+    await supervisor.close()
+    assert outputs[0].dropped == 0 and sink.units == list(units)  # nothing dropped

@@ -70,7 +70,8 @@ def setup(app: web.Application) -> None:
 
     def hls_output(stream: LiveStream) -> QueuedOutput:
         return QueuedOutput(stream, HlsSink(hls, stream), outputs,
-                            max_units=ingest.output_queue_units, max_bytes=ingest.output_queue_bytes)
+                            max_units=ingest.output_queue_units, max_bytes=ingest.output_queue_bytes,
+                            lossless=True)
 
     hub.add_output_factory(hls_output)
     app[HLS] = hls

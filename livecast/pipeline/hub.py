@@ -172,6 +172,24 @@ class LiveStream:
         self.stats = StreamStats()
         self.outputs: list[Output] = []
         self.closed = False
+        # Lossless outputs (HLS) that are behind: the source should stop reading until
+        # ``on_relief`` is called (an RTMP publisher then waits in TCP, as it always did).
+        self._congested: set[object] = set()
+        self.on_relief: Callable[[], None] | None = None
+
+    @property
+    def congested(self) -> bool:
+        return bool(self._congested)
+
+    def congestion(self, output: object, behind: bool) -> None:
+        """An output reports that it is behind (``behind``) or caught up again."""
+        if behind:
+            self._congested.add(output)
+            return
+        self._congested.discard(output)
+        if not self._congested and self.on_relief is not None:
+            relief, self.on_relief = self.on_relief, None
+            relief()
 
     def write(self, unit: MediaUnit) -> None:
         self.stats.add(unit)

@@ -10,6 +10,12 @@ on the stream's ``stats.dropped``, and logged at most once per episode. Decoder
 configuration units and metadata are never dropped: they are tiny and rare, and the sink
 cannot decode anything after a change without them. MediaMTX's per-reader ring buffers
 are the model.
+
+A ``lossless`` output (the HLS output: it must keep every segment) never drops at its
+bounds: it reports the stream as congested, and the source stops reading until the
+queue is down to half (an RTMP publisher then waits in TCP, as it did when muxing ran on
+the read path). Only a source that ignores this meets a hard cap of four times the
+bounds, where even a lossless output drops to the next keyframe.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_UNITS = 4000
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
+_LOSSLESS_HARD_CAP = 4  # times the bounds
 _BATCH = 64  # units delivered before the drain task lets the loop serve others
 
 
@@ -52,11 +59,17 @@ class QueuedOutput:
     """A hub ``Output`` that hands units to ``sink`` through a bounded queue and a task."""
 
     def __init__(self, stream: LiveStream, sink: Sink, tasks: Supervisor, *,
-                 max_units: int = DEFAULT_MAX_UNITS, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+                 max_units: int = DEFAULT_MAX_UNITS, max_bytes: int = DEFAULT_MAX_BYTES,
+                 lossless: bool = False) -> None:
         self.stream = stream
         self.sink = sink
-        self.max_units = max_units
-        self.max_bytes = max_bytes
+        self.lossless = lossless
+        self.behind = False  # lossless: the stream is told it is congested
+        scale = _LOSSLESS_HARD_CAP if lossless else 1
+        self.max_units = max_units * scale
+        self.max_bytes = max_bytes * scale
+        self._soft_units = max_units
+        self._soft_bytes = max_bytes
         self.dropped = 0
         self.queued_bytes = 0
         self._queue: deque[object] = deque()
@@ -81,6 +94,15 @@ class QueuedOutput:
                 return
             self._dropping = False
         self._push(unit, len(unit.payload))
+        if self.lossless and not self.behind and self._over_soft():
+            self.behind = True
+            self.stream.congestion(self, True)
+
+    def _over_soft(self) -> bool:
+        return len(self._queue) >= self._soft_units or self.queued_bytes >= self._soft_bytes
+
+    def _caught_up(self) -> bool:
+        return len(self._queue) <= self._soft_units // 2 and self.queued_bytes <= self._soft_bytes // 2
 
     def set_metadata(self, values: dict[str, Any]) -> None:
         if not self._closed:
@@ -129,6 +151,9 @@ class QueuedOutput:
                 if item is _CLOSE:
                     return
                 await self._deliver(item)
+                if self.behind and self._caught_up():
+                    self.behind = False
+                    self.stream.congestion(self, False)
                 batch += 1
                 if batch >= _BATCH:
                     batch = 0
@@ -136,6 +161,9 @@ class QueuedOutput:
         finally:
             queue.clear()
             self.queued_bytes = 0
+            if self.behind:
+                self.behind = False
+                self.stream.congestion(self, False)
             await self._close_sink()
 
     async def _deliver(self, item: object) -> None:

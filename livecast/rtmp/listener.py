@@ -200,6 +200,19 @@ class RtmpConnection(asyncio.Protocol):
             self._backlog.extend(events)
             return
         self._handle(events)
+        self._hold_if_congested()
+
+    def _hold_if_congested(self) -> None:
+        """Stop reading while a lossless output (HLS) is behind; resume when it caught up."""
+        session = self.session
+        if session is None or self._closing or not session.stream.congested or self.transport is None:
+            return
+        self.transport.pause_reading()
+        session.stream.on_relief = self._relieved
+
+    def _relieved(self) -> None:
+        if not self._closing and self._backlog is None and self.transport is not None:
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -322,6 +335,7 @@ class RtmpConnection(asyncio.Protocol):
             if not self._closing and self.transport is not None:
                 self.transport.resume_reading()
         self._handle(backlog)
+        self._hold_if_congested()
 
     def _begin_publish(self, req: PublishRequested, slug: str) -> None:
         server = self.server
