@@ -76,8 +76,8 @@ class IngestSettings:
     preauth_max_partial_streams: int = 4
     max_pending: int = 256
     max_pending_per_address: int = 8
-    output_queue_units: int = 4000
-    output_queue_bytes: int = 32 * 1024 * 1024
+    output_queue_units: int = 1000
+    output_queue_bytes: int = 4 * 1024 * 1024
 
 
 @dataclass

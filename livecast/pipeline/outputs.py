@@ -31,8 +31,8 @@ from livecast.pipeline.hub import LiveStream
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_UNITS = 4000
-DEFAULT_MAX_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_UNITS = 1000
+DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 _LOSSLESS_HARD_CAP = 4  # times the bounds
 _BATCH = 64  # units delivered before the drain task lets the loop serve others
 
