@@ -29,10 +29,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import ingest  # noqa: E402
+import ingest
 
-from livecast.rtmp.amf import decode_values, encode_values  # noqa: E402
-from livecast.rtmp.chunks import ChunkReader, ChunkWriter, RtmpMessage  # noqa: E402
+from livecast.rtmp.amf import decode_values, encode_values
+from livecast.rtmp.chunks import ChunkReader, ChunkWriter, RtmpMessage
 
 HANDSHAKE = 1536
 CHUNK = 4096

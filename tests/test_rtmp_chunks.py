@@ -7,9 +7,9 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rtmp_craft import abort, basic_header, chunk, message, set_chunk_size
 
 from livecast.rtmp.chunks import ChunkReader, ChunkWriter, ProtocolError, RtmpMessage
-from rtmp_craft import abort, basic_header, chunk, message, set_chunk_size
 
 PAYLOAD = bytes(range(256)) * 2  # 512 bytes: four 128-byte chunks
 

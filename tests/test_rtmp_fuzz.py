@@ -5,6 +5,16 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rtmp_craft import (
+    Ecma,
+    amf0,
+    c0c1,
+    command_message,
+    message,
+    ping_request,
+    set_chunk_size,
+    window_ack_size,
+)
 
 from livecast.rtmp.protocol import (
     AudioData,
@@ -17,7 +27,6 @@ from livecast.rtmp.protocol import (
     Unpublished,
     VideoData,
 )
-from rtmp_craft import Ecma, amf0, c0c1, command_message, message, ping_request, set_chunk_size, window_ack_size
 
 EVENT_TYPES = (AudioData, Closed, Connected, MetaData, PublishRequested, Unpublished, VideoData)
 LIMITS = {"max_message_bytes": 64 * 1024, "max_chunk_size": 64 * 1024, "max_chunk_streams": 16}
