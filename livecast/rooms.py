@@ -49,6 +49,9 @@ _REFUSED = (r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200b\u2
 TITLE_PATTERN = rf"^[^{_REFUSED}\t\n\r]*[^{_REFUSED}\s][^{_REFUSED}\t\n\r]*$"
 DESCRIPTION_PATTERN = rf"^[^{_REFUSED}]*$"
 
+# A room-JSON extra may return {OWNER_ONLY: {"stream": {...}}}: fields merged into those
+# blocks only for the room's owner and admins (e.g. the publisher's address).
+OWNER_ONLY = "owner_only"
 
 def new_stream_key() -> str:
     return STREAM_KEY_PREFIX + secrets.token_urlsafe(24)
