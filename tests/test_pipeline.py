@@ -60,7 +60,7 @@ class SlowSink:
 
     async def write(self, unit: MediaUnit) -> None:
         self.units.append(unit)
-        await asyncio.sleep(0.02)  # the slow consumer under test, not a synchronisation
+        await asyncio.sleep(0.02)  # simulated work: the slow consumer under test
 
     async def set_metadata(self, values: dict[str, Any]) -> None:
         pass
