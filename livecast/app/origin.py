@@ -6,7 +6,6 @@ started in the order of ``parts`` below, stopped in reverse."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import cast
 
 from aiohttp import web
 
@@ -36,7 +35,7 @@ def build(app: web.Application, settings: Settings) -> None:
     cluster_api.setup(app, Registry(settings.cluster.heartbeat_timeout))
     bus = make_bus(settings.chat, settings.cluster.heartbeat_interval, settings.cluster.heartbeat_timeout)
     parts.append(chat_routes.setup(app, bus))
-    parts.append(_media(app))
+    parts.append(ingest.setup(app))
     hub, hls = app[ingest.HUB], app[ingest.HLS]
     hub.keyframe_limit = settings.hls.segment_duration  # stream-health warnings, metrics or not
     metrics = setup_observability(app, settings.metrics.per_room)
@@ -51,15 +50,6 @@ def build(app: web.Application, settings: Settings) -> None:
     if settings.server.demo:
         parts.append(demo.setup(app))  # after the media path: it publishes to the RTMP listener
     app.cleanup_ctx.append(run_in_order(parts))
-
-
-def _media(app: web.Application) -> Lifecycle:
-    """The media path's lifecycle. ``ingest.setup`` still registers it as a cleanup
-    context of its own; it is taken from there into this role's stack."""
-    before = len(app.cleanup_ctx)
-    ingest.setup(app)
-    assert len(app.cleanup_ctx) == before + 1, "ingest.setup registers exactly one lifecycle"
-    return cast(Lifecycle, app.cleanup_ctx.pop())
 
 
 def _database(settings: Settings) -> Lifecycle:

@@ -61,7 +61,9 @@ class HlsSink:
         self.hls.publish_stopped(self.slug, self.writer)
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Build the media path into ``app`` and return its lifecycle (the role's composition
+    root runs it in its stack)."""
     settings = app[SETTINGS]
     hls = HlsService(settings)
     hub = StreamHub()
@@ -79,7 +81,7 @@ def setup(app: web.Application) -> None:
     app[OUTPUT_TASKS] = outputs
     origin = OriginSource(hls)
     hls_routes.setup(app, origin, origin)
-    app.cleanup_ctx.append(_media_ctx)
+    return _media_ctx
 
 
 def hls_writers(stream: LiveStream) -> list[StreamWriter]:
