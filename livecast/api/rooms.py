@@ -1,7 +1,7 @@
 """Room routes: list, create, read, update, delete, rotate the stream key.
 
 Room JSON is the room's stored fields merged with the live data other components
-register in ``app[ROOM_EXTRAS]`` (ingest: ``live`` and ``stream``; chat: ``viewers``).
+register in the ``RoomExtras`` they are given (ingest: ``live`` and ``stream``; chat: ``viewers``).
 Only the room's owner and admins ever see ``stream_key`` and ``rtmp_url``.
 """
 

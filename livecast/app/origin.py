@@ -22,8 +22,9 @@ from livecast.config import Settings
 from livecast.storage.sqlite import SqliteDatabase
 from livecast.ingest import component as ingest
 from livecast.ingest.metrics import IngestCollector
-from livecast.keys import DB, EVENTS
+from livecast.keys import DB, EVENTS, ROOM_EXTRAS
 from livecast.observe import metrics as observe_metrics
+from livecast.rooms import RoomExtras
 from livecast.observe import setup as setup_observability
 from livecast.web import routes as web_routes
 
@@ -34,8 +35,9 @@ def build(app: web.Application, settings: Settings) -> None:
     parts.append(api_routes.setup(app))
     cluster_api.setup(app, Registry(settings.cluster.heartbeat_timeout))
     bus = make_bus(settings.chat, settings.cluster.heartbeat_interval, settings.cluster.heartbeat_timeout)
-    parts.append(chat_routes.setup(app, bus))
-    parts.append(ingest.setup(app))
+    extras = app[ROOM_EXTRAS] = RoomExtras()
+    parts.append(chat_routes.setup(app, bus, extras))
+    parts.append(ingest.setup(app, extras))
     hub, hls = app[ingest.HUB], app[ingest.HLS]
     hub.keyframe_limit = settings.hls.segment_duration  # stream-health warnings, metrics or not
     metrics = setup_observability(app, settings.metrics.per_room)

@@ -19,11 +19,11 @@ from livecast.core.tasks import Supervisor
 from livecast.delivery import routes as hls_routes
 from livecast.delivery.origin import OriginSource
 from livecast.hls.service import DEFAULT_RENDITION, HlsService, StreamWriter
-from livecast.keys import BOUND_PORTS, EVENTS, ROOM_EXTRAS, ROOMS, SETTINGS
+from livecast.keys import BOUND_PORTS, EVENTS, ROOMS, SETTINGS
 from livecast.pipeline.hub import LiveStream, StreamHub
 from livecast.pipeline.outputs import QueuedOutput
 from livecast.pipeline.sessions import SessionManager
-from livecast.rooms import OWNER_ONLY
+from livecast.rooms import OWNER_ONLY, RoomExtras
 from livecast.rtmp.listener import RtmpServer
 from livecast.webhooks import WEBHOOKS
 
@@ -61,9 +61,9 @@ class HlsSink:
         self.hls.publish_stopped(self.slug, self.writer)
 
 
-def setup(app: web.Application) -> Callable[[web.Application], AsyncIterator[None]]:
+def setup(app: web.Application, extras: RoomExtras) -> Callable[[web.Application], AsyncIterator[None]]:
     """Build the media path into ``app`` and return its lifecycle (the role's composition
-    root runs it in its stack)."""
+    root runs it in its stack); the room JSON gets ``live`` and ``stream`` through ``extras``."""
     settings = app[SETTINGS]
     hls = HlsService(settings)
     hub = StreamHub()
@@ -81,6 +81,7 @@ def setup(app: web.Application) -> Callable[[web.Application], AsyncIterator[Non
     app[OUTPUT_TASKS] = outputs
     origin = OriginSource(hls)
     hls_routes.setup(app, origin, origin)
+    extras.register(_room_extras(hub))
     return _media_ctx
 
 
@@ -132,7 +133,6 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
             sessions.kick(event.slug, "stream key rotated")
 
     unsubscribe = events.subscribe(on_event)
-    app[ROOM_EXTRAS].append(_room_extras(hub))
     yield
     unsubscribe()
     await rtmp.close()
