@@ -24,6 +24,7 @@ from livecast.storage.sqlite import SqliteDatabase
 from livecast.ingest import component as ingest
 from livecast.ingest.metrics import IngestCollector
 from livecast.keys import DB, EVENTS
+from livecast.transcode import component as transcode
 from livecast.observe import metrics as observe_metrics
 from livecast.observe import setup as setup_observability
 from livecast.web import routes as web_routes
@@ -46,6 +47,9 @@ def build(app: web.Application, settings: Settings) -> None:
     app[EVENTS].subscribe(collector.forget)
     metrics.register(collector)
     metrics.register(ChatCollector(app[CHAT]))
+    transcoding = transcode.setup(app)  # after the HLS output: the source's segments come first
+    if transcoding is not None:
+        metrics.register(transcoding)
     parts.append(observe_metrics.loop_lag_ctx)
     web_routes.setup(app, media_origins=lambda: cluster_api.media_origins(app))
     if settings.server.demo:

@@ -18,6 +18,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from livecast.core.http import error_response
 from livecast.delivery.source import (
+    MasterSource,
     PlaylistReply,
     RenditionSource,
     Segment,
@@ -34,6 +35,8 @@ _RANGE = re.compile(r"\s*bytes=([0-9]{0,18})-([0-9]{0,18})\s*")  # 18 digits: in
 
 SOURCE: web.AppKey[SegmentSource] = web.AppKey("hls_source")
 RENDITIONS: web.AppKey[RenditionSource] = web.AppKey("hls_renditions")
+MASTER: web.AppKey[MasterSource] = web.AppKey("hls_master")
+MASTER_NAME = "master.m3u8"
 
 _CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -113,8 +116,17 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+async def master_playlist(request: web.Request, slug: str) -> web.Response:
+    """/hls/{slug}/master.m3u8: the multivariant playlist (matched by the segment route)."""
+    source = request.app.get(MASTER)
+    reply = await source.master_playlist(slug) if source is not None and _SLUG.match(slug) else None
+    return _playlist_response(reply, f"room {slug!r} has no multivariant playlist")
+
+
 async def segment(request: web.Request) -> web.Response:
     slug, name = request.match_info["slug"], request.match_info["name"]
+    if name == MASTER_NAME:
+        return await master_playlist(request, slug)
     seg = None
     if _SLUG.match(slug) and _NAME.match(name) and not name.endswith(".m3u8"):
         seg = await request.app[SOURCE].segment(slug, name)
@@ -165,6 +177,11 @@ def setup(app: web.Application, source: SegmentSource, renditions: RenditionSour
         app.router.add_get("/hls/{slug}/{rendition}/index.m3u8", rendition_playlist)
         app.router.add_get("/hls/{slug}/{rendition}/{name}", rendition_segment)
         app.router.add_route("OPTIONS", "/hls/{slug}/{rendition}/{name}", preflight)
+
+
+def set_master(app: web.Application, source: MasterSource) -> None:
+    """Serve /hls/{slug}/master.m3u8 from ``source`` (through the segment route)."""
+    app[MASTER] = source
 
 
 def add_routes(app: web.Application) -> None:

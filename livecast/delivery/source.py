@@ -38,3 +38,9 @@ class RenditionSource(Protocol):
     async def rendition_playlist(self, slug: str, rendition: str) -> PlaylistReply | None: ...
 
     async def rendition_segment(self, slug: str, rendition: str, name: str) -> Segment | None: ...
+
+
+class MasterSource(Protocol):
+    """A source of multivariant playlists (the origin's transcoder, when a ladder is on)."""
+
+    async def master_playlist(self, slug: str) -> PlaylistReply | None: ...
