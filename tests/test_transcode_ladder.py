@@ -83,7 +83,25 @@ async def _check_master(node: Any, slug: str) -> dict[str, Any]:
     return variants
 
 
-async def _publish_and_check(node: Any) -> None:
+async def _check_ll(node: Any, slug: str) -> None:
+    """Every rendition's LL playlist reports the others, and same-numbered segments have the same parts."""
+    parts: dict[str, dict[int, list[float]]] = {}
+    for name, base in (("source", ""), ("480p", "480p/"), ("240p", "240p/")):
+        status, body = await _get(node, f"/hls/{slug}/{base}index.m3u8")
+        assert status == 200
+        text = body.decode()
+        reports = re.findall(r'#EXT-X-RENDITION-REPORT:URI="([^"]+)",LAST-MSN=\d+', text)
+        assert len(reports) == 2, text
+        playlist = m3u8.loads(text)
+        parts[name] = {playlist.media_sequence + i: [p.duration for p in seg.parts]
+                       for i, seg in enumerate(playlist.segments) if seg.uri and seg.parts}
+    common = set(parts["source"]) & set(parts["480p"]) & set(parts["240p"])
+    assert common, parts
+    for msn in common:
+        assert parts["source"][msn] == parts["480p"][msn] == parts["240p"][msn], (msn, parts)
+
+
+async def _publish_and_check(node: Any, low_latency: bool = False) -> None:
     room = await make_room(node)
     slug = room["slug"]
     publisher = await start_publisher(rtmp_url(node, room["stream_key"]), seconds=4.0, fps=FPS, gop=FPS,
@@ -93,6 +111,11 @@ async def _publish_and_check(node: Any) -> None:
                               what="a master playlist unchanged while its segments are measured")
     body = await room_json(node, slug)
     assert {r["name"] for r in body["renditions"]} == {"source", "480p", "240p"}
+    assert body["hls_url"] == f"/hls/{slug}/master.m3u8"
+    if low_latency:
+        await _check_ll(node, slug)
+    async with node.http.get(node.url(f"/api/v1/rooms/{slug}/play")) as r:
+        assert (await r.json())["hls_url"] == node.url(f"/hls/{slug}/master.m3u8")
     published = await publisher.result()
     await wait_for(lambda: _all_ended(node, slug), timeout=30, what="every rendition ended")
     durations: dict[str, list[float]] = {}
@@ -150,7 +173,7 @@ async def test_ladder_renditions_are_aligned_and_listed(node_factory: Any) -> No
 
 async def test_ladder_with_low_latency_hls(node_factory: Any) -> None:
     node = await node_factory(transcode=LADDER, hls={**HLS, "low_latency": True, "part_target": 0.25})
-    await _publish_and_check(node)
+    await _publish_and_check(node, low_latency=True)
 
 
 async def test_a_killed_worker_is_restarted_and_the_source_goes_on(node_factory: Any) -> None:

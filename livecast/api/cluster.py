@@ -161,7 +161,9 @@ async def play(request: web.Request) -> web.Response:
         node = {"id": ORIGIN_ID, "url": origin_url(request), "role": "origin"}
     if is_cluster_request(request):
         log.debug("play %s asked through an edge: %s", room.slug, node["url"])
-    return web.json_response({"hls_url": f"{node['url']}{room.hls_url}", "node": node}, headers=NO_STORE)
+    # the ladder's multivariant playlist is the origin's; edges relay the source rendition
+    path = room.master_url if edge is None and request.app[SETTINGS].transcode.enabled else room.hls_url
+    return web.json_response({"hls_url": f"{node['url']}{path}", "node": node}, headers=NO_STORE)
 
 
 def setup(app: web.Application, registry: NodeRegistry) -> None:

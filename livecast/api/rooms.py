@@ -49,6 +49,8 @@ def rtmp_url(request: web.Request) -> str:
 def room_json(request: web.Request, room: Room, viewer: User | None) -> dict[str, Any]:
     owner_view = viewer is not None and room.is_managed_by(viewer)
     body = room.to_json(owner_view, rtmp_url=rtmp_url(request) if owner_view else None)
+    if request.app[SETTINGS].transcode.enabled:
+        body["hls_url"] = room.master_url
     for extra in request.app.get(ROOM_EXTRAS, ()):
         try:
             added = extra(room.slug)

@@ -89,7 +89,7 @@ async def rendition_playlist(request: web.Request) -> web.Response:
     slug, rendition = request.match_info["slug"], request.match_info["rendition"]
     reply = None
     if _SLUG.match(slug) and _RENDITION.match(rendition):
-        reply = await request.app[RENDITIONS].rendition_playlist(slug, rendition)
+        reply = await request.app[RENDITIONS].rendition_playlist(slug, rendition, request.query)
     return _playlist_response(reply, f"room {slug!r} has no rendition {rendition!r}")
 
 

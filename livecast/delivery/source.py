@@ -35,7 +35,8 @@ class SegmentSource(Protocol):
 class RenditionSource(Protocol):
     """A source that also serves named renditions (the origin; edges serve the default only)."""
 
-    async def rendition_playlist(self, slug: str, rendition: str) -> PlaylistReply | None: ...
+    async def rendition_playlist(self, slug: str, rendition: str,
+                                 query: Mapping[str, str] | None = None) -> PlaylistReply | None: ...
 
     async def rendition_segment(self, slug: str, rendition: str, name: str) -> Segment | None: ...
 
