@@ -150,6 +150,7 @@ class TranscodeSettings:
     enabled: bool = False
     renditions: list[RenditionSpec] = field(default_factory=_default_renditions)
     encoder: str = "libx264"  # or h264_nvenc, h264_vaapi, h264_qsv when FFmpeg offers them
+    encoder_threads: int = 0  # per rendition; 0: FFmpeg picks
     max_lag: float = 3.0  # seconds a rendition may run behind the source before it is dropped
     restart_limit: int = 5  # worker restarts per publish session before the ladder gives up
     thumbnail_interval: float = 10.0
@@ -414,6 +415,7 @@ def _transcode_checks(t: TranscodeSettings) -> list[tuple[bool, str]]:
         (all(r.fps is None or 1 <= r.fps <= 240 for r in t.renditions), "transcode.renditions fps must be 1..240"),
         (t.encoder in ("libx264", "h264_nvenc", "h264_vaapi", "h264_qsv"),
          "transcode.encoder must be libx264, h264_nvenc, h264_vaapi or h264_qsv"),
+        (0 <= t.encoder_threads <= 64, "transcode.encoder_threads must be 0..64"),
         (t.max_lag > 0, "transcode.max_lag must be > 0"),
         (t.restart_limit >= 0, "transcode.restart_limit must be >= 0"),
         (t.thumbnail_interval >= 1, "transcode.thumbnail_interval must be >= 1"),

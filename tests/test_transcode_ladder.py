@@ -16,6 +16,7 @@ import pytest
 from helpers import make_room, room_json, rtmp_url, segment_uris, wait_for
 from publisher import start_publisher
 
+from livecast.config import ConfigError
 from livecast.transcode.component import LADDERS
 
 pytestmark = pytest.mark.slow  # real publishers and transcoding workers, for seconds
@@ -205,3 +206,11 @@ async def test_a_killed_worker_is_restarted_and_the_source_goes_on(node_factory:
     _, body = await _get(node, f"/hls/{slug}/index.m3u8")
     assert b"#EXT-X-DISCONTINUITY\n" not in body
     assert all(d == pytest.approx(1.0, abs=0.05) for d in extinf), extinf
+
+
+async def test_an_encoder_ffmpeg_does_not_offer_is_refused_at_start(node_factory: Any) -> None:
+    missing = next((e for e in ("h264_nvenc", "h264_qsv", "h264_vaapi") if e not in av.codecs_available), None)
+    if missing is None:
+        pytest.skip("this FFmpeg offers every hardware encoder")
+    with pytest.raises(ConfigError, match="not offered"):
+        await node_factory(transcode={**LADDER, "encoder": missing})

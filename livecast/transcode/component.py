@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import av
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from livecast.config import ConfigError
 from livecast.delivery import routes as hls_routes
 from livecast.delivery.origin import playlist_cache_control
 from livecast.delivery.source import PlaylistReply
@@ -78,6 +80,8 @@ def setup(app: web.Application) -> TranscodeCollector | None:
     settings = app[SETTINGS]
     if not settings.transcode.enabled:
         return None
+    if settings.transcode.encoder not in av.codecs_available:
+        raise ConfigError(f"transcode.encoder {settings.transcode.encoder!r} is not offered by this FFmpeg build")
     hls, hub, tasks = app[HLS], app[HUB], app[OUTPUT_TASKS]
     ladders = app[LADDERS] = Ladders()
     ingest = settings.ingest

@@ -145,7 +145,7 @@ class TranscodeSink:
     def _job(self) -> dict[str, Any]:
         return {"renditions": [vars(r) for r in self.settings.renditions], "encoder": self.settings.encoder,
                 "low_latency": self.low_latency, "max_lag": self.settings.max_lag,
-                "source_fps": self._source_fps()}
+                "source_fps": self._source_fps(), "threads": self.settings.encoder_threads}
 
     async def _start_worker(self) -> None:
         worker = WorkerProcess(self._job(), self._on_message, self._on_exit, write_timeout=self.settings.max_lag * 2)

@@ -20,6 +20,8 @@ from typing import Any, BinaryIO
 
 import av
 
+from av.video.reformatter import Interpolation, VideoReformatter
+
 from livecast.config import RenditionSpec
 from livecast.transcode import h264, wire
 from livecast.transcode.ladder import Rung, rungs
@@ -36,6 +38,7 @@ class Encoder:
     rung: Rung
     ctx: Any
     min_gap_ms: float  # frame-rate reduction: skip frames closer than this (keyframes never)
+    scaler: VideoReformatter = field(default_factory=VideoReformatter)  # keeps its scaling context
     last_pts: int | None = None
     announced: bool = False
     busy: float = 0.0  # seconds spent scaling and encoding in this stats window
@@ -51,6 +54,7 @@ class Job:
     low_latency: bool
     max_lag: float
     source_fps: float
+    threads: int = 0
     encoders: list[Encoder] = field(default_factory=list)
 
 
@@ -62,6 +66,7 @@ def open_encoder(job: Job, index: int, rung: Rung) -> Encoder:
     ctx.framerate = Fraction(fps).limit_denominator(1001)
     ctx.bit_rate = rung.video_bitrate
     ctx.gop_size = 100_000  # keyframes come only where the source has them
+    ctx.thread_count = job.threads  # 0: FFmpeg picks (sliced threads: no added delay)
     options = {"forced-idr": "1"}
     if job.encoder == "libx264":
         options.update({"preset": rung.preset, "bf": "0", "sc_threshold": "0",
@@ -112,8 +117,8 @@ class Worker:
             if not key and enc.last_pts is not None and pts - enc.last_pts < enc.min_gap_ms:
                 continue
             started = time.perf_counter()
-            out = frame.reformat(width=enc.rung.width, height=enc.rung.height, format="yuv420p",
-                                 interpolation="BICUBIC")
+            out = enc.scaler.reformat(frame, width=enc.rung.width, height=enc.rung.height, format="yuv420p",
+                                      interpolation=Interpolation.BICUBIC)
             out.pts, out.time_base = pts, MS
             out.pict_type = av.video.frame.PictureType.I if key else av.video.frame.PictureType.NONE
             enc.last_pts = pts
@@ -190,7 +195,7 @@ class Worker:
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[1])
     job = Job([RenditionSpec(**r) for r in spec["renditions"]], spec["encoder"], spec["low_latency"],
-              spec["max_lag"], spec.get("source_fps") or 30.0)
+              spec["max_lag"], spec.get("source_fps") or 30.0, int(spec.get("threads", 0)))
     worker = Worker(job, sys.stdout.buffer)
     stdin = sys.stdin.buffer
     while (msg := wire.read_message(stdin)) is not None:
