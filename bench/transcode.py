@@ -31,13 +31,13 @@ from pathlib import Path
 
 import av
 
-from livecast.transcode import h264, wire
+from livecast.transcode import wire
 
 LADDER = [("720p", 720, 3_000_000), ("480p", 480, 1_200_000), ("360p", 360, 700_000)]
 
 
 def make_source(path: Path, seconds: int) -> None:
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=30",
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30",
                     "-t", str(seconds), "-c:v", "libx264", "-preset", "veryfast", "-b:v", "6M", "-g", "60",
                     "-pix_fmt", "yuv420p", str(path)], check=True)
 
