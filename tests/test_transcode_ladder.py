@@ -214,3 +214,40 @@ async def test_an_encoder_ffmpeg_does_not_offer_is_refused_at_start(node_factory
         pytest.skip("this FFmpeg offers every hardware encoder")
     with pytest.raises(ConfigError, match="not offered"):
         await node_factory(transcode={**LADDER, "encoder": missing})
+
+
+async def test_a_rendition_that_falls_behind_is_dropped_and_reported(node_factory: Any) -> None:
+    heavy = {"enabled": True, "max_lag": 1.0, "renditions": [
+        {"name": "heavy", "height": 718, "video_bitrate": 3_000_000, "preset": "veryslow"},
+        {"name": "240p", "height": 240, "video_bitrate": 300_000, "preset": "ultrafast"},
+    ]}
+    node = await node_factory(transcode=heavy, hls=HLS)
+    room = await make_room(node)
+    slug = room["slug"]
+    publisher = await start_publisher(rtmp_url(node, room["stream_key"]), seconds=6.0, fps=FPS, gop=FPS,
+                                      width=1280, height=720, realtime=True)
+    ladders = node.node.app[LADDERS]
+    await wait_for(lambda: (ladder := ladders.get(slug)) is not None and "heavy" in ladder.dropped,
+                   timeout=20, what="the heavy rendition dropped")
+    body = await room_json(node, slug)
+    assert "rendition_dropped" in body["stream"]["warnings"]
+    reported = {r["name"]: r for r in body["renditions"]}
+    assert "behind real time" in reported["heavy"]["dropped"] and reported["240p"]["dropped"] is None
+    async with node.http.get(node.url("/metrics")) as r:
+        assert "livecast_transcode_renditions_dropped_total 1.0" in await r.text()
+    published = await publisher.result()
+    await wait_for(lambda: _ended(node, slug, ("", "240p/")), timeout=30, what="source and 240p ended")
+    for name in ("source", "240p"):
+        _, data = await _rendition(node, slug, name)
+        frames, _ = await asyncio.to_thread(_decode, data)
+        assert abs(frames - published.video_frames) <= 1, (name, frames)  # neither lost a frame
+    status, body_bytes = await _get(node, f"/hls/{slug}/master.m3u8")
+    assert status in (200, 404) and b"heavy" not in body_bytes
+
+
+async def _ended(node: Any, slug: str, bases: tuple[str, ...]) -> bool:
+    for base in bases:
+        status, body = await _get(node, f"/hls/{slug}/{base}index.m3u8")
+        if status != 200 or b"#EXT-X-ENDLIST" not in body:
+            return False
+    return True
