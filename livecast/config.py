@@ -418,7 +418,7 @@ def _transcode_checks(t: TranscodeSettings) -> list[tuple[bool, str]]:
         (0 <= t.encoder_threads <= 64, "transcode.encoder_threads must be 0..64"),
         (t.max_lag > 0, "transcode.max_lag must be > 0"),
         (t.restart_limit >= 0, "transcode.restart_limit must be >= 0"),
-        (t.thumbnail_interval >= 1, "transcode.thumbnail_interval must be >= 1"),
+        (t.thumbnail_interval == 0 or t.thumbnail_interval >= 1, "transcode.thumbnail_interval must be 0 or >= 1"),
     ]
 
 

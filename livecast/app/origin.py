@@ -50,6 +50,9 @@ def build(app: web.Application, settings: Settings) -> None:
     transcoding = transcode.setup(app)  # after the HLS output: the source's segments come first
     if transcoding is not None:
         metrics.register(transcoding)
+    thumbnails = transcode.setup_thumbnails(app)
+    if thumbnails is not None:
+        parts.append(thumbnails)
     parts.append(observe_metrics.loop_lag_ctx)
     web_routes.setup(app, media_origins=lambda: cluster_api.media_origins(app))
     if settings.server.demo:

@@ -23,6 +23,7 @@ from livecast.delivery.source import (
     RenditionSource,
     Segment,
     SegmentSource,
+    ThumbnailSource,
 )
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
@@ -37,6 +38,8 @@ SOURCE: web.AppKey[SegmentSource] = web.AppKey("hls_source")
 RENDITIONS: web.AppKey[RenditionSource] = web.AppKey("hls_renditions")
 MASTER: web.AppKey[MasterSource] = web.AppKey("hls_master")
 MASTER_NAME = "master.m3u8"
+THUMBNAILS: web.AppKey[ThumbnailSource] = web.AppKey("hls_thumbnails")
+THUMBNAIL_NAME = "thumbnail.jpg"
 
 _CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -123,10 +126,22 @@ async def master_playlist(request: web.Request, slug: str) -> web.Response:
     return _playlist_response(reply, f"room {slug!r} has no multivariant playlist")
 
 
+async def thumbnail(request: web.Request, slug: str) -> web.Response:
+    """/hls/{slug}/thumbnail.jpg: the room's latest thumbnail (matched by the segment route)."""
+    source = request.app.get(THUMBNAILS)
+    still = await source.thumbnail(slug) if source is not None and _SLUG.match(slug) else None
+    if still is None:
+        return _not_found(f"room {slug!r} has no thumbnail")
+    return web.Response(body=still.body, content_type="image/jpeg",
+                        headers={**_CORS, "Cache-Control": still.cache_control})
+
+
 async def segment(request: web.Request) -> web.Response:
     slug, name = request.match_info["slug"], request.match_info["name"]
     if name == MASTER_NAME:
         return await master_playlist(request, slug)
+    if name == THUMBNAIL_NAME:
+        return await thumbnail(request, slug)
     seg = None
     if _SLUG.match(slug) and _NAME.match(name) and not name.endswith(".m3u8"):
         seg = await request.app[SOURCE].segment(slug, name)
@@ -182,6 +197,11 @@ def setup(app: web.Application, source: SegmentSource, renditions: RenditionSour
 def set_master(app: web.Application, source: MasterSource) -> None:
     """Serve /hls/{slug}/master.m3u8 from ``source`` (through the segment route)."""
     app[MASTER] = source
+
+
+def set_thumbnails(app: web.Application, source: ThumbnailSource) -> None:
+    """Serve /hls/{slug}/thumbnail.jpg from ``source`` (through the segment route)."""
+    app[THUMBNAILS] = source
 
 
 def add_routes(app: web.Application) -> None:

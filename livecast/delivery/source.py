@@ -45,3 +45,15 @@ class MasterSource(Protocol):
     """A source of multivariant playlists (the origin's transcoder, when a ladder is on)."""
 
     async def master_playlist(self, slug: str) -> PlaylistReply | None: ...
+
+
+@dataclass(frozen=True)
+class Still:
+    """A live room's thumbnail (JPEG) and how long it may be cached."""
+
+    body: bytes
+    cache_control: str
+
+
+class ThumbnailSource(Protocol):
+    async def thumbnail(self, slug: str) -> Still | None: ...

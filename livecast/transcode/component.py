@@ -3,7 +3,7 @@ multivariant playlists, the ``renditions`` block of the room API and the metrics
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import av
@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from livecast.config import ConfigError
 from livecast.delivery import routes as hls_routes
 from livecast.delivery.origin import playlist_cache_control
-from livecast.delivery.source import PlaylistReply
+from livecast.delivery.source import PlaylistReply, Still
 from livecast.hls.master import StreamInf, measured_bandwidth, render_master
 from livecast.hls.service import DEFAULT_RENDITION, HlsService
 from livecast.ingest.component import HLS, HUB, OUTPUT_TASKS
@@ -22,6 +22,9 @@ from livecast.pipeline.hub import LiveStream
 from livecast.pipeline.outputs import QueuedOutput
 from livecast.transcode.output import TranscodeSink
 from livecast.transcode.state import Ladder, Ladders, Variant
+from livecast.transcode.thumbnails import ThumbnailService
+
+Lifecycle = Callable[[web.Application], AsyncIterator[None]]
 
 LADDERS: web.AppKey[Ladders] = web.AppKey("transcode_ladders")
 AUDIO_ESTIMATE = 128_000  # bits per second added to a configured video bitrate before segments exist
@@ -73,6 +76,35 @@ def _extras(ladders: Ladders) -> Callable[[str], dict[str, Any]]:
         return {"renditions": ladder.info() if ladder is not None else []}
 
     return extras
+
+
+class Thumbnails:
+    """The thumbnails as delivery reads them."""
+
+    def __init__(self, service: ThumbnailService) -> None:
+        self.service = service
+        self.cache_control = f"public, max-age={max(1, int(service.interval // 2))}"
+
+    async def thumbnail(self, slug: str) -> Still | None:
+        thumb = self.service.thumbnail(slug)
+        return Still(thumb.jpeg, self.cache_control) if thumb is not None else None
+
+
+def setup_thumbnails(app: web.Application) -> Lifecycle | None:
+    """Live thumbnails of every room (``transcode.thumbnail_interval``; 0: none)."""
+    interval = app[SETTINGS].transcode.thumbnail_interval
+    if not interval:
+        return None
+    service = ThumbnailService(interval)
+    app[HUB].add_output_factory(service.output)
+    hls_routes.set_thumbnails(app, Thumbnails(service))
+
+    def extras(slug: str) -> dict[str, Any]:
+        made = service.thumbnail(slug) is not None
+        return {"thumbnail_url": f"/hls/{slug}/thumbnail.jpg" if made else None}
+
+    app[ROOM_EXTRAS].append(extras)
+    return service.lifecycle
 
 
 def setup(app: web.Application) -> TranscodeCollector | None:

@@ -26,8 +26,9 @@ OnMessage = Callable[[wire.Message], None]
 
 class WorkerProcess:
     def __init__(self, job: dict[str, Any], on_message: OnMessage, on_exit: Callable[[], Awaitable[None]],
-                 *, write_timeout: float) -> None:
+                 *, write_timeout: float, module: str = "livecast.transcode.worker") -> None:
         self.job = job
+        self.module = module
         self.on_message = on_message
         self.on_exit = on_exit
         self.write_timeout = write_timeout
@@ -40,7 +41,7 @@ class WorkerProcess:
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "livecast.transcode.worker", json.dumps(self.job),
+            sys.executable, "-m", self.module, json.dumps(self.job),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         self.reader = asyncio.create_task(self._read(self.proc), name=f"transcode-read-{self.proc.pid}")
 
