@@ -1,0 +1,78 @@
+"""The ladder in a real browser: headless Chromium plays a room's multivariant playlist with
+hls.js, the quality menu lists Auto and every level, and choosing a level switches to it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from helpers import make_room, rtmp_url
+from publisher import start_publisher
+from test_transcode_ladder import HLS, LADDER
+from test_web_ui import bounded, browser, new_page, shot  # noqa: F401 - browser is a fixture
+
+from livecast.web.routes import find_node_modules
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(300)]
+
+
+async def _status(page: Any) -> dict[str, Any]:
+    return await page.evaluate("""() => {
+        const v = document.getElementById('video'), box = document.getElementById('player');
+        const p = window.livecastPlayer, hls = p && p.hls;
+        const q = document.getElementById('quality-box');
+        return {time: v.currentTime, state: box.dataset.state, engine: p ? p.engine : null,
+                levels: hls ? hls.levels.map(l => l.height) : [], current: hls ? hls.currentLevel : null,
+                menu: q && !q.hidden ? [...q.querySelectorAll('option')].map(o => o.textContent) : null,
+                playing: q ? q.querySelector('#quality-playing').textContent : null,
+                playFrom: box.dataset.playFrom || null, videoHeight: v.videoHeight};
+    }""")
+
+
+async def _until(page: Any, predicate: Any, what: str, timeout: float = 40.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = await _status(page)
+        assert status["state"] != "error", status
+        if predicate(status):
+            return status
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"{what} not within {timeout}s: {status}")
+
+
+@bounded
+async def test_room_page_plays_the_ladder_and_the_menu_switches(browser: Any, node_factory: Any) -> None:  # noqa: F811
+    assert find_node_modules() is not None, "hls.js is not installed: run `npm ci` in the checkout"
+    node = await node_factory(transcode=LADDER, hls=HLS)
+    room = await make_room(node, "Ladder")
+    slug = room["slug"]
+    publisher = await start_publisher(rtmp_url(node, room["stream_key"]), seconds=60, fps=30, gop=30,
+                                      width=1280, height=720, realtime=True)
+    try:
+        # the page asks for the master playlist once all three variants are listed
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            async with node.http.get(node.url(f"/hls/{slug}/master.m3u8")) as r:
+                if r.status == 200 and (await r.text()).count("#EXT-X-STREAM-INF") == 3:
+                    break
+            await asyncio.sleep(0.2)
+        context, page, watch = await new_page(browser, node)
+        await page.goto(f"/r/{slug}?player=hls.js")  # this Chromium claims native HLS but lacks H.264
+        status = await _until(page, lambda s: s["state"] == "playing" and s["time"] > 0 and s["menu"],
+                              "playing with a quality menu")
+        assert status["playFrom"] == node.url(f"/hls/{slug}/master.m3u8"), status
+        assert sorted(status["levels"]) == [240, 480, 720], status
+        assert status["menu"][0] == "Auto" and len(status["menu"]) == 4, status
+        lowest = status["levels"].index(240)
+        await page.select_option("#quality-select", str(lowest))
+        status = await _until(page, lambda s: s["current"] == lowest and "240p" in s["playing"]
+                              and s["videoHeight"] == 240, "the 240p level chosen by hand")
+        await shot(page, "room-ladder-240p.png")
+        assert not watch.problems, watch.problems
+        await context.close()
+    finally:
+        await publisher.stop()
+    await publisher.result()
