@@ -8,10 +8,10 @@ import time
 from typing import Any
 
 import pytest
-from helpers import make_room, rtmp_url
+from helpers import rtmp_url
 from publisher import start_publisher
 from test_transcode_ladder import HLS, LADDER
-from test_web_ui import bounded, browser, new_page, shot  # noqa: F401 - browser is a fixture
+from test_web_ui import api_login, bounded, browser, new_page, shot  # noqa: F401 - browser is a fixture
 
 from livecast.web.routes import find_node_modules
 
@@ -47,7 +47,12 @@ async def _until(page: Any, predicate: Any, what: str, timeout: float = 40.0) ->
 async def test_room_page_plays_the_ladder_and_the_menu_switches(browser: Any, node_factory: Any) -> None:  # noqa: F811
     assert find_node_modules() is not None, "hls.js is not installed: run `npm ci` in the checkout"
     node = await node_factory(transcode=LADDER, hls=HLS)
-    room = await make_room(node, "Ladder")
+    owner, dashboard, owner_watch = await new_page(browser, node)
+    await api_login(owner, node, "ladderowner")
+    r = await owner.request.post(node.url("/api/v1/rooms"), data={"title": "Ladder"},
+                                 headers={"Origin": node.base})
+    assert r.status == 201, await r.text()
+    room = (await r.json())["room"]
     slug = room["slug"]
     publisher = await start_publisher(rtmp_url(node, room["stream_key"]), seconds=60, fps=30, gop=30,
                                       width=1280, height=720, realtime=True)
@@ -73,6 +78,16 @@ async def test_room_page_plays_the_ladder_and_the_menu_switches(browser: Any, no
         await shot(page, "room-ladder-240p.png")
         assert not watch.problems, watch.problems
         await context.close()
+
+        # The owner's dashboard: one health row per rendition.
+        await dashboard.goto("/dashboard")
+        table = dashboard.locator(f"article[data-slug='{slug}'] table.renditions")
+        await table.locator("tr[data-rendition='240p'] td:has-text('426×240')").wait_for()
+        await table.locator("tr[data-rendition='480p'] td:has-text('real time')").wait_for()
+        assert await table.locator("tbody tr").count() == 3
+        await shot(dashboard, "dashboard-renditions.png")
+        assert not owner_watch.problems, owner_watch.problems
+        await owner.close()
     finally:
         await publisher.stop()
     await publisher.result()
