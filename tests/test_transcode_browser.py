@@ -91,3 +91,52 @@ async def test_room_page_plays_the_ladder_and_the_menu_switches(browser: Any, no
     finally:
         await publisher.stop()
     await publisher.result()
+
+
+STALLS_JS = """() => {
+    const v = document.getElementById('video');
+    window.stalls = []; let since = null;
+    v.addEventListener('waiting', () => { since = performance.now(); });
+    v.addEventListener('playing', () => { if (since !== null) window.stalls.push(performance.now() - since); since = null; });
+}"""
+
+
+@bounded
+async def test_a_throttled_network_moves_auto_to_a_lower_level(browser: Any, node_factory: Any) -> None:  # noqa: F811
+    assert find_node_modules() is not None, "hls.js is not installed: run `npm ci` in the checkout"
+    node = await node_factory(transcode=LADDER, hls=HLS)
+    owner, _, _ = await new_page(browser, node)
+    await api_login(owner, node, "throttled")
+    r = await owner.request.post(node.url("/api/v1/rooms"), data={"title": "Throttled"}, headers={"Origin": node.base})
+    room = (await r.json())["room"]
+    slug = room["slug"]
+    publisher = await start_publisher(rtmp_url(node, room["stream_key"]), seconds=60, fps=30, gop=30,
+                                      width=1280, height=720, realtime=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            async with node.http.get(node.url(f"/hls/{slug}/master.m3u8")) as resp:
+                if resp.status == 200 and (await resp.text()).count("#EXT-X-STREAM-INF") == 3:
+                    break
+            await asyncio.sleep(0.2)
+        context, page, _ = await new_page(browser, node)
+        await page.goto(f"/r/{slug}?player=hls.js")
+        await page.evaluate(STALLS_JS)
+        status = await _until(page, lambda s: s["state"] == "playing" and s["time"] > 0 and s["menu"], "playing")
+        top = status["levels"].index(720)
+        await _until(page, lambda s: s["current"] == top, "the top level on an open network")
+        # About 1.2 Mbit/s: the source (about 4 Mbit/s) no longer fits, 480p (0.8) does.
+        await page.evaluate("window.stalls = []")  # only the stalls after the network slows down count
+        cdp = await context.new_cdp_session(page)
+        await cdp.send("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 40, "downloadThroughput": 150_000, "uploadThroughput": 150_000})
+        status = await _until(page, lambda s: s["levels"][s["current"]] < 720, "a lower level", timeout=60)
+        played = status["time"]
+        status = await _until(page, lambda s: s["time"] > played + 3, "playback going on at the lower level")
+        stalls = await page.evaluate("window.stalls")
+        print(f"auto moved to {status['levels'][status['current']]}p; stalls (ms): {[round(s) for s in stalls]}")
+        await context.close()
+        await owner.close()
+    finally:
+        await publisher.stop()
+    await publisher.result()
