@@ -97,7 +97,10 @@ STALLS_JS = """() => {
     const v = document.getElementById('video');
     window.stalls = []; let since = null;
     v.addEventListener('waiting', () => { since = performance.now(); });
-    v.addEventListener('playing', () => { if (since !== null) window.stalls.push(performance.now() - since); since = null; });
+    v.addEventListener('playing', () => {
+        if (since !== null) window.stalls.push(performance.now() - since);
+        since = null;
+    });
 }"""
 
 
