@@ -161,8 +161,8 @@ async def play(request: web.Request) -> web.Response:
         node = {"id": ORIGIN_ID, "url": origin_url(request), "role": "origin"}
     if is_cluster_request(request):
         log.debug("play %s asked through an edge: %s", room.slug, node["url"])
-    # the ladder's multivariant playlist is the origin's; edges relay the source rendition
-    path = room.master_url if edge is None and request.app[SETTINGS].transcode.enabled else room.hls_url
+    # with a ladder: its multivariant playlist (edges relay it, its renditions and thumbnails)
+    path = room.master_url if request.app[SETTINGS].transcode.enabled else room.hls_url
     return web.json_response({"hls_url": f"{node['url']}{path}", "node": node}, headers=NO_STORE)
 
 

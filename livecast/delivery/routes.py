@@ -188,10 +188,15 @@ def setup(app: web.Application, source: SegmentSource, renditions: RenditionSour
     app[SOURCE] = source
     add_routes(app)
     if renditions is not None:
-        app[RENDITIONS] = renditions
-        app.router.add_get("/hls/{slug}/{rendition}/index.m3u8", rendition_playlist)
-        app.router.add_get("/hls/{slug}/{rendition}/{name}", rendition_segment)
-        app.router.add_route("OPTIONS", "/hls/{slug}/{rendition}/{name}", preflight)
+        add_rendition_routes(app, renditions)
+
+
+def add_rendition_routes(app: web.Application, renditions: RenditionSource) -> None:
+    """/hls/{slug}/{rendition}/... served from ``renditions``."""
+    app[RENDITIONS] = renditions
+    app.router.add_get("/hls/{slug}/{rendition}/index.m3u8", rendition_playlist)
+    app.router.add_get("/hls/{slug}/{rendition}/{name}", rendition_segment)
+    app.router.add_route("OPTIONS", "/hls/{slug}/{rendition}/{name}", preflight)
 
 
 def set_master(app: web.Application, source: MasterSource) -> None:
