@@ -251,3 +251,20 @@ async def _ended(node: Any, slug: str, bases: tuple[str, ...]) -> bool:
         if status != 200 or b"#EXT-X-ENDLIST" not in body:
             return False
     return True
+
+
+async def test_a_source_the_ladder_cannot_transcode_is_still_in_the_master_playlist(node_factory: Any) -> None:
+    node = await node_factory(transcode=LADDER, hls={**HLS, "container": "fmp4"})  # HEVC needs fMP4
+    room = await make_room(node)
+    slug = room["slug"]
+    publisher = await start_publisher(rtmp_url(node, room["stream_key"]), seconds=8.0, fps=FPS, gop=FPS,
+                                      video="libx265", realtime=True)
+
+    async def master() -> str | None:
+        status, body = await _get(node, f"/hls/{slug}/master.m3u8")
+        return body.decode() if status == 200 else None
+
+    text = await wait_for(master, timeout=20, what="a master playlist for an HEVC source")
+    await publisher.stop()
+    assert [p.uri for p in m3u8.loads(text).playlists] == ["index.m3u8"], text
+    await publisher.result()

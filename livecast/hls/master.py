@@ -54,6 +54,7 @@ def render_master(variants: list[StreamInf], independent: bool = True) -> bytes:
             attrs.append(f"RESOLUTION={v.width}x{v.height}")
         if v.fps:
             attrs.append(f"FRAME-RATE={v.fps:.3f}")
-        attrs.append(f'CODECS="{v.codecs}"')
+        if v.codecs:  # unknown for a source the ladder does not transcode (not H.264)
+            attrs.append(f'CODECS="{v.codecs}"')
         lines += ["#EXT-X-STREAM-INF:" + ",".join(attrs), v.uri]
     return ("\n".join(lines) + "\n").encode()

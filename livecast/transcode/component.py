@@ -39,7 +39,8 @@ class MasterPlaylists:
         ladder = self.ladders.get(slug)
         if ladder is None:
             return None
-        entries = [e for v in ladder.variants() if (e := self._entry(ladder, v)) is not None]
+        variants = ladder.variants() or [Variant(DEFAULT_RENDITION, 0, 0, 0.0, "", 0)]  # not H.264: as it is
+        entries = [e for v in variants if (e := self._entry(ladder, v)) is not None]
         target = self.hls.target_duration(slug)
         if not entries or target is None:
             return None
@@ -51,7 +52,8 @@ class MasterPlaylists:
             return None
         peak, average = measured_bandwidth(room) or (variant.video_bitrate + AUDIO_ESTIMATE,) * 2
         uri = "index.m3u8" if variant.name == DEFAULT_RENDITION else f"{variant.name}/index.m3u8"
-        return StreamInf(uri, peak, average, variant.width, variant.height, variant.fps, ladder.codecs(variant))
+        codecs = ladder.codecs(variant) if variant.codecs else ""
+        return StreamInf(uri, peak, average, variant.width, variant.height, variant.fps, codecs)
 
 
 class TranscodeCollector:
