@@ -88,15 +88,15 @@ class WorkerProcess:
         if proc.stdin is not None:
             proc.stdin.close()
         self.proc = None  # its exit is expected now: no restart
-        if reader is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await asyncio.shield(reader)
-        self._kill(proc)
-        if reader is not None and not reader.done():
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+        try:
+            if reader is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await asyncio.shield(reader)
+        finally:  # cancelled (server shutdown) or not: the process never outlives this
+            self._kill(proc)
+            if reader is not None and not reader.done():
+                reader.cancel()
 
     def kill(self) -> None:
         if self.proc is not None:
