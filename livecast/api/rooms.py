@@ -157,6 +157,9 @@ _ROOM_PROPS: dict[str, Any] = {
     "stream": {"type": "object", "nullable": True, "description": "live stream details (codecs, resolution...)"},
     "stream_key": {"type": "string", "description": "owner and admin only"},
     "rtmp_url": {"type": "string", "description": "owner and admin only"},
+    "renditions": {"type": "array", "items": {"type": "object"},
+                   "description": "transcoding ladder: name, width, height, fps, codecs, health, dropped"},
+    "thumbnail_url": {"type": "string", "nullable": True, "description": "live thumbnail (JPEG), or null"},
 }
 openapi.add_schema("Room", {"type": "object", "properties": _ROOM_PROPS})
 openapi.add_schema("RoomEnvelope", {"type": "object", "properties": {"room": {"$ref": "#/components/schemas/Room"}}})
