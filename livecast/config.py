@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -129,6 +130,32 @@ def _default_gifts() -> list[Gift]:
     ]
 
 
+@dataclass(frozen=True)
+class RenditionSpec:
+    """One rung of the transcoding ladder (``[[transcode.renditions]]``)."""
+
+    name: str
+    height: int
+    video_bitrate: int  # bits per second
+    fps: float | None = None  # None: the source's
+    preset: str = "veryfast"
+
+
+def _default_renditions() -> list[RenditionSpec]:
+    return [RenditionSpec("480p", 480, 1_200_000), RenditionSpec("240p", 240, 400_000)]
+
+
+@dataclass
+class TranscodeSettings:
+    enabled: bool = False
+    renditions: list[RenditionSpec] = field(default_factory=_default_renditions)
+    encoder: str = "libx264"  # or h264_nvenc, h264_vaapi, h264_qsv when FFmpeg offers them
+    encoder_threads: int = 0  # per rendition; 0: FFmpeg picks
+    max_lag: float = 3.0  # seconds a rendition may run behind the source before it is dropped
+    restart_limit: int = 5  # worker restarts per publish session before the ladder gives up
+    thumbnail_interval: float = 10.0
+
+
 @dataclass
 class ClusterSettings:
     secret: str = ""
@@ -195,6 +222,7 @@ class Settings:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     rooms: RoomsSettings = field(default_factory=RoomsSettings)
+    transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
 
     @property
     def data_path(self) -> Path:
@@ -260,6 +288,7 @@ class Settings:
              "chat.frames_per_second must be > 0 and chat.frame_burst >= 1"),
             (0 <= self.chat.abuse_block_seconds <= 86400, "chat.abuse_block_seconds must be 0..86400"),
             (self.chat.comment_retention_days >= 0, "chat.comment_retention_days must be >= 0"),
+            *_transcode_checks(self.transcode),
             (self.chat.max_comments_per_room >= 0, "chat.max_comments_per_room must be >= 0"),
             (0 < self.chat.prune_interval <= 86400, "chat.prune_interval must be 0..86400 s"),
             (0.5 <= self.server.keepalive_timeout <= 3600, "server.keepalive_timeout must be 0.5..3600 s"),
@@ -337,6 +366,9 @@ def _apply(settings: Settings, data: Mapping[str, Any], source: str) -> None:
         target = getattr(settings, section)
         types_ = _section_types(target)
         for key, value in values.items():
+            if section == "transcode" and key == "renditions":
+                settings.transcode.renditions = _parse_renditions(value, source)
+                continue
             if key not in types_:
                 raise ConfigError(f"{source}: unknown setting {section}.{key}")
             setattr(target, key, _coerce(value, types_[key], f"{section}.{key}"))
@@ -355,6 +387,39 @@ def _parse_gifts(values: Any, source: str) -> list[Gift]:
             raise ConfigError(f"{source}: gift {gift.name} price must be >= 1")
         gifts.append(gift)
     return gifts
+
+
+def _parse_renditions(values: Any, source: str) -> list[RenditionSpec]:
+    if not isinstance(values, list):
+        raise ConfigError(f"{source}: [[transcode.renditions]] must be an array of tables")
+    out = []
+    for item in values:
+        try:
+            fps = item.get("fps")
+            out.append(RenditionSpec(str(item["name"]), int(item["height"]), int(item["video_bitrate"]),
+                                     float(fps) if fps is not None else None,
+                                     str(item.get("preset", "veryfast"))))
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
+            raise ConfigError(f"{source}: each transcode rendition needs name, height and video_bitrate") from err
+    return out
+
+
+def _transcode_checks(t: TranscodeSettings) -> list[tuple[bool, str]]:
+    names = [r.name for r in t.renditions]
+    return [
+        (all(re.fullmatch(r"[a-z0-9_-]{1,32}", n) and n != "source" for n in names),
+         "transcode.renditions names must be [a-z0-9_-]{1,32} and not 'source'"),
+        (len(set(names)) == len(names), "transcode.renditions names must be unique"),
+        (all(16 <= r.height <= 4320 for r in t.renditions), "transcode.renditions height must be 16..4320"),
+        (all(r.video_bitrate >= 10_000 for r in t.renditions), "transcode.renditions video_bitrate must be >= 10000"),
+        (all(r.fps is None or 1 <= r.fps <= 240 for r in t.renditions), "transcode.renditions fps must be 1..240"),
+        (t.encoder in ("libx264", "h264_nvenc", "h264_vaapi", "h264_qsv"),
+         "transcode.encoder must be libx264, h264_nvenc, h264_vaapi or h264_qsv"),
+        (0 <= t.encoder_threads <= 64, "transcode.encoder_threads must be 0..64"),
+        (t.max_lag > 0, "transcode.max_lag must be > 0"),
+        (t.restart_limit >= 0, "transcode.restart_limit must be >= 0"),
+        (t.thumbnail_interval == 0 or t.thumbnail_interval >= 1, "transcode.thumbnail_interval must be 0 or >= 1"),
+    ]
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:

@@ -167,6 +167,11 @@ class Room:
     def hls_url(self) -> str:
         return f"/hls/{self.slug}/index.m3u8"
 
+    @property
+    def master_url(self) -> str:
+        """The multivariant playlist (served when a transcoding ladder is on)."""
+        return f"/hls/{self.slug}/master.m3u8"
+
     def to_json(self, owner_view: bool = False, *, rtmp_url: str | None = None) -> dict[str, Any]:
         """Public room JSON; ``stream_key`` and ``rtmp_url`` only in the owner's view."""
         body: dict[str, Any] = {

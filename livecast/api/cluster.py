@@ -161,7 +161,9 @@ async def play(request: web.Request) -> web.Response:
         node = {"id": ORIGIN_ID, "url": origin_url(request), "role": "origin"}
     if is_cluster_request(request):
         log.debug("play %s asked through an edge: %s", room.slug, node["url"])
-    return web.json_response({"hls_url": f"{node['url']}{room.hls_url}", "node": node}, headers=NO_STORE)
+    # with a ladder: its multivariant playlist (edges relay it, its renditions and thumbnails)
+    path = room.master_url if request.app[SETTINGS].transcode.enabled else room.hls_url
+    return web.json_response({"hls_url": f"{node['url']}{path}", "node": node}, headers=NO_STORE)
 
 
 def setup(app: web.Application, registry: NodeRegistry) -> None:

@@ -49,6 +49,8 @@ def rtmp_url(request: web.Request) -> str:
 def room_json(request: web.Request, room: Room, viewer: User | None) -> dict[str, Any]:
     owner_view = viewer is not None and room.is_managed_by(viewer)
     body = room.to_json(owner_view, rtmp_url=rtmp_url(request) if owner_view else None)
+    if request.app[SETTINGS].transcode.enabled:
+        body["hls_url"] = room.master_url
     for extra in request.app.get(ROOM_EXTRAS, ()):
         try:
             added = extra(room.slug)
@@ -155,6 +157,9 @@ _ROOM_PROPS: dict[str, Any] = {
     "stream": {"type": "object", "nullable": True, "description": "live stream details (codecs, resolution...)"},
     "stream_key": {"type": "string", "description": "owner and admin only"},
     "rtmp_url": {"type": "string", "description": "owner and admin only"},
+    "renditions": {"type": "array", "items": {"type": "object"},
+                   "description": "transcoding ladder: name, width, height, fps, codecs, health, dropped"},
+    "thumbnail_url": {"type": "string", "nullable": True, "description": "live thumbnail (JPEG), or null"},
 }
 openapi.add_schema("Room", {"type": "object", "properties": _ROOM_PROPS})
 openapi.add_schema("RoomEnvelope", {"type": "object", "properties": {"room": {"$ref": "#/components/schemas/Room"}}})

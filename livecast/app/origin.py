@@ -23,6 +23,7 @@ from livecast.storage.sqlite import SqliteDatabase
 from livecast.ingest import component as ingest
 from livecast.ingest.metrics import IngestCollector
 from livecast.keys import DB, EVENTS, ROOM_EXTRAS
+from livecast.transcode import component as transcode
 from livecast.observe import metrics as observe_metrics
 from livecast.rooms import RoomExtras
 from livecast.observe import setup as setup_observability
@@ -47,6 +48,12 @@ def build(app: web.Application, settings: Settings) -> None:
     app[EVENTS].subscribe(collector.forget)
     metrics.register(collector)
     metrics.register(ChatCollector(app[CHAT]))
+    transcoding = transcode.setup(app, extras)  # after the HLS output: the source's segments come first
+    if transcoding is not None:
+        metrics.register(transcoding)
+    thumbnails = transcode.setup_thumbnails(app, extras)
+    if thumbnails is not None:
+        parts.append(thumbnails)
     parts.append(observe_metrics.loop_lag_ctx)
     web_routes.setup(app, media_origins=lambda: cluster_api.media_origins(app))
     if settings.server.demo:

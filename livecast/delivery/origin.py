@@ -33,7 +33,9 @@ from livecast.hls.blocking import (
     parse_directives,
     wanted_present,
 )
+from livecast.hls.reports import rendition_reports
 from livecast.hls.room import PART_NAME, Room
+from livecast.hls.service import DEFAULT_RENDITION
 from livecast.hls.service import HlsService
 from livecast.hls.store import SegmentData
 
@@ -61,6 +63,10 @@ class OriginSource:
             return None
         if room.low_latency is not None:
             return await self._ll_playlist(room, query) if query else self._reply(room, NO_DIRECTIVES)
+        return self._plain(room)
+
+    @staticmethod
+    def _plain(room: Room) -> PlaylistReply | None:
         body = room.rendered()
         if body is None:
             return None
@@ -76,16 +82,22 @@ class OriginSource:
             return None
         return await self._hinted_part(room, name)
 
-    async def rendition_playlist(self, slug: str, rendition: str) -> PlaylistReply | None:
-        """A named rendition's playlist (plain HLS: no blocking reload)."""
+    async def rendition_playlist(self, slug: str, rendition: str,
+                                 query: Mapping[str, str] | None = None) -> PlaylistReply | None:
+        """A named rendition's playlist (LL-HLS directives honoured as for the source)."""
         room = self.hls.room(slug, rendition)
-        body = room.rendered() if room is not None else None
-        if body is None or room is None or room.playlist is None:
+        if room is None:
             return None
-        return PlaylistReply(body, playlist_cache_control(room.playlist.target_duration))
+        if room.low_latency is not None:
+            return await self._ll_playlist(room, query) if query else self._reply(room, NO_DIRECTIVES)
+        return self._plain(room)
 
     async def rendition_segment(self, slug: str, rendition: str, name: str) -> SegmentData | None:
-        return self.hls.segment(slug, name, rendition)
+        item = self.hls.segment(slug, name, rendition)
+        room = self.hls.room(slug, rendition)
+        if item is not None or room is None or room.low_latency is None or room.live_prefix is None:
+            return item
+        return await self._hinted_part(room, name)
 
     # -- LL-HLS --------------------------------------------------------------
 
@@ -109,10 +121,16 @@ class OriginSource:
         if playlist is None or not (playlist.entries or playlist.pending):
             return None
         body = playlist.render(skip=wanted.skip)
+        if not playlist.ended:
+            body += rendition_reports(self.hls, room.slug, self._rendition_of(room))
         if wanted.blocking and not playlist.ended:
             return PlaylistReply(body, blocking_cache_control(playlist.target_duration))
         return PlaylistReply(body, LL_PLAYLIST_CACHE if not playlist.ended else
                              playlist_cache_control(playlist.target_duration))
+
+    def _rendition_of(self, room: Room) -> str:
+        return next((name for name in self.hls.renditions(room.slug)
+                     if self.hls.room(room.slug, name) is room), DEFAULT_RENDITION)
 
     async def _hinted_part(self, room: Room, name: str) -> SegmentData | None:
         """A part that is not complete yet: wait for it if it is the hinted one (or a

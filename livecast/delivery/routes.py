@@ -18,10 +18,12 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from livecast.core.http import error_response
 from livecast.delivery.source import (
+    MasterSource,
     PlaylistReply,
     RenditionSource,
     Segment,
     SegmentSource,
+    ThumbnailSource,
 )
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
@@ -34,6 +36,10 @@ _RANGE = re.compile(r"\s*bytes=([0-9]{0,18})-([0-9]{0,18})\s*")  # 18 digits: in
 
 SOURCE: web.AppKey[SegmentSource] = web.AppKey("hls_source")
 RENDITIONS: web.AppKey[RenditionSource] = web.AppKey("hls_renditions")
+MASTER: web.AppKey[MasterSource] = web.AppKey("hls_master")
+MASTER_NAME = "master.m3u8"
+THUMBNAILS: web.AppKey[ThumbnailSource] = web.AppKey("hls_thumbnails")
+THUMBNAIL_NAME = "thumbnail.jpg"
 
 _CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -86,7 +92,7 @@ async def rendition_playlist(request: web.Request) -> web.Response:
     slug, rendition = request.match_info["slug"], request.match_info["rendition"]
     reply = None
     if _SLUG.match(slug) and _RENDITION.match(rendition):
-        reply = await request.app[RENDITIONS].rendition_playlist(slug, rendition)
+        reply = await request.app[RENDITIONS].rendition_playlist(slug, rendition, request.query)
     return _playlist_response(reply, f"room {slug!r} has no rendition {rendition!r}")
 
 
@@ -113,8 +119,29 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+async def master_playlist(request: web.Request, slug: str) -> web.Response:
+    """/hls/{slug}/master.m3u8: the multivariant playlist (matched by the segment route)."""
+    source = request.app.get(MASTER)
+    reply = await source.master_playlist(slug) if source is not None and _SLUG.match(slug) else None
+    return _playlist_response(reply, f"room {slug!r} has no multivariant playlist")
+
+
+async def thumbnail(request: web.Request, slug: str) -> web.Response:
+    """/hls/{slug}/thumbnail.jpg: the room's latest thumbnail (matched by the segment route)."""
+    source = request.app.get(THUMBNAILS)
+    still = await source.thumbnail(slug) if source is not None and _SLUG.match(slug) else None
+    if still is None:
+        return _not_found(f"room {slug!r} has no thumbnail")
+    return web.Response(body=still.body, content_type="image/jpeg",
+                        headers={**_CORS, "Cache-Control": still.cache_control})
+
+
 async def segment(request: web.Request) -> web.Response:
     slug, name = request.match_info["slug"], request.match_info["name"]
+    if name == MASTER_NAME:
+        return await master_playlist(request, slug)
+    if name == THUMBNAIL_NAME:
+        return await thumbnail(request, slug)
     seg = None
     if _SLUG.match(slug) and _NAME.match(name) and not name.endswith(".m3u8"):
         seg = await request.app[SOURCE].segment(slug, name)
@@ -161,10 +188,25 @@ def setup(app: web.Application, source: SegmentSource, renditions: RenditionSour
     app[SOURCE] = source
     add_routes(app)
     if renditions is not None:
-        app[RENDITIONS] = renditions
-        app.router.add_get("/hls/{slug}/{rendition}/index.m3u8", rendition_playlist)
-        app.router.add_get("/hls/{slug}/{rendition}/{name}", rendition_segment)
-        app.router.add_route("OPTIONS", "/hls/{slug}/{rendition}/{name}", preflight)
+        add_rendition_routes(app, renditions)
+
+
+def add_rendition_routes(app: web.Application, renditions: RenditionSource) -> None:
+    """/hls/{slug}/{rendition}/... served from ``renditions``."""
+    app[RENDITIONS] = renditions
+    app.router.add_get("/hls/{slug}/{rendition}/index.m3u8", rendition_playlist)
+    app.router.add_get("/hls/{slug}/{rendition}/{name}", rendition_segment)
+    app.router.add_route("OPTIONS", "/hls/{slug}/{rendition}/{name}", preflight)
+
+
+def set_master(app: web.Application, source: MasterSource) -> None:
+    """Serve /hls/{slug}/master.m3u8 from ``source`` (through the segment route)."""
+    app[MASTER] = source
+
+
+def set_thumbnails(app: web.Application, source: ThumbnailSource) -> None:
+    """Serve /hls/{slug}/thumbnail.jpg from ``source`` (through the segment route)."""
+    app[THUMBNAILS] = source
 
 
 def add_routes(app: web.Application) -> None:

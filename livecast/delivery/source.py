@@ -35,6 +35,25 @@ class SegmentSource(Protocol):
 class RenditionSource(Protocol):
     """A source that also serves named renditions (the origin; edges serve the default only)."""
 
-    async def rendition_playlist(self, slug: str, rendition: str) -> PlaylistReply | None: ...
+    async def rendition_playlist(self, slug: str, rendition: str,
+                                 query: Mapping[str, str] | None = None) -> PlaylistReply | None: ...
 
     async def rendition_segment(self, slug: str, rendition: str, name: str) -> Segment | None: ...
+
+
+class MasterSource(Protocol):
+    """A source of multivariant playlists (the origin's transcoder, when a ladder is on)."""
+
+    async def master_playlist(self, slug: str) -> PlaylistReply | None: ...
+
+
+@dataclass(frozen=True)
+class Still:
+    """A live room's thumbnail (JPEG) and how long it may be cached."""
+
+    body: bytes
+    cache_control: str
+
+
+class ThumbnailSource(Protocol):
+    async def thumbnail(self, slug: str) -> Still | None: ...

@@ -12,6 +12,7 @@ from livecast.config import Settings
 from livecast.delivery import routes as hls_routes
 from livecast.edge import chat as edge_chat
 from livecast.edge import heartbeat, proxy
+from livecast.edge.renditions import EdgeRenditions
 from livecast.edge.source import EdgeSource
 from livecast.edge.upstream import ORIGIN, OriginClient
 
@@ -40,5 +41,9 @@ def setup(app: web.Application, settings: Settings,
     chat = edge_chat.setup(app, bus)  # chat sockets (hosted on a shared bus, or proxied to the origin)
     beat = heartbeat.setup(app)
     hls_routes.add_routes(app)
+    relay = EdgeRenditions(client, source.cache)  # a transcoding ladder's playlists, renditions, thumbnails
+    hls_routes.add_rendition_routes(app, relay)
+    hls_routes.set_master(app, relay)
+    hls_routes.set_thumbnails(app, relay)
     proxy.setup(app)  # last route: the catch-all for /api/v1/*
     return [_origin_lifecycle(client), chat, beat], source

@@ -176,6 +176,7 @@ class LiveStream:
         # ``on_relief`` is called (an RTMP publisher then waits in TCP, as it always did).
         self._congested: set[object] = set()
         self.on_relief: Callable[[], None] | None = None
+        self.extra_warnings: set[str] = set()  # raised by outputs (a transcoder dropping a rendition)
 
     @property
     def congested(self) -> bool:
@@ -257,6 +258,7 @@ class LiveStream:
             found.append("keyframe_interval")
         if self.stats.bitrate_collapsed():
             found.append("bitrate_collapse")
+        found.extend(sorted(self.extra_warnings))
         return found
 
 

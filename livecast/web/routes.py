@@ -12,6 +12,7 @@ native HLS, and the server says so once at start-up.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,11 +103,25 @@ def render_page(page: Page) -> str:
     return html.replace("{main}", (PAGES_DIR / page.file).read_text(encoding="utf-8"))
 
 
+_OG_SLUG = re.compile(r"[a-z0-9-]{1,40}")
+
+
+def _open_graph(request: web.Request, body: bytes) -> bytes:
+    """A room page's og:image: the room's live thumbnail (the slug is checked, never echoed raw)."""
+    slug = request.match_info.get("slug", "")
+    if not _OG_SLUG.fullmatch(slug):
+        return body
+    image = f"{request.url.origin()}/hls/{slug}/thumbnail.jpg"
+    tags = f'<meta property="og:image" content="{image}">\n<meta property="og:type" content="video.other">\n'
+    return body.replace(b"</head>", tags.encode() + b"</head>", 1)
+
+
 def _page_handler(page: Page) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     body = render_page(page).encode()  # once, at start-up
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        return web.Response(body=body, headers={"Cache-Control": "no-cache",
+        html = _open_graph(request, body) if page.file == "room.html" else body
+        return web.Response(body=html, headers={"Cache-Control": "no-cache",
                                                 "Content-Type": "text/html; charset=utf-8"})
 
     return handler

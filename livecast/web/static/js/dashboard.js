@@ -4,6 +4,7 @@ import {
   announce, api, apiAll, clearFormErrors, copyText, formatBitrate, formatDuration, h, loginHref, renderNav, replace,
   showFormError,
 } from "./common.js";
+import { RenditionHealth } from "./renditions.js";
 
 const REFRESH_MS = 3000;
 const $ = (id) => document.getElementById(id);
@@ -88,6 +89,8 @@ class RoomPanel {
     this.health = h("dl", { class: "stats" });
     const health = h("section", { class: "panel", "aria-labelledby": id("health") },
       h("h3", { id: id("health") }, "Stream health"), this.health);
+    this.renditions = new RenditionHealth();
+    health.append(this.renditions.el);
 
     // Moderation.
     this.slowInput = h("input", { id: id("slow"), name: "slow_mode_seconds", type: "number", min: "0", max: "3600", value: "0" });
@@ -127,6 +130,7 @@ class RoomPanel {
     this.viewers.textContent = room.live ? `${room.viewers || 0} watching` : "";
     if (room.rtmp_url && document.activeElement !== this.serverInput) this.serverInput.value = room.rtmp_url;
     this.renderHealth(room.stream);
+    this.renditions.update(room);
   }
 
   renderHealth(s) {

@@ -10,7 +10,9 @@ function liveCard(room) {
   const uptime = room.stream && room.stream.uptime;
   return h("li", { class: "room-card" },
     h("a", { href: `/r/${encodeURIComponent(room.slug)}`, class: "room-card-link" },
-      h("div", { class: "room-card-thumb", "aria-hidden": "true" }, h("span", { class: "badge badge-live" }, "LIVE")),
+      h("div", { class: "room-card-thumb", "aria-hidden": "true" },
+        room.thumbnail_url ? h("img", { class: "room-card-img", src: room.thumbnail_url, alt: "" }) : null,
+        h("span", { class: "badge badge-live" }, "LIVE")),
       h("div", { class: "room-card-body" },
         h("h3", { class: "room-card-title" }, room.title),
         h("p", { class: "room-card-owner" }, room.owner.username),

@@ -49,6 +49,17 @@ export function chooseEngine(video, lowLatency = false) {
   return nativeHls(video) ? "native" : "hls.js";
 }
 
+// A multivariant playlist (a transcoding ladder): its first variant's media playlist says
+// whether the stream is ready and low-latency.
+async function mediaPlaylist(url, text) {
+  if (!text.includes("#EXT-X-STREAM-INF")) return text;
+  const variant = text.split("\n").find((line) => line.trim() && !line.startsWith("#"));
+  if (!variant) return "";
+  const response = await fetch(new URL(variant.trim(), new URL(url, window.location.href)),
+    { cache: "no-store", credentials: "same-origin" });
+  return response.ok ? response.text() : "";
+}
+
 export class LivePlayer {
   // ui: {setState(state, message)} where state is "offline" | "connecting" | "buffering"
   // | "playing" | "blocked" (autoplay refused) | "error".
@@ -157,7 +168,7 @@ export class LivePlayer {
     try {
       const response = await fetch(this.url, { cache: "no-store", credentials: "same-origin" });
       if (response.ok) {
-        const text = await response.text();
+        const text = await mediaPlaylist(this.url, await response.text());
         const lowLatency = text.includes("#EXT-X-PART-INF");
         if (lowLatency !== this.lowLatency) {
           this.lowLatency = lowLatency;

@@ -5,6 +5,7 @@ import {
   api, formatTime, h, loginHref, plural, renderNav, replace, setCoins,
 } from "./common.js";
 import { LivePlayer } from "./player.js";
+import { QualityMenu } from "./quality.js";
 
 const MAX_LOG = 200;
 const LIKE_FLUSH_MS = 250;
@@ -352,6 +353,7 @@ async function main() {
   });
   playerBox.dataset.engine = player.engine;
   window.livecastPlayer = player; // for debugging from the console
+  new QualityMenu(() => player, $("quality-box"));
   setLive(Boolean(room.live));
   loadGifts();
   startChat();

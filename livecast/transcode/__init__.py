@@ -1,0 +1,1 @@
+"""Adaptive bitrate: a transcoding ladder made in worker processes, written into HLS as renditions."""
