@@ -164,6 +164,14 @@ class WebhookSettings:
 
 
 @dataclass
+class DatabaseSettings:
+    url: str = ""
+    pool_size: int = 10
+    connect_timeout: float = 5.0
+    statement_timeout: float = 30.0
+
+
+@dataclass
 class RoomsSettings:
     max_per_user: int = 20
 
@@ -193,6 +201,7 @@ class Settings:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     rooms: RoomsSettings = field(default_factory=RoomsSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
 
     @property
     def data_path(self) -> Path:
@@ -263,6 +272,11 @@ class Settings:
             (256 <= self.server.max_field_size <= 65536, "server.max_field_size must be 256..65536"),
             (8 <= self.server.max_headers <= 1000, "server.max_headers must be 8..1000"),
             (self.rooms.max_per_user >= 0, "rooms.max_per_user must be >= 0 (0 = no cap)"),
+            (self.database.url == "" or urlsplit(self.database.url).scheme in ("postgresql", "postgres"),
+             "database.url must be empty (SQLite) or a postgresql://user:pass@host:port/db URL"),
+            (1 <= self.database.pool_size <= 1000, "database.pool_size must be 1..1000"),
+            (0 < self.database.connect_timeout <= 300, "database.connect_timeout must be 0..300 s"),
+            (0 < self.database.statement_timeout <= 3600, "database.statement_timeout must be 0..3600 s"),
         ]
         for ok, message in checks:
             if not ok:

@@ -14,13 +14,13 @@ from livecast import demo, webhooks
 from livecast.api import cluster as cluster_api
 from livecast.api import routes as api_routes
 from livecast.app.buses import make_bus
+from livecast.app.databases import open_database
 from livecast.app.lifecycle import Lifecycle, run_in_order
 from livecast.chat import routes as chat_routes
 from livecast.chat.metrics import ChatCollector
 from livecast.chat.ws import CHAT
 from livecast.cluster.registry import Registry
 from livecast.config import Settings
-from livecast.storage.sqlite import SqliteDatabase
 from livecast.ingest import component as ingest
 from livecast.ingest.metrics import IngestCollector
 from livecast.keys import DB, EVENTS
@@ -64,8 +64,7 @@ def _media(app: web.Application) -> Lifecycle:
 
 def _database(settings: Settings) -> Lifecycle:
     async def database(app: web.Application) -> AsyncIterator[None]:
-        db = SqliteDatabase(settings.db_path)
-        await db.open()
+        db = await open_database(settings)
         app[DB] = db
         try:
             yield
