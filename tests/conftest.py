@@ -18,7 +18,7 @@ from livecast.server import RunningNode, start_node
 # runs one backend only.
 DB_MODULES = frozenset({
     "test_api_auth", "test_api_rooms", "test_api_admin", "test_api_roles", "test_api_lists",
-    "test_chat_gifts", "test_chat_moderation", "test_chat_retention", "test_cli", "test_storage_migrations",
+    "test_chat_gifts", "test_chat_moderation", "test_chat_retention", "test_cli",
 })
 
 # Tests use a cheap bcrypt cost; production defaults to 12.
