@@ -57,6 +57,15 @@ class PgCluster:
                          " -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300")
         self.started = True
 
+    def pause(self) -> None:
+        """Stop the server, keeping its data (``resume`` starts it again on the same port).
+        A fast shutdown: connections are cut, and commits (asynchronous here) are kept."""
+        _run_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        _run_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.base / "log"),
+                         "start", "-o", f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off")
+
     def stop(self) -> None:
         if self.started:
             self.started = False

@@ -4,8 +4,10 @@ moment, a schema newer than this LiveCast, an unreachable server, the pool."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+from helpers import wait_for
 from pg import PgCluster
 from procs import free_port
 
@@ -67,3 +69,32 @@ async def test_a_failed_transaction_rolls_back(pg_server: PgCluster) -> None:
         assert await db.fetch_all("SELECT id FROM users") == []
     finally:
         await db.close()
+
+
+@pytest.mark.slow
+async def test_api_answers_503_while_postgresql_is_down_and_recovers(node_factory: Any) -> None:
+    """A private cluster, stopped and started under a running node: 503 with Retry-After
+    and a JSON error while it is down, /readyz says so, and the node recovers by itself."""
+    server = PgCluster()
+    server.start()
+    try:
+        node = await node_factory(database={"url": server.url(await server.create_database("down")),
+                                            "connect_timeout": 2.0})
+        account = {"username": "survivor", "password": "survivor pw 1"}
+        async with node.http.post(node.url("/api/v1/auth/register"), json=account) as r:
+            assert r.status == 201
+        await asyncio.to_thread(server.pause)
+        async with node.http.post(node.url("/api/v1/auth/login"), json=account) as r:
+            assert r.status == 503 and r.headers["Retry-After"] == "1"
+            assert (await r.json())["error"]["code"] == "database_unavailable"
+        async with node.http.get(node.url("/readyz")) as r:
+            assert r.status == 503
+        await asyncio.to_thread(server.resume)
+
+        async def logged_in() -> bool:
+            async with node.http.post(node.url("/api/v1/auth/login"), json=account) as r:
+                return r.status == 200
+
+        await wait_for(logged_in, timeout=20, what="login after PostgreSQL is back")
+    finally:
+        server.stop()
