@@ -40,8 +40,8 @@ from rtmp_craft import (  # noqa: E402
     set_chunk_size,
 )
 
-from livecast.ingest.amf import decode_values  # noqa: E402
-from livecast.ingest.chunks import ChunkReader  # noqa: E402
+from livecast.rtmp.amf import decode_values  # noqa: E402
+from livecast.rtmp.chunks import ChunkReader  # noqa: E402
 
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 

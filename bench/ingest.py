@@ -156,7 +156,9 @@ class LivecastServer:
         self.http, self.rtmp = free_port(), free_port()
         env = dict(os.environ, LIVECAST_HLS_SEGMENT_DURATION=str(segment), LIVECAST_HLS_CONTAINER=container,
                    LIVECAST_AUTH_BCRYPT_ROUNDS="4", LIVECAST_LOG_LEVEL="warning",
-                   LIVECAST_INGEST_MAX_PUBLISHERS="1000")
+                   LIVECAST_INGEST_MAX_PUBLISHERS="1000",
+                   # every publisher comes from 127.0.0.1: lift #13's per-address pending cap
+                   LIVECAST_INGEST_MAX_PENDING="1000", LIVECAST_INGEST_MAX_PENDING_PER_ADDRESS="1000")
         env.update(env_overrides or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "livecast", "serve", "--host", "127.0.0.1", "--http-port", str(self.http),

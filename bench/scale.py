@@ -31,8 +31,8 @@ sys.path.insert(0, str(HERE))
 
 import ingest  # noqa: E402
 
-from livecast.ingest.amf import decode_values, encode_values  # noqa: E402
-from livecast.ingest.chunks import ChunkReader, ChunkWriter, RtmpMessage  # noqa: E402
+from livecast.rtmp.amf import decode_values, encode_values  # noqa: E402
+from livecast.rtmp.chunks import ChunkReader, ChunkWriter, RtmpMessage  # noqa: E402
 
 HANDSHAKE = 1536
 CHUNK = 4096
@@ -149,7 +149,9 @@ async def run_server(args: argparse.Namespace) -> None:
         "log": {"level": "warning"},
         # the clip has a 2.0 s GOP: cut at every keyframe
         "hls": {"segment_duration": 1.9, "max_total_bytes": 8 * 1024**3},
-        "ingest": {"max_publishers": args.publishers + 10},
+        # every pusher connection comes from 127.0.0.1: lift #13's per-address pending cap
+        "ingest": {"max_publishers": args.publishers + 10, "max_pending": max(256, args.publishers + 10),
+                   "max_pending_per_address": max(256, args.publishers + 10)},
     })
     from livecast.logs import setup_logging
 

@@ -76,6 +76,8 @@ class IngestSettings:
     preauth_max_partial_streams: int = 4
     max_pending: int = 256
     max_pending_per_address: int = 8
+    output_queue_units: int = 1000
+    output_queue_bytes: int = 4 * 1024 * 1024
 
 
 @dataclass
@@ -243,6 +245,8 @@ class Settings:
             (self.ingest.preauth_max_partial_streams >= 1, "ingest.preauth_max_partial_streams must be >= 1"),
             (1 <= self.ingest.max_pending_per_address <= self.ingest.max_pending,
              "ingest.max_pending_per_address must be 1..ingest.max_pending"),
+            (self.ingest.output_queue_units >= 16, "ingest.output_queue_units must be >= 16"),
+            (self.ingest.output_queue_bytes >= 65536, "ingest.output_queue_bytes must be >= 65536"),
             (self.log.format in ("text", "json"), "log.format must be 'text' or 'json'"),
             (self.server.max_body_bytes >= 1024, "server.max_body_bytes must be >= 1024"),
             (bool(self.tls.cert) == bool(self.tls.key), "tls.cert and tls.key must be set together"),

@@ -19,14 +19,12 @@ BOUND_PORTS: web.AppKey[dict[str, int]] = web.AppKey("bound_ports")
 
 # Accounts/rooms API (livecast.api.routes builds these once the database is open).
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from typing import Any
 
-    from livecast.rooms import RoomService
+    from livecast.rooms import RoomExtras, RoomService
     from livecast.users import UserService
 
 USERS: web.AppKey[UserService] = web.AppKey("users")
 ROOMS: web.AppKey[RoomService] = web.AppKey("rooms")
-# Live data merged into every room JSON the API returns: each callable gets a slug and
-# returns keys to add or override (ingest: "live", "stream"; chat: "viewers").
-ROOM_EXTRAS: web.AppKey[list[Callable[[str], dict[str, Any]]]] = web.AppKey("room_extras")
+# Live data merged into every room JSON the API returns (livecast.rooms.RoomExtras); the
+# origin's composition root makes it and hands it to the components that add to it.
+ROOM_EXTRAS: web.AppKey[RoomExtras] = web.AppKey("room_extras")

@@ -14,6 +14,7 @@ import logging
 import re
 import secrets
 import unicodedata
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,33 @@ _REFUSED = (r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200b\u2
 TITLE_PATTERN = rf"^[^{_REFUSED}\t\n\r]*[^{_REFUSED}\s][^{_REFUSED}\t\n\r]*$"
 DESCRIPTION_PATTERN = rf"^[^{_REFUSED}]*$"
 
+# A room-JSON extra may return {OWNER_ONLY: {"stream": {...}}}: fields merged into those
+# blocks only for the room's owner and admins (e.g. the publisher's address).
+OWNER_ONLY = "owner_only"
+
+RoomExtra = Callable[[str], dict[str, Any]]
+
+
+class RoomExtras:
+    """Live data other components add to every room JSON the API returns: each extra gets a
+    slug and returns keys to add or override (ingest: ``live``, ``stream``; chat:
+    ``viewers``). The composition root makes one and hands it to the components."""
+
+    def __init__(self) -> None:
+        self._extras: list[RoomExtra] = []
+
+    def register(self, extra: RoomExtra) -> Callable[[], None]:
+        """Add ``extra``; returns the call that removes it again."""
+        self._extras.append(extra)
+
+        def unregister() -> None:
+            if extra in self._extras:
+                self._extras.remove(extra)
+
+        return unregister
+
+    def __iter__(self) -> Iterator[RoomExtra]:
+        return iter(tuple(self._extras))
 
 def new_stream_key() -> str:
     return STREAM_KEY_PREFIX + secrets.token_urlsafe(24)

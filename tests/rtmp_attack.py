@@ -10,8 +10,8 @@ from typing import Any
 
 from rtmp_craft import HANDSHAKE_SIZE, c0c1, c2, command_message, ping_request
 
-from livecast.ingest.amf import decode_values
-from livecast.ingest.chunks import ChunkReader
+from livecast.rtmp.amf import decode_values
+from livecast.rtmp.chunks import ChunkReader
 
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 

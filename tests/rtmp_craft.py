@@ -15,9 +15,9 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from livecast.ingest.amf import decode_values
-from livecast.ingest.chunks import ChunkReader, RtmpMessage
-from livecast.ingest.protocol import RtmpServerProtocol
+from livecast.rtmp.amf import decode_values
+from livecast.rtmp.chunks import ChunkReader, RtmpMessage
+from livecast.rtmp.protocol import RtmpServerProtocol
 
 EXT = 0xFFFFFF
 HANDSHAKE_SIZE = 1536

@@ -132,11 +132,11 @@ async def test_list_live_first_then_newest(node: Any) -> None:
     def live_data(slug: str) -> dict[str, Any]:
         return {"live": slug == "second"}
 
-    extras.append(live_data)
+    unregister = extras.register(live_data)
     try:
         _, body = await get(node, "/api/v1/rooms")
     finally:
-        extras.remove(live_data)
+        unregister()
     assert [(r["slug"], r["live"]) for r in body["rooms"]] == [("second", True), ("third", False), ("first", False)]
 
 
@@ -154,7 +154,7 @@ async def test_room_extras_are_merged(node: Any) -> None:
     def broken(slug: str) -> dict[str, Any]:
         raise RuntimeError("bug in another component")
 
-    extras.extend([live_data, broken])
+    removers = [extras.register(live_data), extras.register(broken)]
     try:
         _, body = await get(node, "/api/v1/rooms")
         first = body["rooms"][0]
@@ -164,8 +164,8 @@ async def test_room_extras_are_merged(node: Any) -> None:
         _, body = await get(node, "/api/v1/rooms/quiet", h)
         assert body["room"]["viewers"] == 7 and body["room"]["stream_key"].startswith("lc_")
     finally:
-        extras.remove(live_data)
-        extras.remove(broken)
+        for remove in removers:
+            remove()
 
 
 async def test_update(node: Any) -> None:

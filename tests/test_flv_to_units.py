@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from livecast.ingest.flv_to_units import FlvToUnits, TimestampUnwrapper, UnsupportedCodec
 from livecast.core.media import Codec, Track
+from livecast.media.flv import FlvToUnits, TimestampUnwrapper, UnsupportedCodec
 
 
 def test_unwrapper_counts_past_32_bits_and_tolerates_late_packets() -> None:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import av
 import pytest
+from media_gen import audio_tag_to_unit, cached_units, demux_summary, video_tag_to_unit
 
+from livecast.core.media import Codec, MediaUnit, Track
 from livecast.hls.muxer import SegmentMuxer, split_init
 from livecast.hls.template import (
-    TemplateError, aac_config, audio_tag_body, check_config, open_template, video_tag_body,
+    TemplateError,
+    aac_config,
+    check_config,
+    open_template,
 )
-from livecast.core.media import Codec, MediaUnit, Track
-from media_gen import audio_tag_to_unit, cached_units, demux_summary, video_tag_to_unit
+from livecast.media.flv import audio_tag_body, video_tag_body
 
 
 def first(units: tuple[MediaUnit, ...], track: Track, config: bool) -> MediaUnit:

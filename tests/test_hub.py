@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from livecast.hub import LiveStream, StreamHub
 from livecast.core.media import Codec, MediaUnit, Track
+from livecast.pipeline.hub import LiveStream, StreamHub
 
 
 class Recorder:

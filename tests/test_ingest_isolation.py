@@ -9,10 +9,18 @@ import os
 import pytest
 from helpers import make_room, rtmp_url, wait_playlist
 from publisher import read_hls_async, start_publisher
-from rtmp_craft import HANDSHAKE_SIZE, c0c1, c2, chunk, command_message, message, set_chunk_size
+from rtmp_craft import (
+    HANDSHAKE_SIZE,
+    c0c1,
+    c2,
+    chunk,
+    command_message,
+    message,
+    set_chunk_size,
+)
 
-from livecast.ingest.amf import decode_values
-from livecast.ingest.chunks import ChunkReader
+from livecast.rtmp.amf import decode_values
+from livecast.rtmp.chunks import ChunkReader
 
 pytestmark = pytest.mark.slow
 
@@ -117,7 +125,7 @@ async def test_bad_clients_are_dropped_and_a_real_publisher_is_unaffected(node_f
 async def test_idle_publisher_is_disconnected(node_factory) -> None:
     node = await node_factory(ingest={"idle_timeout": 1.5})
     room = await make_room(node)
-    r, w, codes = await _publish(node, room["stream_key"])
+    r, _w, codes = await _publish(node, room["stream_key"])
     assert "NetStream.Publish.Start" in codes
     assert await _closed_by_server(r, timeout=8)
     # The room went back offline.
@@ -133,9 +141,9 @@ async def test_idle_publisher_is_disconnected(node_factory) -> None:
 async def test_max_publishers_refuses_extra_rooms(node_factory) -> None:
     node = await node_factory(ingest={"max_publishers": 1})
     a, b = await make_room(node), await make_room(node)
-    ra, wa, codes_a = await _publish(node, a["stream_key"])
+    _ra, wa, codes_a = await _publish(node, a["stream_key"])
     assert "NetStream.Publish.Start" in codes_a
-    rb, wb, codes_b = await _publish(node, b["stream_key"])
+    rb, _wb, codes_b = await _publish(node, b["stream_key"])
     assert "NetStream.Publish.Rejected" in codes_b
     assert await _closed_by_server(rb)
     wa.close()

@@ -7,9 +7,9 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from livecast.ingest.chunks import ChunkReader, ChunkWriter, ProtocolError, RtmpMessage
 from rtmp_craft import abort, basic_header, chunk, message, set_chunk_size
+
+from livecast.rtmp.chunks import ChunkReader, ChunkWriter, ProtocolError, RtmpMessage
 
 PAYLOAD = bytes(range(256)) * 2  # 512 bytes: four 128-byte chunks
 
@@ -47,7 +47,7 @@ def test_two_and_three_byte_forms_of_csid_64_are_the_same_stream() -> None:
 
 
 def test_writer_basic_header_encoding() -> None:
-    from livecast.ingest.chunks import basic_header as ours
+    from livecast.rtmp.chunks import basic_header as ours
 
     for csid in (2, 63, 64, 200, 319, 320, 1000, 65599):
         assert ours(1, csid) == basic_header(1, csid)

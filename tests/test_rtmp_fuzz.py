@@ -6,8 +6,18 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rtmp_craft import (
+    Ecma,
+    amf0,
+    c0c1,
+    command_message,
+    message,
+    ping_request,
+    set_chunk_size,
+    window_ack_size,
+)
 
-from livecast.ingest.protocol import (
+from livecast.rtmp.protocol import (
     AudioData,
     Closed,
     Connected,
@@ -18,7 +28,6 @@ from livecast.ingest.protocol import (
     Unpublished,
     VideoData,
 )
-from rtmp_craft import Ecma, amf0, c0c1, command_message, message, ping_request, set_chunk_size, window_ack_size
 
 EVENT_TYPES = (AudioData, Closed, Connected, MetaData, PublishRequested, Unpublished, VideoData)
 LIMITS = {"max_message_bytes": 64 * 1024, "max_chunk_size": 64 * 1024, "max_chunk_streams": 16}

@@ -15,9 +15,9 @@ from rtmp_craft import (
     set_chunk_size,
 )
 
-from livecast.ingest.chunks import ChunkReader, LimitExceeded, ProtocolError
-from livecast.ingest.limits import PendingConnections, Refusals
-from livecast.ingest.protocol import PublishRequested, RtmpServerProtocol, VideoData
+from livecast.rtmp.chunks import ChunkReader, LimitExceeded, ProtocolError
+from livecast.rtmp.limits import PendingConnections, Refusals
+from livecast.rtmp.protocol import PublishRequested, RtmpServerProtocol, VideoData
 
 LIMITS = {"max_message_bytes": 200_000, "max_partial_bytes": 300_000, "preauth_max_bytes": 20_000,
           "preauth_max_message_bytes": 4096, "preauth_max_partial_streams": 2}
@@ -136,10 +136,10 @@ def test_refusals_are_counted_every_time_and_logged_once_per_address(caplog: pyt
         refusals.note("auth_timeout", "10.0.0.1", f"10.0.0.1:{i} disconnected")
     refusals.note("auth_timeout", "10.0.0.2", "10.0.0.2:1 disconnected")
     assert refusals.totals["auth_timeout"] == 101 and refusals.totals["pending_evicted"] == 0
-    lines = [r.getMessage() for r in caplog.records if r.name == "livecast.ingest.limits"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "livecast.rtmp.limits"]
     assert len(lines) == 2
     refusals.summarise(1030.0)
-    assert len([r for r in caplog.records if r.name == "livecast.ingest.limits"]) == 2
+    assert len([r for r in caplog.records if r.name == "livecast.rtmp.limits"]) == 2
     refusals.summarise(1061.0)
     summary = caplog.records[-1].getMessage()
     assert "99 more" in summary and "auth_timeout 99" in summary

@@ -9,19 +9,6 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from livecast.ingest.amf import UNDEFINED, AmfError, EcmaArray, decode_values, encode_values
-from livecast.ingest.protocol import (
-    AudioData,
-    Closed,
-    Connected,
-    MetaData,
-    ProtocolError,
-    PublishRequested,
-    RtmpServerProtocol,
-    Unpublished,
-    VideoData,
-)
 from rtmp_craft import (
     Client,
     Ecma,
@@ -34,6 +21,25 @@ from rtmp_craft import (
     ping_request,
     set_chunk_size,
     window_ack_size,
+)
+
+from livecast.rtmp.amf import (
+    UNDEFINED,
+    AmfError,
+    EcmaArray,
+    decode_values,
+    encode_values,
+)
+from livecast.rtmp.protocol import (
+    AudioData,
+    Closed,
+    Connected,
+    MetaData,
+    ProtocolError,
+    PublishRequested,
+    RtmpServerProtocol,
+    Unpublished,
+    VideoData,
 )
 
 META = Ecma(duration=0.0, width=1280.0, height=720.0, videocodecid=7.0, audiocodecid=10.0, encoder="Lavf61")
@@ -345,7 +351,7 @@ def test_amf0_decodes_what_encoders_send() -> None:
     reference = amf0({"k": "v"}) + b"\x07\x00\x02"  # objects, arrays and ECMA arrays are numbered
     data = amf0("onMetaData") + date + long_string + strict + b"\x06" + ecma_count_zero + reference + amf0(Undef())
     assert decode_values(data) == [
-        "onMetaData", dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.timezone.utc), "hello", [1.0, "x"],
+        "onMetaData", dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.UTC), "hello", [1.0, "x"],
         UNDEFINED, {"a": True}, {"k": "v"}, {"k": "v"}, UNDEFINED]
 
 

@@ -9,8 +9,8 @@ import pytest
 from helpers import make_room, room_json, rtmp_url
 from publisher import start_publisher
 
-from livecast.hub import COLLAPSE_SECONDS, LiveStream, StreamHub, StreamStats
 from livecast.core.media import Codec, MediaUnit, Track
+from livecast.pipeline.hub import COLLAPSE_SECONDS, LiveStream, StreamHub, StreamStats
 
 
 def _video(dts: int, key: bool = False, size: int = 1000) -> MediaUnit:

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from livecast.core.http import error_response
 from livecast.core.errors import LivecastError, PayloadTooLarge, RateLimited, ValidationError
 from livecast.keys import SETTINGS
 from livecast.storage.errors import IntegrityViolation, StorageError
@@ -33,14 +34,6 @@ _HTTP_CODES = {
     503: "unavailable",
     504: "gateway_timeout",
 }
-
-
-def error_response(status: int, code: str, message: str, field: str | None = None,
-                   headers: dict[str, str] | None = None) -> web.Response:
-    body: dict[str, object] = {"code": code, "message": message}
-    if field:
-        body["field"] = field
-    return web.json_response({"error": body}, status=status, headers=headers)
 
 
 @web.middleware

@@ -1,7 +1,7 @@
 """Room routes: list, create, read, update, delete, rotate the stream key.
 
 Room JSON is the room's stored fields merged with the live data other components
-register in ``app[ROOM_EXTRAS]`` (ingest: ``live`` and ``stream``; chat: ``viewers``).
+register in the ``RoomExtras`` they are given (ingest: ``live`` and ``stream``; chat: ``viewers``).
 Only the room's owner and admins ever see ``stream_key`` and ``rtmp_url``.
 """
 
@@ -18,7 +18,7 @@ from livecast.api.auth import NO_STORE, current_user, read_body, require_user
 from livecast.core.errors import Forbidden, ValidationError
 from livecast.core.events import RoomCreated, RoomDeleted, StreamKeyRotated
 from livecast.keys import BOUND_PORTS, EVENTS, ROOM_EXTRAS, ROOMS, SETTINGS, USERS
-from livecast.rooms import DESCRIPTION_MAX, DESCRIPTION_PATTERN, TITLE_MAX, TITLE_PATTERN, Room
+from livecast.rooms import DESCRIPTION_MAX, DESCRIPTION_PATTERN, OWNER_ONLY, TITLE_MAX, TITLE_PATTERN, Room
 from livecast.users import User
 
 log = logging.getLogger(__name__)
@@ -44,10 +44,6 @@ def rtmp_url(request: web.Request) -> str:
     port = request.app[BOUND_PORTS].get("rtmp") or settings.rtmp_port
     return f"rtmp://{name}:{port}/live"
 
-
-# An extra may return {OWNER_ONLY: {"stream": {...}}}: fields merged into those blocks
-# only for the room's owner and admins (e.g. the publisher's address).
-OWNER_ONLY = "owner_only"
 
 
 def room_json(request: web.Request, room: Room, viewer: User | None) -> dict[str, Any]:

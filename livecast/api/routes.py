@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from livecast.api import admin, auth, openapi, rooms
-from livecast.keys import DB, ROOM_EXTRAS, ROOMS, SETTINGS, USERS
+from livecast.keys import DB, ROOMS, SETTINGS, USERS
 from livecast.rooms import RoomService
 from livecast.users import UserService
 
@@ -17,8 +17,6 @@ log = logging.getLogger(__name__)
 
 def setup(app: web.Application) -> Callable[[web.Application], AsyncIterator[None]]:
     """Register the routes and the services' start-up. Call after the database context."""
-    if ROOM_EXTRAS not in app:  # components may append before or after this runs
-        app[ROOM_EXTRAS] = []
     auth.setup_limits(app)
     app.add_routes(auth.routes)
     app.add_routes(rooms.routes)

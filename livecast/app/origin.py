@@ -6,7 +6,6 @@ started in the order of ``parts`` below, stopped in reverse."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import cast
 
 from aiohttp import web
 
@@ -23,8 +22,9 @@ from livecast.cluster.registry import Registry
 from livecast.config import Settings
 from livecast.ingest import component as ingest
 from livecast.ingest.metrics import IngestCollector
-from livecast.keys import DB, EVENTS
+from livecast.keys import DB, EVENTS, ROOM_EXTRAS
 from livecast.observe import metrics as observe_metrics
+from livecast.rooms import RoomExtras
 from livecast.observe import setup as setup_observability
 from livecast.web import routes as web_routes
 
@@ -35,8 +35,9 @@ def build(app: web.Application, settings: Settings) -> None:
     parts.append(api_routes.setup(app))
     cluster_api.setup(app, Registry(settings.cluster.heartbeat_timeout))
     bus = make_bus(settings.chat, settings.cluster.heartbeat_interval, settings.cluster.heartbeat_timeout)
-    parts.append(chat_routes.setup(app, bus))
-    parts.append(_media(app))
+    extras = app[ROOM_EXTRAS] = RoomExtras()
+    parts.append(chat_routes.setup(app, bus, extras))
+    parts.append(ingest.setup(app, extras))
     hub, hls = app[ingest.HUB], app[ingest.HLS]
     hub.keyframe_limit = settings.hls.segment_duration  # stream-health warnings, metrics or not
     metrics = setup_observability(app, settings.metrics.per_room)
@@ -51,15 +52,6 @@ def build(app: web.Application, settings: Settings) -> None:
     if settings.server.demo:
         parts.append(demo.setup(app))  # after the media path: it publishes to the RTMP listener
     app.cleanup_ctx.append(run_in_order(parts))
-
-
-def _media(app: web.Application) -> Lifecycle:
-    """The media path's lifecycle. ``ingest.setup`` still registers it as a cleanup
-    context of its own; it is taken from there into this role's stack."""
-    before = len(app.cleanup_ctx)
-    ingest.setup(app)
-    assert len(app.cleanup_ctx) == before + 1, "ingest.setup registers exactly one lifecycle"
-    return cast(Lifecycle, app.cleanup_ctx.pop())
 
 
 def _database(settings: Settings) -> Lifecycle:

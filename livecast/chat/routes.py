@@ -27,6 +27,7 @@ from livecast.core.errors import Forbidden, NotFound, ValidationError
 from livecast.core.events import RoomDeleted, StreamStarted, StreamStopped, UserDisabled
 from livecast.core.tasks import cancel_and_wait
 from livecast.keys import DB, EVENTS, ROOM_EXTRAS, ROOMS, SETTINGS, USERS
+from livecast.rooms import RoomExtras
 from livecast.users import User
 
 log = logging.getLogger(__name__)
@@ -178,25 +179,24 @@ async def patch_chat_settings(request: web.Request) -> web.Response:
 # -- wiring --------------------------------------------------------------------------
 
 
-def setup(app: web.Application, bus: ChatBus) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Add chat to an origin app, on ``bus``. Call after the accounts/rooms API's setup."""
+def setup(app: web.Application, bus: ChatBus,
+          extras: RoomExtras) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Add chat to an origin app, on ``bus``; the room JSON gets ``viewers`` through ``extras``."""
     service = ChatService(app[SETTINGS], bus)
     app[CHAT] = service
     app.router.add_get("/api/v1/rooms/{slug}/chat", chat_socket, allow_head=False)
     app.add_routes(routes)
     app.add_routes(cluster_routes.routes)  # what edges call (cluster secret required)
-    if ROOM_EXTRAS not in app:
-        app[ROOM_EXTRAS] = []
-    app[ROOM_EXTRAS].append(lambda slug: {"viewers": service.viewers(slug)})
+    extras.register(lambda slug: {"viewers": service.viewers(slug)})
     app.on_shutdown.append(_close_sockets)
     return _chat_ctx
 
 
-def _live_of(app: web.Application) -> Callable[[str], bool | None]:
+def _live_of(extras: RoomExtras) -> Callable[[str], bool | None]:
     """Whether a room is live, as the components that know (ingest) report it in room extras."""
     def live_of(slug: str) -> bool | None:
         live: bool | None = None
-        for extra in app.get(ROOM_EXTRAS, ()):
+        for extra in extras:
             with contextlib.suppress(Exception):
                 value = extra(slug).get("live")
                 if isinstance(value, bool):
@@ -209,7 +209,7 @@ def _live_of(app: web.Application) -> Callable[[str], bool | None]:
 async def _chat_ctx(app: web.Application) -> AsyncIterator[None]:
     service = app[CHAT]
     await service.start(ChatStore(app[DB]), app[ROOMS])
-    service.live_of = _live_of(app)
+    service.live_of = _live_of(app[ROOM_EXTRAS])
     service.emit = app[EVENTS].emit
 
     def on_event(event: object) -> None:

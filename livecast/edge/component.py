@@ -9,8 +9,9 @@ from aiohttp import web
 
 from livecast.chat.bus.base import ChatBus
 from livecast.config import Settings
+from livecast.delivery import routes as hls_routes
 from livecast.edge import chat as edge_chat
-from livecast.edge import heartbeat, hls_routes, proxy
+from livecast.edge import heartbeat, proxy
 from livecast.edge.source import EdgeSource
 from livecast.edge.upstream import ORIGIN, OriginClient
 

@@ -29,8 +29,8 @@ from urllib.parse import urlencode
 
 from livecast.config import Settings
 from livecast.core.errors import BadGateway, GatewayTimeout, UpstreamError
+from livecast.delivery.source import PlaylistReply
 from livecast.edge.cache import CachedObject, Coalescer, ObjectCache
-from livecast.edge.hls_routes import PlaylistReply
 from livecast.edge.upstream import Fetched, OriginClient
 
 DIRECTIVES = ("_HLS_msn", "_HLS_part", "_HLS_skip")

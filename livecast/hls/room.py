@@ -18,7 +18,15 @@ from livecast.hls.blocking import ChangeSignal
 from livecast.hls.disk import DiskMirror
 from livecast.hls.muxer import CONTENT_TYPES, EXTENSIONS
 from livecast.hls.parts import Part
-from livecast.hls.playlist import PART_WINDOW, SKIP_AFTER, LowLatency, MediaPlaylist, PartEntry, PlaylistEntry, rounded_seconds
+from livecast.hls.playlist import (
+    PART_WINDOW,
+    SKIP_AFTER,
+    LowLatency,
+    MediaPlaylist,
+    PartEntry,
+    PlaylistEntry,
+    rounded_seconds,
+)
 from livecast.hls.segmenter import Segment
 from livecast.hls.store import ByteBudget, SegmentData, SegmentStore
 

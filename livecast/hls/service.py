@@ -7,6 +7,11 @@ is still live, continues the same playlist after an EXT-X-DISCONTINUITY. Rooms
 stopped for longer than the grace are dropped (lazily on access, and by the
 background sweeper).
 
+State is keyed by room AND rendition: the publisher's own stream is the
+``DEFAULT_RENDITION`` ("source"), whose URLs are /hls/{slug}/...; another rendition
+(a transcoder's output, later) gets its own playlist, segments and lifetime under
+/hls/{slug}/{rendition}/... . Listeners hear of the default rendition's changes.
+
 With ``hls.low_latency`` every session makes fMP4 LL-HLS output: the segmenter
 reports parts as they complete, the room lists them and wakes held requests.
 """
@@ -23,14 +28,17 @@ from collections.abc import Callable
 from typing import Any
 
 from livecast.config import Settings
+from livecast.core.media import MediaUnit
 from livecast.hls.disk import DiskMirror
-from livecast.hls.room import Room
 from livecast.hls.parts import Part
+from livecast.hls.room import Room
 from livecast.hls.segmenter import Segment, Segmenter
 from livecast.hls.store import ByteBudget, SegmentData, release_free_memory
-from livecast.core.media import MediaUnit
 
 log = logging.getLogger(__name__)
+
+DEFAULT_RENDITION = "source"
+Key = tuple[str, str]  # (slug, rendition)
 
 SWEEP_INTERVAL = 1.0
 TRIM_INTERVAL = 10.0  # seconds between returns of freed heap memory to the OS
@@ -39,7 +47,8 @@ TRIM_INTERVAL = 10.0  # seconds between returns of freed heap memory to the OS
 class PublishSession:
     segmenter: Segmenter
 
-    def __init__(self, room: Room, prefix: str) -> None:
+    def __init__(self, key: Key, room: Room, prefix: str) -> None:
+        self.key = key
         self.room = room
         self.prefix = prefix
         self.live = True
@@ -99,8 +108,8 @@ class HlsService:
         self.hls = settings.hls
         self._clock = clock
         self._monotonic = monotonic
-        self._rooms: dict[str, Room] = {}
-        self._sessions: dict[str, PublishSession] = {}  # live session per slug
+        self._rooms: dict[Key, Room] = {}
+        self._sessions: dict[Key, PublishSession] = {}  # live session per (slug, rendition)
         self._budget = ByteBudget(self.hls.max_total_bytes)
         self._disk = DiskMirror(settings.data_path / "hls") if self.hls.write_through else None
         self._listeners: list[Callable[[str], None]] = []
@@ -109,18 +118,20 @@ class HlsService:
     # -- publishing ----------------------------------------------------------
 
     def publish_started(
-        self, slug: str, *, has_video: bool | None = None, has_audio: bool | None = None
+        self, slug: str, *, rendition: str = DEFAULT_RENDITION,
+        has_video: bool | None = None, has_audio: bool | None = None,
     ) -> StreamWriter:
-        room = self._room(slug)
-        old = self._sessions.pop(slug, None)
+        key = (slug, rendition)
+        room = self._room(key)
+        old = self._sessions.pop(key, None)
         if old is not None:
-            log.info("room %s: publisher taken over", slug)
+            log.info("room %s (%s): publisher taken over", slug, rendition)
             self._end_session(old)
         if room is None:
-            room = self._rooms[slug] = Room(slug, self.hls, self._budget, self._disk)
+            room = self._rooms[key] = Room(slug, self.hls, self._budget, self._disk)
         room.stopped_at = None
         prefix = self._new_prefix(room)
-        session = PublishSession(room, prefix)
+        session = PublishSession(key, room, prefix)
         low_latency = self.hls.low_latency
         session.segmenter = Segmenter(
             "fmp4" if low_latency else self.hls.container, self.hls.segment_duration,
@@ -131,22 +142,23 @@ class HlsService:
         )
         room.set_live_prefix(prefix)
         session.continues = room.playlist is not None and room.playlist.next_sequence > 0
-        self._sessions[slug] = session
+        self._sessions[key] = session
         if room.set_ended(False):
-            self._notify(slug)
+            self._notify(key)
         return StreamWriter(self, session)
 
     def publish_stopped(self, slug: str, writer: StreamWriter) -> None:
         session = writer._session
-        if self._sessions.get(slug) is not session:
+        key = session.key
+        if key[0] != slug or self._sessions.get(key) is not session:
             return  # superseded by a takeover, or already stopped
-        del self._sessions[slug]
+        del self._sessions[key]
         self._end_session(session)
         room = session.room
         room.stopped_at = self._monotonic()
         room.set_live_prefix(None)
         if room.set_ended(True):
-            self._notify(slug)
+            self._notify(key)
 
     def _end_session(self, session: PublishSession) -> None:
         try:
@@ -158,16 +170,16 @@ class HlsService:
 
     def _on_segment(self, session: PublishSession, segment: Segment) -> None:
         room = session.room
-        if self._rooms.get(room.slug) is not room:
+        if self._rooms.get(session.key) is not room:
             return
         discontinuity, session.continues = session.continues, False
         room.add_segment(segment, session.prefix, discontinuity)
         self._enforce_total()
-        self._notify(room.slug)
+        self._notify(session.key)
 
     def _on_part(self, session: PublishSession, part: Part) -> None:
         room = session.room
-        if self._rooms.get(room.slug) is room:
+        if self._rooms.get(session.key) is room:
             room.add_part(part, session.prefix, session.continues)
 
     def _new_prefix(self, room: Room) -> str:
@@ -178,24 +190,28 @@ class HlsService:
 
     # -- reading -------------------------------------------------------------
 
-    def playlist(self, slug: str) -> bytes | None:
-        room = self._room(slug)
+    def playlist(self, slug: str, rendition: str = DEFAULT_RENDITION) -> bytes | None:
+        room = self._room((slug, rendition))
         return room.rendered() if room is not None else None
 
-    def room(self, slug: str) -> Room | None:
-        """The room (for LL-HLS readers that wait on it), unless it expired."""
-        return self._room(slug)
+    def room(self, slug: str, rendition: str = DEFAULT_RENDITION) -> Room | None:
+        """The room's rendition (for LL-HLS readers that wait on it), unless it expired."""
+        return self._room((slug, rendition))
 
-    def segment(self, slug: str, name: str) -> SegmentData | None:
-        room = self._room(slug)
+    def segment(self, slug: str, name: str, rendition: str = DEFAULT_RENDITION) -> SegmentData | None:
+        room = self._room((slug, rendition))
         return room.segment(name) if room is not None else None
 
+    def renditions(self, slug: str) -> list[str]:
+        """The renditions of ``slug`` that have a playlist now."""
+        return [rendition for (s, rendition) in list(self._rooms) if s == slug and self._room((s, rendition))]
+
     def target_duration(self, slug: str) -> int | None:
-        room = self._room(slug)
+        room = self._room((slug, DEFAULT_RENDITION))
         return room.playlist.target_duration if room is not None and room.playlist is not None else None
 
     def info(self, slug: str) -> dict[str, Any] | None:
-        room = self._room(slug)
+        room = self._room((slug, DEFAULT_RENDITION))
         return room.info() if room is not None else None
 
     def add_listener(self, callback: Callable[[str], None]) -> None:
@@ -215,8 +231,8 @@ class HlsService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
-        for slug, session in list(self._sessions.items()):
-            del self._sessions[slug]
+        for key, session in list(self._sessions.items()):
+            del self._sessions[key]
             self._end_session(session)
             session.room.stopped_at = self._monotonic()
             session.room.set_live_prefix(None)
@@ -226,8 +242,8 @@ class HlsService:
 
     def sweep(self) -> None:
         """Drop rooms whose reconnect grace has run out."""
-        for slug in list(self._rooms):
-            self._room(slug)
+        for key in list(self._rooms):
+            self._room(key)
 
     async def _sweep_forever(self) -> None:
         interval = min(SWEEP_INTERVAL, max(0.05, self.hls.reconnect_grace / 4))
@@ -242,22 +258,22 @@ class HlsService:
             except Exception:
                 log.exception("HLS sweeper failed")
 
-    def _room(self, slug: str) -> Room | None:
-        """The room, unless its grace has run out (then it is dropped here)."""
-        room = self._rooms.get(slug)
+    def _room(self, key: Key) -> Room | None:
+        """The room's rendition, unless its grace has run out (then it is dropped here)."""
+        room = self._rooms.get(key)
         if room is None or room.stopped_at is None:
             return room
         if self._monotonic() - room.stopped_at <= self.hls.reconnect_grace:
             return room
-        del self._rooms[slug]
+        del self._rooms[key]
         room.drop()
-        log.info("room %s: HLS output expired", slug)
-        self._notify(slug)
+        log.info("room %s (%s): HLS output expired", *key)
+        self._notify(key)
         return None
 
     def _enforce_total(self) -> None:
         """Global byte bound: free the oldest retired segment anywhere, else shrink the biggest room."""
-        changed: set[str] = set()
+        changed: set[Key] = set()
         while self._budget.over:
             oldest: tuple[int, Room] | None = None
             for room in self._rooms.values():
@@ -267,15 +283,18 @@ class HlsService:
             if oldest is not None:
                 oldest[1].evict_one()
                 continue
-            rooms = sorted(self._rooms.values(), key=lambda r: r.store.bytes, reverse=True)
-            shrunk = next((room for room in rooms if room.evict_one()), None)
+            rooms = sorted(self._rooms.items(), key=lambda item: item[1].store.bytes, reverse=True)
+            shrunk = next((key for key, room in rooms if room.evict_one()), None)
             if shrunk is None:
                 break
-            changed.add(shrunk.slug)
-        for slug in changed:
-            self._notify(slug)
+            changed.add(shrunk)
+        for key in changed:
+            self._notify(key)
 
-    def _notify(self, slug: str) -> None:
+    def _notify(self, key: Key) -> None:
+        slug, rendition = key
+        if rendition != DEFAULT_RENDITION:
+            return
         for callback in list(self._listeners):
             try:
                 callback(slug)

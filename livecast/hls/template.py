@@ -17,23 +17,24 @@ from __future__ import annotations
 
 import io
 import logging
-import struct
 from dataclasses import dataclass
 
 import av
 
 from livecast.core.media import Codec, MediaUnit
+from livecast.media.flv import (
+    FLV_AUDIO,
+    FLV_VIDEO,
+    FlvEncodeError,
+    audio_tag_body,
+    flv_file,
+    video_tag_body,
+)
 
 log = logging.getLogger(__name__)
 
-_VIDEO_FOURCC = {Codec.HEVC: b"hvc1", Codec.AV1: b"av01"}
-_AUDIO_FOURCC = {Codec.OPUS: b"Opus"}
 _AAC_OBJECT_TYPES = (1, 2, 3, 4, 5, 29)  # Main, LC, SSR, LTP, HE-AAC, HE-AACv2: what ADTS can carry
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
-
-FLV_AUDIO = 8
-FLV_VIDEO = 9
-
 
 class TemplateError(ValueError):
     """The configuration records could not be turned into PyAV streams."""
@@ -125,51 +126,6 @@ def _opus_head_ok(data: bytes) -> bool:
     return data[18] == 0 or len(data) >= 21 + data[9]
 
 
-def video_tag_body(unit: MediaUnit) -> bytes:
-    """The FLV video tag body that carries ``unit`` (config or coded frame)."""
-    frame_type = 1 if unit.keyframe or unit.config else 2
-    if unit.codec is Codec.H264:
-        packet_type = 0 if unit.config else 1
-        cts = 0 if unit.config else unit.pts - unit.dts
-        return bytes([(frame_type << 4) | 7, packet_type]) + _si24(cts) + unit.payload
-    fourcc = _VIDEO_FOURCC.get(unit.codec)
-    if fourcc is None:
-        raise TemplateError(f"no FLV mapping for video codec {unit.codec.value}")
-    if unit.config:
-        return bytes([0x80 | (frame_type << 4) | 0]) + fourcc + unit.payload
-    if unit.codec is Codec.AV1:
-        return bytes([0x80 | (frame_type << 4) | 1]) + fourcc + unit.payload
-    return bytes([0x80 | (frame_type << 4) | 1]) + fourcc + _si24(unit.pts - unit.dts) + unit.payload
-
-
-def audio_tag_body(unit: MediaUnit) -> bytes:
-    """The FLV audio tag body that carries ``unit`` (config or coded frame)."""
-    if unit.codec is Codec.AAC:
-        return bytes([0xAF, 0 if unit.config else 1]) + unit.payload
-    if unit.codec is Codec.MP3:
-        return bytes([0x2F]) + unit.payload
-    fourcc = _AUDIO_FOURCC.get(unit.codec)
-    if fourcc is None:
-        raise TemplateError(f"no FLV mapping for audio codec {unit.codec.value}")
-    return bytes([0x90 | (0 if unit.config else 1)]) + fourcc + unit.payload
-
-
-def _si24(value: int) -> bytes:
-    value = max(-(1 << 23), min((1 << 23) - 1, value))
-    return value.to_bytes(3, "big", signed=True)
-
-
-def flv_file(tags: list[tuple[int, int, bytes]], has_video: bool, has_audio: bool) -> bytes:
-    """An FLV file (header + tags) from (tag type, timestamp ms, body) triples."""
-    out = bytearray(b"FLV\x01" + bytes([(1 if has_video else 0) | (4 if has_audio else 0)]))
-    out += struct.pack(">II", 9, 0)
-    for kind, stamp, body in tags:
-        stamp &= 0xFFFFFFFF
-        out += bytes([kind]) + len(body).to_bytes(3, "big") + (stamp & 0xFFFFFF).to_bytes(3, "big")
-        out += bytes([stamp >> 24, 0, 0, 0]) + body + struct.pack(">I", 11 + len(body))
-    return bytes(out)
-
-
 @dataclass
 class Template:
     """Template streams (in a container that is never written) and the configuration they came from."""
@@ -196,18 +152,12 @@ def open_template(
     for config in (video_config, audio_config):
         if config is not None:
             check_config(config)
-    tags: list[tuple[int, int, bytes]] = []
+    try:
+        data = _template_flv(video_config, keyframe, audio_config, audio_frame)
+    except FlvEncodeError as err:
+        raise TemplateError(str(err)) from err
     has_video = keyframe is not None
     has_audio = audio_config is not None or audio_frame is not None
-    if has_video and video_config is not None:
-        tags.append((FLV_VIDEO, 0, video_tag_body(video_config)))
-    if audio_config is not None:
-        tags.append((FLV_AUDIO, 0, _aac_fixed_flags(audio_tag_body(audio_config), audio_config)))
-    if keyframe is not None:
-        tags.append((FLV_VIDEO, 0, video_tag_body(keyframe)))
-    if audio_frame is not None:
-        tags.append((FLV_AUDIO, 0, _aac_fixed_flags(audio_tag_body(audio_frame), audio_config)))
-    data = flv_file(tags, has_video, has_audio)
     try:
         container = av.open(io.BytesIO(data), mode="r", format="flv")
     except av.FFmpegError as err:
@@ -229,6 +179,27 @@ def open_template(
         if parsed is not None:
             template.sample_rate = parsed[0]
     return template
+
+
+def _template_flv(
+    video_config: MediaUnit | None,
+    keyframe: MediaUnit | None,
+    audio_config: MediaUnit | None,
+    audio_frame: MediaUnit | None,
+) -> bytes:
+    tags: list[tuple[int, int, bytes]] = []
+    has_video = keyframe is not None
+    has_audio = audio_config is not None or audio_frame is not None
+    if has_video and video_config is not None:
+        tags.append((FLV_VIDEO, 0, video_tag_body(video_config)))
+    if audio_config is not None:
+        tags.append((FLV_AUDIO, 0, _aac_fixed_flags(audio_tag_body(audio_config), audio_config)))
+    if keyframe is not None:
+        tags.append((FLV_VIDEO, 0, video_tag_body(keyframe)))
+    if audio_frame is not None:
+        tags.append((FLV_AUDIO, 0, _aac_fixed_flags(audio_tag_body(audio_frame), audio_config)))
+    data = flv_file(tags, has_video, has_audio)
+    return data
 
 
 def _detached(

@@ -1,2 +1,1 @@
-"""RTMP ingest: handshake, chunk streams, AMF0 and the sans-IO server protocol
-(``protocol.RtmpServerProtocol``), plus the asyncio listener that wraps it."""
+"""The origin's media wiring: RTMP listener -> publish sessions -> HLS output."""

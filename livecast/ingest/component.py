@@ -1,61 +1,94 @@
-"""Wires the origin's media path into the app: RTMP listener -> stream hub -> HLS service,
-room live state and events, and the ``stream`` block of the room API."""
+"""Wires the origin's media path into the app: RTMP listener -> session manager -> stream
+hub -> queued HLS output -> HLS service, and the ``stream`` block of the room API."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
 
 from livecast import tls
-from livecast.api.rooms import OWNER_ONLY
-from livecast.edge import hls_routes
-from livecast.hls.source import OriginSource
-from livecast.core.events import RoomDeleted, StreamKeyRotated, StreamStarted, StreamStopped
-from livecast.hls.service import HlsService, StreamWriter
-from livecast.hub import LiveStream, StreamHub
-from livecast.ingest.server import RtmpServer
-from livecast.keys import BOUND_PORTS, EVENTS, ROOM_EXTRAS, ROOMS, SETTINGS
+from livecast.core.events import (
+    RoomDeleted,
+    StreamKeyRotated,
+)
 from livecast.core.media import MediaUnit
+from livecast.core.tasks import Supervisor
+from livecast.delivery import routes as hls_routes
+from livecast.delivery.origin import OriginSource
+from livecast.hls.service import DEFAULT_RENDITION, HlsService, StreamWriter
+from livecast.keys import BOUND_PORTS, EVENTS, ROOMS, SETTINGS
+from livecast.pipeline.hub import LiveStream, StreamHub
+from livecast.pipeline.outputs import QueuedOutput
+from livecast.pipeline.sessions import SessionManager
+from livecast.rooms import OWNER_ONLY, RoomExtras
+from livecast.rtmp.listener import RtmpServer
 from livecast.webhooks import WEBHOOKS
 
 log = logging.getLogger(__name__)
 
 HUB: web.AppKey[StreamHub] = web.AppKey("hub")
+SESSIONS: web.AppKey[SessionManager] = web.AppKey("sessions")
+OUTPUT_TASKS: web.AppKey[Supervisor] = web.AppKey("output_tasks")
 HLS: web.AppKey[HlsService] = web.AppKey("hls")
 RTMP: web.AppKey[RtmpServer] = web.AppKey("rtmp")
 
 
-class HlsOutput:
-    """Hub output that feeds one publisher session into the HLS service."""
+class HlsSink:
+    """Feeds one publisher session into the HLS service, in its queued output's task
+    (PyAV muxing stays off the RTMP read path)."""
 
-    def __init__(self, hls: HlsService, stream: LiveStream) -> None:
+    def __init__(self, hls: HlsService, stream: LiveStream, rendition: str = DEFAULT_RENDITION) -> None:
         self.hls = hls
         self.slug = stream.slug
-        self.writer: StreamWriter = hls.publish_started(stream.slug)
+        self.rendition = rendition
+        # Started at once, not in the task: a takeover's new session supersedes the old
+        # one before the old one's queue closes.
+        self.writer: StreamWriter = hls.publish_started(stream.slug, rendition=rendition)
 
-    def write(self, unit: MediaUnit) -> None:
+    def __repr__(self) -> str:
+        return f"HlsSink({self.slug}/{self.rendition})"
+
+    async def write(self, unit: MediaUnit) -> None:
         self.writer.write(unit)
 
-    def set_metadata(self, values: dict[str, Any]) -> None:
+    async def set_metadata(self, values: dict[str, Any]) -> None:
         self.writer.set_metadata(values)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.hls.publish_stopped(self.slug, self.writer)
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application, extras: RoomExtras) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Build the media path into ``app`` and return its lifecycle (the role's composition
+    root runs it in its stack); the room JSON gets ``live`` and ``stream`` through ``extras``."""
     settings = app[SETTINGS]
     hls = HlsService(settings)
     hub = StreamHub()
-    hub.add_output_factory(lambda stream: HlsOutput(hls, stream))
+    outputs = Supervisor("media-outputs")
+    ingest = settings.ingest
+
+    def hls_output(stream: LiveStream) -> QueuedOutput:
+        return QueuedOutput(stream, HlsSink(hls, stream), outputs,
+                            max_units=ingest.output_queue_units, max_bytes=ingest.output_queue_bytes,
+                            lossless=True)
+
+    hub.add_output_factory(hls_output)
     app[HLS] = hls
     app[HUB] = hub
-    hls_routes.setup(app, OriginSource(hls))
-    app.cleanup_ctx.append(_media_ctx)
+    app[OUTPUT_TASKS] = outputs
+    origin = OriginSource(hls)
+    hls_routes.setup(app, origin, origin)
+    extras.register(_room_extras(hub))
+    return _media_ctx
+
+
+def hls_writers(stream: LiveStream) -> list[StreamWriter]:
+    """The HLS writers among a live stream's outputs."""
+    return [out.sink.writer for out in stream.outputs
+            if isinstance(out, QueuedOutput) and isinstance(out.sink, HlsSink)]
 
 
 def _room_extras(hub: StreamHub) -> Callable[[str], dict[str, Any]]:
@@ -66,9 +99,10 @@ def _room_extras(hub: StreamHub) -> Callable[[str], dict[str, Any]]:
         if stream is None:
             return {"live": False, "stream": None}
         info = stream.info()
-        # Units the segmenter had to drop (bad payloads, backwards timestamps, ...).
-        info["dropped_packets"] = sum(
-            sum(out.writer.counters.values()) for out in stream.outputs if isinstance(out, HlsOutput)
+        # Units the segmenter had to drop (bad payloads, backwards timestamps, ...) and
+        # units a slow output dropped to the next keyframe.
+        info["dropped_packets"] = stream.stats.dropped + sum(
+            sum(writer.counters.values()) for writer in hls_writers(stream)
         )
         return {"live": True, "stream": info, OWNER_ONLY: {"stream": {"peer": stream.peer}}}
 
@@ -78,29 +112,9 @@ def _room_extras(hub: StreamHub) -> Callable[[str], dict[str, Any]]:
 async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     hls, hub, events = app[HLS], app[HUB], app[EVENTS]
-    rooms = app[ROOMS]
-    tasks: set[asyncio.Task[Any]] = set()
-
-    def spawn(coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    async def set_live(slug: str, live: bool) -> None:
-        try:
-            await rooms.set_live(slug, live)
-        except Exception:
-            log.exception("could not record room %s as %s", slug, "live" if live else "offline")
-
-    def on_start(stream: LiveStream) -> None:
-        spawn(set_live(stream.slug, True))
-        events.emit(StreamStarted(stream.slug, {"peer": stream.peer}))
-
-    def on_stop(stream: LiveStream) -> None:
-        spawn(set_live(stream.slug, False))
-        events.emit(StreamStopped(stream.slug))
-
-    rtmp = RtmpServer(settings, hub, rooms, on_start=on_start, on_stop=on_stop)
+    sessions = SessionManager(hub, app[ROOMS], events)
+    rtmp = RtmpServer(settings, sessions, app[ROOMS])
+    app[SESSIONS] = sessions
     await hls.start()
     await rtmp.start(settings.server.host, settings.server.rtmp_port)
     app[RTMP] = rtmp
@@ -114,16 +128,15 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
 
     def on_event(event: object) -> None:
         if isinstance(event, RoomDeleted):
-            rtmp.kick(event.slug, "room deleted")
+            sessions.kick(event.slug, "room deleted")
         elif isinstance(event, StreamKeyRotated):
-            rtmp.kick(event.slug, "stream key rotated")
+            sessions.kick(event.slug, "stream key rotated")
 
     unsubscribe = events.subscribe(on_event)
-    app[ROOM_EXTRAS].append(_room_extras(hub))
     yield
     unsubscribe()
     await rtmp.close()
-    if tasks:
-        await asyncio.gather(*tasks, return_exceptions=True)
+    await app[OUTPUT_TASKS].wait(timeout=5.0)  # outputs drain and close their sinks
+    await app[OUTPUT_TASKS].close()
+    await sessions.close()
     await hls.close()
-

@@ -13,8 +13,8 @@ from prometheus_client.registry import Collector
 
 from livecast.core.events import RoomDeleted
 from livecast.core.media import MediaUnit
-from livecast.hub import LiveStream, StreamHub
-from livecast.ingest.server import RtmpServer
+from livecast.pipeline.hub import LiveStream, StreamHub
+from livecast.rtmp.listener import RtmpServer
 
 
 class IngestTotals:
@@ -118,7 +118,8 @@ class IngestCollector(Collector):
             conns.add_metric([], len(rtmp.connections))
             yield conns
             yield GaugeMetricFamily("livecast_rtmp_pending_connections",
-                                    "RTMP connections not publishing yet (no publish accepted)", value=len(rtmp.gate.pending))
+                                    "RTMP connections not publishing yet (no publish accepted)",
+                                    value=len(rtmp.gate.pending))
             refused = CounterMetricFamily("livecast_rtmp_refused",
                                           "RTMP connections refused, evicted or closed by an ingest limit, by reason",
                                           labels=["reason"])

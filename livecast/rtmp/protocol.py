@@ -22,8 +22,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from livecast.ingest.amf import UNDEFINED, AmfError, decode_values, encode_values
-from livecast.ingest.chunks import (
+from livecast.rtmp.amf import UNDEFINED, AmfError, decode_values, encode_values
+from livecast.rtmp.chunks import (
     MASK32,
     ChunkReader,
     ChunkWriter,
@@ -31,7 +31,7 @@ from livecast.ingest.chunks import (
     ProtocolError,
     RtmpMessage,
 )
-from livecast.ingest.handshake import ServerHandshake
+from livecast.rtmp.handshake import ServerHandshake
 
 __all__ = [
     "AudioData", "Closed", "Connected", "LimitExceeded", "MetaData", "ProtocolError", "PublishRequested",

@@ -11,7 +11,7 @@ again after its publish ends). Pending connections are capped per address and in
 apart from publishers, and must authenticate within ``ingest.auth_timeout``; when the
 global cap is full a newcomer evicts the oldest pending connection of the address that
 holds the most, so a real encoder (which authenticates within milliseconds) always gets
-in. Refusals are counted by reason and logged once (see :mod:`livecast.ingest.limits`).
+in. Refusals are counted by reason and logged once (see :mod:`livecast.rtmp.limits`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from livecast.config import Settings
-from livecast.hub import LiveStream, StreamHub
-from livecast.ingest.flv_to_units import FlvToUnits, UnsupportedCodec
-from livecast.ingest.limits import IngestGate
-from livecast.ingest.protocol import (
+from livecast.core.media import Codec, MediaUnit
+from livecast.media.flv import FlvToUnits, UnsupportedCodec
+from livecast.pipeline.hub import LiveStream
+from livecast.pipeline.sessions import PublishSession, SessionManager
+from livecast.rtmp.limits import IngestGate
+from livecast.rtmp.protocol import (
     AudioData,
     Closed,
     LimitExceeded,
@@ -38,7 +40,6 @@ from livecast.ingest.protocol import (
     Unpublished,
     VideoData,
 )
-from livecast.core.media import Codec, MediaUnit
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +72,13 @@ class RtmpServer:
     def __init__(
         self,
         settings: Settings,
-        hub: StreamHub,
+        sessions: SessionManager,
         authority: PublishAuthority,
-        on_start: Callable[[LiveStream], None] | None = None,
-        on_stop: Callable[[LiveStream], None] | None = None,
     ) -> None:
         self.settings = settings
-        self.hub = hub
+        self.sessions = sessions
         self.authority = authority
-        self.on_start = on_start
-        self.on_stop = on_stop
         self.connections: set[RtmpConnection] = set()
-        self.publishers: dict[str, RtmpConnection] = {}
         self.publish_hook: PublishHook | None = None
         self.gate = IngestGate(settings.ingest)
         self._server: asyncio.base_events.Server | None = None
@@ -122,12 +118,6 @@ class RtmpServer:
             conn.abort("server shutting down")
         for server in servers:
             await server.wait_closed()
-
-    def kick(self, slug: str, reason: str) -> None:
-        """Disconnect the publisher of ``slug`` (room deleted, key rotated)."""
-        conn = self.publishers.get(slug)
-        if conn is not None:
-            conn.abort(reason)
 
     def admit(self, conn: RtmpConnection) -> bool:
         if not self.gate.admit(conn):
@@ -175,7 +165,7 @@ class RtmpConnection(asyncio.Protocol):
         self.peer = self.host = "?"
         self.opened = self.last_rx = self.pending_since = time.monotonic()
         self.app = ""
-        self.stream: LiveStream | None = None
+        self.session: PublishSession | None = None
         self.stream_id = 0
         self.converter = FlvToUnits()
         self._backlog: list[object] | None = None  # events held while a publish is authorised
@@ -210,6 +200,19 @@ class RtmpConnection(asyncio.Protocol):
             self._backlog.extend(events)
             return
         self._handle(events)
+        self._hold_if_congested()
+
+    def _hold_if_congested(self) -> None:
+        """Stop reading while a lossless output (HLS) is behind; resume when it caught up."""
+        session = self.session
+        if session is None or self._closing or not session.stream.congested or self.transport is None:
+            return
+        self.transport.pause_reading()
+        session.stream.on_relief = self._relieved
+
+    def _relieved(self) -> None:
+        if not self._closing and self._backlog is None and self.transport is not None:
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -231,8 +234,8 @@ class RtmpConnection(asyncio.Protocol):
                 asyncio.get_running_loop().create_task(self._authorise(event))
                 return
             elif isinstance(event, MetaData):
-                if self.stream is not None:
-                    self.stream.set_metadata(event.values)
+                if self.session is not None:
+                    self.session.set_metadata(event.values)
             elif isinstance(event, Unpublished):
                 if event.stream_id == self.stream_id:
                     self._end_publish()
@@ -244,8 +247,8 @@ class RtmpConnection(asyncio.Protocol):
                 self.app = str(app).strip("/").split("?")[0]
 
     def _media(self, event: VideoData | AudioData) -> None:
-        stream = self.stream
-        if stream is None:
+        session = self.session
+        if session is None:
             return  # media before a publish is accepted: ignore
         ts = event.timestamp
         if self._flood_count == 0:
@@ -268,13 +271,13 @@ class RtmpConnection(asyncio.Protocol):
             if unit is not None and unit.config:
                 self._check_codec(unit)
         except UnsupportedCodec as err:
-            log.warning("rtmp %s room %s: %s", self.peer, stream.slug, err)
+            log.warning("rtmp %s room %s: %s", self.peer, session.slug, err)
             self.proto.send_status(self.stream_id, "error", "NetStream.Publish.Rejected", str(err))
             self._flush()
             self.abort(None)
             return
         if unit is not None:
-            stream.write(unit)
+            session.write(unit)
 
     def _check_codec(self, unit: MediaUnit) -> None:
         if unit.codec in (Codec.HEVC, Codec.AV1) and self.server.settings.hls.container != "fmp4":
@@ -308,12 +311,12 @@ class RtmpConnection(asyncio.Protocol):
                 return
             if self._closing:
                 return
-            if self.stream is not None:
+            if self.session is not None:
                 self.proto.reject_publish(req, "NetStream.Publish.BadName", "already publishing")
                 self._flush()
                 return
             slug = room.slug
-            if slug not in server.publishers and len(server.hub) >= server.settings.ingest.max_publishers:
+            if server.sessions.get(slug) is None and len(server.sessions.hub) >= server.settings.ingest.max_publishers:
                 server.gate.refusals.note("server_full", self.host,
                                           f"{self.peer} publish to {slug} rejected: max_publishers reached")
                 self.proto.reject_publish(req, "NetStream.Publish.Rejected", "server is full")
@@ -332,41 +335,35 @@ class RtmpConnection(asyncio.Protocol):
             if not self._closing and self.transport is not None:
                 self.transport.resume_reading()
         self._handle(backlog)
+        self._hold_if_congested()
 
     def _begin_publish(self, req: PublishRequested, slug: str) -> None:
         server = self.server
-        old = server.publishers.get(slug)
-        stream, previous = server.hub.start(slug, self.peer)
-        self.stream, self.stream_id = stream, req.stream_id
-        server.publishers[slug] = self
         server.gate.pending.discard(self)
         self.proto.accept_publish(req)
         self._flush()
-        if old is not None and old is not self:
-            log.info("rtmp room %s: publisher %s takes over from %s", slug, self.peer, old.peer)
-            old.stream = None  # its stream was superseded; don't report a stop for it
-            old.abort(None)
-        if previous is None and server.on_start:
-            server.on_start(stream)
+        self.stream_id = req.stream_id
+        self.session = server.sessions.begin(slug, self)
         log.info("rtmp room %s: publish started from %s", slug, self.peer)
 
+    def stop(self, reason: str | None) -> None:
+        """The session manager's call: superseded by a takeover (``reason`` None) or kicked."""
+        self.abort(reason)
+
     def _end_publish(self) -> None:
-        stream, self.stream = self.stream, None
-        if stream is None:
+        session, self.session = self.session, None
+        if session is None:
             return
         server = self.server
-        if server.publishers.get(stream.slug) is self:
-            del server.publishers[stream.slug]
         if not self._closing:  # still connected: pending again, it may publish anew in time
             self.pending_since = time.monotonic()
             server.gate.pending.add(self, self.host)
-        if server.hub.stop(stream):
+        if session.end():
+            stream = session.stream
             log.info(
                 "rtmp room %s: publish stopped (%.1f s of media, %d bytes, video %s %sx%s, audio %s)",
                 stream.slug, stream.stats.media_seconds, stream.stats.bytes, *_codec_summary(stream),
             )
-            if server.on_stop:
-                server.on_stop(stream)
 
     # -- output ------------------------------------------------------------------------
     def _flush(self) -> None:

@@ -1,4 +1,7 @@
-"""RTMP audio/video message bodies (FLV tag bodies) to MediaUnits.
+"""The FLV tag codec: RTMP audio/video message bodies (FLV tag bodies) to MediaUnits and back.
+
+Encoding (``video_tag_body``, ``audio_tag_body``, ``flv_file``) serves the HLS templates
+and, later, relays; decoding (``FlvToUnits``) serves ingest.
 
 Understands the classic FLV tags (AVC video, AAC audio) and Enhanced RTMP
 (``IsExHeader`` bit, FourCC ``avc1``/``hvc1``/``av01`` video, ``mp4a`` audio).
@@ -10,6 +13,7 @@ encoder starts near the wrap) keeps counting up.
 from __future__ import annotations
 
 import logging
+import struct
 
 from livecast.core.media import Codec, MediaUnit, Track
 
@@ -22,11 +26,22 @@ _HALF = 1 << 31
 _LEGACY_VIDEO = {7: Codec.H264}
 _VIDEO_FOURCC = {b"avc1": Codec.H264, b"hvc1": Codec.HEVC, b"av01": Codec.AV1}
 _AUDIO_FOURCC = {b"mp4a": Codec.AAC}
-_LEGACY_VIDEO_NAMES = {2: "Sorenson H.263", 3: "Screen video", 4: "VP6", 5: "VP6 alpha", 6: "Screen video 2", 12: "HEVC (non-standard codec id 12)"}
-_LEGACY_AUDIO_NAMES = {0: "PCM", 1: "ADPCM", 2: "MP3", 3: "PCM LE", 4: "Nellymoser 16k", 5: "Nellymoser 8k", 6: "Nellymoser", 7: "G.711 A-law", 8: "G.711 mu-law", 11: "Speex", 14: "MP3 8k"}
+_LEGACY_VIDEO_NAMES = {2: "Sorenson H.263", 3: "Screen video", 4: "VP6", 5: "VP6 alpha", 6: "Screen video 2",
+                       12: "HEVC (non-standard codec id 12)"}
+_LEGACY_AUDIO_NAMES = {0: "PCM", 1: "ADPCM", 2: "MP3", 3: "PCM LE", 4: "Nellymoser 16k", 5: "Nellymoser 8k",
+                       6: "Nellymoser", 7: "G.711 A-law", 8: "G.711 mu-law", 11: "Speex", 14: "MP3 8k"}
+
+FLV_AUDIO = 8
+FLV_VIDEO = 9
+_ENCODE_VIDEO_FOURCC = {Codec.HEVC: b"hvc1", Codec.AV1: b"av01"}
+_ENCODE_AUDIO_FOURCC = {Codec.OPUS: b"Opus"}
 
 # Enhanced RTMP video packet types
 _SEQ_START, _CODED, _SEQ_END, _CODED_X = 0, 1, 2, 3
+
+
+class FlvEncodeError(ValueError):
+    """A unit whose codec has no FLV tag mapping."""
 
 
 class UnsupportedCodec(Exception):
@@ -153,3 +168,48 @@ class FlvToUnits:
             self.audio_codec = Codec.AAC
             return MediaUnit(Track.AUDIO, Codec.AAC, dts, dts, True, bytes(body[2:]), config=True)
         return MediaUnit(Track.AUDIO, Codec.AAC, dts, dts, True, body[2:])
+
+
+def video_tag_body(unit: MediaUnit) -> bytes:
+    """The FLV video tag body that carries ``unit`` (config or coded frame)."""
+    frame_type = 1 if unit.keyframe or unit.config else 2
+    if unit.codec is Codec.H264:
+        packet_type = 0 if unit.config else 1
+        cts = 0 if unit.config else unit.pts - unit.dts
+        return bytes([(frame_type << 4) | 7, packet_type]) + _si24_bytes(cts) + unit.payload
+    fourcc = _ENCODE_VIDEO_FOURCC.get(unit.codec)
+    if fourcc is None:
+        raise FlvEncodeError(f"no FLV mapping for video codec {unit.codec.value}")
+    if unit.config:
+        return bytes([0x80 | (frame_type << 4) | 0]) + fourcc + unit.payload
+    if unit.codec is Codec.AV1:
+        return bytes([0x80 | (frame_type << 4) | 1]) + fourcc + unit.payload
+    return bytes([0x80 | (frame_type << 4) | 1]) + fourcc + _si24_bytes(unit.pts - unit.dts) + unit.payload
+
+
+def audio_tag_body(unit: MediaUnit) -> bytes:
+    """The FLV audio tag body that carries ``unit`` (config or coded frame)."""
+    if unit.codec is Codec.AAC:
+        return bytes([0xAF, 0 if unit.config else 1]) + unit.payload
+    if unit.codec is Codec.MP3:
+        return bytes([0x2F]) + unit.payload
+    fourcc = _ENCODE_AUDIO_FOURCC.get(unit.codec)
+    if fourcc is None:
+        raise FlvEncodeError(f"no FLV mapping for audio codec {unit.codec.value}")
+    return bytes([0x90 | (0 if unit.config else 1)]) + fourcc + unit.payload
+
+
+def _si24_bytes(value: int) -> bytes:
+    value = max(-(1 << 23), min((1 << 23) - 1, value))
+    return value.to_bytes(3, "big", signed=True)
+
+
+def flv_file(tags: list[tuple[int, int, bytes]], has_video: bool, has_audio: bool) -> bytes:
+    """An FLV file (header + tags) from (tag type, timestamp ms, body) triples."""
+    out = bytearray(b"FLV\x01" + bytes([(1 if has_video else 0) | (4 if has_audio else 0)]))
+    out += struct.pack(">II", 9, 0)
+    for kind, stamp, body in tags:
+        stamp &= 0xFFFFFFFF
+        out += bytes([kind]) + len(body).to_bytes(3, "big") + (stamp & 0xFFFFFF).to_bytes(3, "big")
+        out += bytes([stamp >> 24, 0, 0, 0]) + body + struct.pack(">I", 11 + len(body))
+    return bytes(out)

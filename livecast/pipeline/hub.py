@@ -39,9 +39,22 @@ COLLAPSE_RATIO = 0.1
 class StreamStats:
     """Bitrate, frame rate and keyframe interval measured from the units themselves."""
 
-    __slots__ = ("bytes", "units", "video_frames", "_window", "_window_bytes", "_window_frames",
-                 "_last_key_dts", "keyframe_interval_ms", "_first_dts", "_last_dts", "dropped",
-                 "late", "last_video_dts", "last_audio_dts")
+    __slots__ = (
+        "_first_dts",
+        "_last_dts",
+        "_last_key_dts",
+        "_window",
+        "_window_bytes",
+        "_window_frames",
+        "bytes",
+        "dropped",
+        "keyframe_interval_ms",
+        "last_audio_dts",
+        "last_video_dts",
+        "late",
+        "units",
+        "video_frames",
+    )
 
     def __init__(self) -> None:
         self.bytes = 0
@@ -68,8 +81,7 @@ class StreamStats:
         dts = unit.dts
         if self._first_dts is None:
             self._first_dts = dts
-        if dts > self._last_dts:
-            self._last_dts = dts
+        self._last_dts = max(self._last_dts, dts)
         frame = 0
         if unit.track is Track.VIDEO:
             last = self.last_video_dts
@@ -160,6 +172,24 @@ class LiveStream:
         self.stats = StreamStats()
         self.outputs: list[Output] = []
         self.closed = False
+        # Lossless outputs (HLS) that are behind: the source should stop reading until
+        # ``on_relief`` is called (an RTMP publisher then waits in TCP, as it always did).
+        self._congested: set[object] = set()
+        self.on_relief: Callable[[], None] | None = None
+
+    @property
+    def congested(self) -> bool:
+        return bool(self._congested)
+
+    def congestion(self, output: object, behind: bool) -> None:
+        """An output reports that it is behind (``behind``) or caught up again."""
+        if behind:
+            self._congested.add(output)
+            return
+        self._congested.discard(output)
+        if not self._congested and self.on_relief is not None:
+            relief, self.on_relief = self.on_relief, None
+            relief()
 
     def write(self, unit: MediaUnit) -> None:
         self.stats.add(unit)

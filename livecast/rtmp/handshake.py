@@ -16,7 +16,7 @@ import os
 import time
 from enum import Enum
 
-from livecast.ingest.chunks import ProtocolError
+from livecast.rtmp.chunks import ProtocolError
 
 log = logging.getLogger(__name__)
 

@@ -82,7 +82,7 @@ def basic_header(fmt: int, csid: int) -> bytes:
 class _InStream:
     """Reader state of one chunk stream: the last header and the partial message."""
 
-    __slots__ = ("timestamp", "delta", "length", "type_id", "stream_id", "ext", "ext_value", "received", "parts")
+    __slots__ = ("delta", "ext", "ext_value", "length", "parts", "received", "stream_id", "timestamp", "type_id")
 
     def __init__(self) -> None:
         self.timestamp = 0
@@ -222,7 +222,7 @@ class ChunkReader:
                         ts = ((st.timestamp if st is not None else 0) + field) & MASK32
                     received = 0
                     remaining = length
-                take = remaining if remaining < chunk_size else chunk_size
+                take = min(chunk_size, remaining)
                 end = p + take
                 if end > n:
                     break
@@ -273,7 +273,8 @@ class ChunkReader:
         held = self.partial_bytes + end - p
         if held > self.max_partial_bytes:
             raise LimitExceeded("partial_bytes",
-                                f"partial messages would hold {held} bytes, over the {self.max_partial_bytes} byte limit")
+                                f"partial messages would hold {held} bytes,"
+                                f" over the {self.max_partial_bytes} byte limit")
         if received:
             st.parts += mv[p:end]  # type: ignore[operator]
         else:
@@ -309,7 +310,7 @@ class ChunkReader:
 
 
 class _OutStream:
-    __slots__ = ("timestamp", "delta", "length", "type_id", "stream_id", "fmt")
+    __slots__ = ("delta", "fmt", "length", "stream_id", "timestamp", "type_id")
 
     def __init__(self, timestamp: int, delta: int, length: int, type_id: int, stream_id: int, fmt: int) -> None:
         self.timestamp = timestamp

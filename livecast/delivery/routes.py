@@ -12,43 +12,28 @@ directives, 502/504 when an edge cannot reach the origin), answered as JSON.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
 
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from livecast.api.middleware import error_response
+from livecast.core.http import error_response
+from livecast.delivery.source import (
+    PlaylistReply,
+    RenditionSource,
+    Segment,
+    SegmentSource,
+)
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 SEGMENT_MAX_AGE = 86400
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _SLUG = re.compile(r"^[a-z0-9-]{1,40}$")
+_RENDITION = re.compile(r"^[a-z0-9_-]{1,32}$")
 _RANGE = re.compile(r"\s*bytes=([0-9]{0,18})-([0-9]{0,18})\s*")  # 18 digits: int() stays cheap and in range
 
 
-class Segment(Protocol):
-    @property
-    def data(self) -> bytes: ...
-    @property
-    def content_type(self) -> str: ...
-
-
-@dataclass(frozen=True)
-class PlaylistReply:
-    body: bytes
-    cache_control: str = "no-cache"
-
-
-class SegmentSource(Protocol):
-    async def playlist(self, slug: str, query: Mapping[str, str]) -> PlaylistReply | None:
-        """The room's media playlist; ``query`` holds the request's query (LL-HLS directives)."""
-
-    async def segment(self, slug: str, name: str) -> Segment | None: ...
-
-
 SOURCE: web.AppKey[SegmentSource] = web.AppKey("hls_source")
+RENDITIONS: web.AppKey[RenditionSource] = web.AppKey("hls_renditions")
 
 _CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -70,7 +55,8 @@ def _headers_for_playlist(cache_control: str) -> CIMultiDictProxy[str]:
     if headers is None:  # a handful of distinct lifetimes per process
         if len(_playlist_headers) > 64:
             _playlist_headers.clear()
-        headers = CIMultiDictProxy(CIMultiDict({**_CORS, "Cache-Control": cache_control, "Content-Type": PLAYLIST_TYPE}))
+        headers = CIMultiDictProxy(CIMultiDict({**_CORS, "Cache-Control": cache_control,
+                                                "Content-Type": PLAYLIST_TYPE}))
         _playlist_headers[cache_control] = headers
     return headers
 
@@ -93,8 +79,20 @@ def _not_found(what: str) -> web.Response:
 async def playlist(request: web.Request) -> web.Response:
     slug = request.match_info["slug"]
     reply = await request.app[SOURCE].playlist(slug, request.query) if _SLUG.match(slug) else None
+    return _playlist_response(reply, f"room {slug!r} is not live")
+
+
+async def rendition_playlist(request: web.Request) -> web.Response:
+    slug, rendition = request.match_info["slug"], request.match_info["rendition"]
+    reply = None
+    if _SLUG.match(slug) and _RENDITION.match(rendition):
+        reply = await request.app[RENDITIONS].rendition_playlist(slug, rendition)
+    return _playlist_response(reply, f"room {slug!r} has no rendition {rendition!r}")
+
+
+def _playlist_response(reply: PlaylistReply | None, missing: str) -> web.Response:
     if reply is None:
-        return _not_found(f"room {slug!r} is not live")
+        return _not_found(missing)
     return web.Response(body=reply.body, headers=_headers_for_playlist(reply.cache_control))
 
 
@@ -120,6 +118,18 @@ async def segment(request: web.Request) -> web.Response:
     seg = None
     if _SLUG.match(slug) and _NAME.match(name) and not name.endswith(".m3u8"):
         seg = await request.app[SOURCE].segment(slug, name)
+    return _segment_response(request, seg)
+
+
+async def rendition_segment(request: web.Request) -> web.Response:
+    slug, rendition, name = (request.match_info[k] for k in ("slug", "rendition", "name"))
+    seg = None
+    if _SLUG.match(slug) and _RENDITION.match(rendition) and _NAME.match(name) and not name.endswith(".m3u8"):
+        seg = await request.app[RENDITIONS].rendition_segment(slug, rendition, name)
+    return _segment_response(request, seg)
+
+
+def _segment_response(request: web.Request, seg: Segment | None) -> web.Response:
     if seg is None:
         return _not_found("no such segment")
     data = seg.data
@@ -147,9 +157,14 @@ async def preflight(request: web.Request) -> web.Response:
     })
 
 
-def setup(app: web.Application, source: SegmentSource) -> None:
+def setup(app: web.Application, source: SegmentSource, renditions: RenditionSource | None = None) -> None:
     app[SOURCE] = source
     add_routes(app)
+    if renditions is not None:
+        app[RENDITIONS] = renditions
+        app.router.add_get("/hls/{slug}/{rendition}/index.m3u8", rendition_playlist)
+        app.router.add_get("/hls/{slug}/{rendition}/{name}", rendition_segment)
+        app.router.add_route("OPTIONS", "/hls/{slug}/{rendition}/{name}", preflight)
 
 
 def add_routes(app: web.Application) -> None:

@@ -16,7 +16,7 @@ and may be cached; the plain playlist URL must stay fresh):
 - blocking playlist responses (``_HLS_msn`` present): six target durations, the
   lifetime Apple suggests; a cached answer still contains what the URL asked for;
 - parts and segments: like every segment, long-lived and immutable, since a part
-  URL is unique per session and never changes content (``hls_routes`` headers).
+  URL is unique per session and never changes content (``delivery.routes`` headers).
 """
 
 from __future__ import annotations
@@ -24,9 +24,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 
-from livecast.edge.hls_routes import PlaylistReply
 from livecast.core.errors import Unavailable
-from livecast.hls.blocking import HOLD_TARGET_DURATIONS, Directives, check_reachable, parse_directives, wanted_present
+from livecast.delivery.source import PlaylistReply
+from livecast.hls.blocking import (
+    HOLD_TARGET_DURATIONS,
+    Directives,
+    check_reachable,
+    parse_directives,
+    wanted_present,
+)
 from livecast.hls.room import PART_NAME, Room
 from livecast.hls.service import HlsService
 from livecast.hls.store import SegmentData
@@ -69,6 +75,17 @@ class OriginSource:
         if room is None or room.low_latency is None or room.live_prefix is None:
             return None
         return await self._hinted_part(room, name)
+
+    async def rendition_playlist(self, slug: str, rendition: str) -> PlaylistReply | None:
+        """A named rendition's playlist (plain HLS: no blocking reload)."""
+        room = self.hls.room(slug, rendition)
+        body = room.rendered() if room is not None else None
+        if body is None or room is None or room.playlist is None:
+            return None
+        return PlaylistReply(body, playlist_cache_control(room.playlist.target_duration))
+
+    async def rendition_segment(self, slug: str, rendition: str, name: str) -> SegmentData | None:
+        return self.hls.segment(slug, name, rendition)
 
     # -- LL-HLS --------------------------------------------------------------
 

@@ -38,7 +38,7 @@ MAX_DEPTH: Final = 64  # nesting limit: hostile payloads must not reach Python's
 _F64 = struct.Struct(">d")
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class AmfError(ValueError):
@@ -50,7 +50,7 @@ class Undefined:
 
     _instance: Undefined | None = None
 
-    def __new__(cls) -> Undefined:
+    def __new__(cls) -> Undefined:  # noqa: PYI034 (a singleton)
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -223,7 +223,7 @@ def _encode(out: bytearray, value: object, depth: int) -> None:
         for item in value:
             _encode(out, item, depth + 1)
     elif isinstance(value, dt.datetime):
-        when = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+        when = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
         out.append(DATE)
         out += _F64.pack((when - _EPOCH) / dt.timedelta(milliseconds=1))
         out += b"\x00\x00"

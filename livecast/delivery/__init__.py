@@ -1,0 +1,1 @@
+"""HLS delivery over HTTP: the handlers and the segment sources behind them."""

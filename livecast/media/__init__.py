@@ -1,0 +1,1 @@
+"""Media formats shared by ingest, templates and relays (the FLV tag codec)."""

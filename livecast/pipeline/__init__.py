@@ -1,0 +1,1 @@
+"""The media pipeline: the stream hub, publish sessions for any source, and queued outputs."""
