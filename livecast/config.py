@@ -138,6 +138,8 @@ class ClusterSettings:
     cache_bytes: int = 512 * 1024 * 1024
     upstream_timeout: float = 4.0
     upstream_connections: int = 64
+    redis: str = ""
+    lease_seconds: float = 5.0
 
 
 @dataclass
@@ -276,6 +278,9 @@ class Settings:
             (256 <= self.server.max_field_size <= 65536, "server.max_field_size must be 256..65536"),
             (8 <= self.server.max_headers <= 1000, "server.max_headers must be 8..1000"),
             (self.rooms.max_per_user >= 0, "rooms.max_per_user must be >= 0 (0 = no cap)"),
+            (self.cluster.redis == "" or urlsplit(self.cluster.redis).scheme in ("redis", "rediss", "unix"),
+             "cluster.redis must be empty or a redis://host:port/db URL"),
+            (0.5 <= self.cluster.lease_seconds <= 60, "cluster.lease_seconds must be 0.5..60 s"),
             (self.database.url == "" or urlsplit(self.database.url).scheme in ("postgresql", "postgres"),
              "database.url must be empty (SQLite) or a postgresql://user:pass@host:port/db URL"),
             (1 <= self.database.pool_size <= 1000, "database.pool_size must be 1..1000"),

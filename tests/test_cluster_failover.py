@@ -1,0 +1,106 @@
+"""Origins A and B sharing PostgreSQL and Redis (separate OS processes): a room's lease
+and HLS timeline live in Redis, so a publish of the room on B after A died continues
+A's playlist (rising media sequence numbers, one discontinuity, new segment names), and
+a publish on B while A is live takes the room over: A drops its publisher."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from helpers import make_room, rtmp_url, segment_uris, wait_for, wait_playlist
+from pg import PgCluster
+from publisher import PublishFailed, start_publisher
+
+FPS = 30
+HLS = {"segment_duration": 1.0, "window": 6}
+LEASE = 1.5
+
+
+def sequences(playlist: str) -> list[int]:
+    """The media sequence number of every listed segment."""
+    first = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", playlist).group(1))  # type: ignore[union-attr]
+    return list(range(first, first + len(segment_uris(playlist))))
+
+
+def discontinuity_sequence(playlist: str) -> int:
+    m = re.search(r"#EXT-X-DISCONTINUITY-SEQUENCE:(\d+)", playlist)
+    return int(m.group(1)) if m else 0
+
+
+def discontinuities_before(playlist: str) -> list[str]:
+    """The segment URIs that carry an EXT-X-DISCONTINUITY tag."""
+    marked, pending = [], False
+    for line in playlist.splitlines():
+        if line == "#EXT-X-DISCONTINUITY":
+            pending = True
+        elif line and not line.startswith("#"):
+            if pending:
+                marked.append(line)
+            pending = False
+    return marked
+
+
+async def origins(cluster: Any, pg_server: PgCluster) -> tuple[Any, Any]:
+    redis = await cluster.redis()
+    url = pg_server.url(await pg_server.create_database("failover"))
+    sections = {"database": {"url": url}, "cluster": {"redis": redis.url, "lease_seconds": LEASE}, "hls": HLS}
+    a = await cluster.node("a", **sections)
+    b = await cluster.node("b", **sections)
+    return a, b
+
+
+async def test_publish_on_b_continues_the_playlist_after_a_is_killed(cluster: Any, pg_server: PgCluster) -> None:
+    a, b = await origins(cluster, pg_server)
+    room = await make_room(a)
+    slug = room["slug"]
+    first = await start_publisher(rtmp_url(a, room["stream_key"]), seconds=60.0, fps=FPS, gop=FPS, realtime=True)
+    try:
+        before = await wait_playlist(a, slug, lambda t: len(segment_uris(t)) >= 3)
+        await a.kill()
+    finally:
+        await first.stop()
+    second = await start_publisher(rtmp_url(b, room["stream_key"]), seconds=4.0, fps=FPS, gop=FPS, realtime=True)
+    after = await wait_playlist(b, slug, lambda t: len(segment_uris(t)) >= 2)
+    await second.result()
+    assert min(sequences(after)) > max(sequences(before)), (before, after)
+    assert discontinuities_before(after) == [segment_uris(after)[0]]  # one discontinuity: the join
+    assert discontinuity_sequence(after) >= discontinuity_sequence(before)
+    prefixes_a = {uri.split("-", 1)[0] for uri in segment_uris(before)}
+    prefixes_b = {uri.split("-", 1)[0] for uri in segment_uris(after)}
+    assert prefixes_a.isdisjoint(prefixes_b)  # new names: no cache serves A's bytes for B's segment
+    async with b.http.get(b.url("/metrics")) as r:
+        assert re.search(r'^livecast_cluster_room_claims_total\{kind="(failover|takeover)"\} 1\.0$',
+                         await r.text(), re.M)
+
+
+async def test_publish_on_b_takes_the_room_over_from_a(cluster: Any, pg_server: PgCluster) -> None:
+    a, b = await origins(cluster, pg_server)
+    room = await make_room(a)
+    slug = room["slug"]
+    first = await start_publisher(rtmp_url(a, room["stream_key"]), seconds=60.0, fps=FPS, gop=FPS, realtime=True)
+    second = None
+    try:
+        before = await wait_playlist(a, slug, lambda t: len(segment_uris(t)) >= 2)
+        second = await start_publisher(rtmp_url(b, room["stream_key"]), seconds=5.0, fps=FPS, gop=FPS,
+                                       realtime=True)
+        ended = await wait_playlist(a, slug, lambda t: "#EXT-X-ENDLIST" in t, timeout=3 * LEASE + 10)
+        after = await wait_playlist(b, slug, lambda t: len(segment_uris(t)) >= 2)
+        assert min(sequences(after)) > max(sequences(ended)) >= max(sequences(before))
+        assert discontinuities_before(after) == [segment_uris(after)[0]]
+
+        async def a_dropped_its_publisher() -> bool:
+            async with a.http.get(a.url(f"/api/v1/rooms/{slug}")) as r:
+                return (await r.json())["room"]["live"] is False
+
+        await wait_for(a_dropped_its_publisher, timeout=10, what="A dropped its publisher")
+        await second.result()
+    finally:
+        await first.stop()
+        if second is not None:
+            await second.stop()
+    try:
+        await first.result(timeout=15)
+    except PublishFailed:
+        pass  # the server closed the connection under it: what a taken-over encoder sees
+    assert "taken over" in a.log_text()
