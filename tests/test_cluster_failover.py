@@ -104,3 +104,24 @@ async def test_publish_on_b_takes_the_room_over_from_a(cluster: Any, pg_server: 
     except PublishFailed:
         pass  # the server closed the connection under it: what a taken-over encoder sees
     assert "taken over" in a.log_text()
+
+
+async def test_a_room_published_on_b_plays_from_a(cluster: Any, pg_server: PgCluster) -> None:
+    a, b = await origins(cluster, pg_server)
+    room = await make_room(b)
+    slug = room["slug"]
+    async with a.http.get(a.url(f"/hls/{slug}/index.m3u8")) as r:
+        assert r.status == 404  # nobody publishes it yet
+    publisher = await start_publisher(rtmp_url(b, room["stream_key"]), seconds=6.0, fps=FPS, gop=FPS,
+                                      realtime=True)
+    try:
+        on_b = await wait_playlist(b, slug, lambda t: len(segment_uris(t)) >= 2)
+        on_a = await wait_playlist(a, slug, lambda t: len(segment_uris(t)) >= 2)
+        assert set(segment_uris(on_a)) & set(segment_uris(on_b))  # the same timeline
+        name = segment_uris(on_a)[0]
+        async with a.http.get(a.url(f"/hls/{slug}/{name}")) as ra, b.http.get(b.url(f"/hls/{slug}/{name}")) as rb:
+            assert ra.status == rb.status == 200
+            assert await ra.read() == await rb.read()
+        await publisher.result()
+    finally:
+        await publisher.stop()

@@ -20,9 +20,10 @@ from livecast.cluster.leases import RoomLeases, Timeline
 from livecast.config import Settings
 from livecast.core.events import StreamStopped
 from livecast.core.tasks import Supervisor
+from livecast.delivery.holder import HolderPull
 from livecast.hls.service import HlsService, Resume
 from livecast.ingest import component as ingest
-from livecast.keys import EVENTS
+from livecast.keys import BOUND_PORTS, EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +41,29 @@ def setup(app: web.Application, settings: Settings) -> Lifecycle | None:
     """Wire the leases into the media path; None when ``cluster.redis`` is not set."""
     if not settings.cluster.redis:
         return None
-    leases = app[LEASES] = RoomLeases(settings.cluster.redis, settings.cluster.lease_seconds)
+    leases = app[LEASES] = RoomLeases(settings.cluster.redis, settings.cluster.lease_seconds,
+                                      functools.partial(_self_url, app, settings))
+    pull = HolderPull(leases.holder_url, settings.cluster.upstream_timeout)
+    app[ingest.HLS_SOURCE].remote = pull
     hls = app[ingest.HLS]
     claimed: dict[str, Resume | None] = {}
     hls.resume_provider = lambda slug: claimed.pop(slug, None)
     hls.add_listener(lambda slug: _record(hls, leases, slug))
     leases.on_lost(lambda slug: app[ingest.SESSIONS].kick(slug, "taken over on another origin"))
-    return functools.partial(_lifecycle, leases=leases, claimed=claimed)
+    return functools.partial(_lifecycle, leases=leases, claimed=claimed, pull=pull)
 
 
-async def _lifecycle(app: web.Application, *, leases: RoomLeases,
-                     claimed: dict[str, Resume | None]) -> AsyncIterator[None]:
+def _self_url(app: web.Application, settings: Settings) -> str:
+    """This origin's HTTP base URL as the others reach it: ``cluster.node_url``, else the
+    bound address (right on one machine; set node_url on several)."""
+    if settings.cluster.node_url:
+        return settings.cluster.node_url.rstrip("/")
+    host = settings.server.host if settings.server.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    return f"http://{host}:{app[BOUND_PORTS].get('http', settings.server.http_port)}"
+
+
+async def _lifecycle(app: web.Application, *, leases: RoomLeases, claimed: dict[str, Resume | None],
+                     pull: HolderPull) -> AsyncIterator[None]:
     await leases.start()
     rtmp = app[ingest.RTMP]
     previous = rtmp.publish_hook
@@ -76,3 +89,4 @@ async def _lifecycle(app: web.Application, *, leases: RoomLeases,
         await tasks.wait()
         await tasks.close()
         await leases.close()
+        await pull.close()

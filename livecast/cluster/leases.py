@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -85,10 +86,15 @@ LostHandler = Callable[[str], None]
 
 
 class RoomLeases:
-    def __init__(self, url: str, lease_seconds: float, node: str | None = None) -> None:
+    """``self_url()`` is this origin's HTTP base URL as other origins reach it; a lease's
+    value is ``"{node id} {url}"``, so any origin can pull a room from its holder."""
+
+    def __init__(self, url: str, lease_seconds: float, self_url: Callable[[], str]) -> None:
         self.url = url
         self.lease_seconds = lease_seconds
-        self.node = node or uuid.uuid4().hex[:12]
+        self.ident = uuid.uuid4().hex[:12]
+        self._self_url = self_url
+        self._holders: dict[str, tuple[float, str | None]] = {}  # slug -> (looked up at, holder URL)
         self.held: set[str] = set()
         self.degraded = False
         self.claims = 0
@@ -103,6 +109,10 @@ class RoomLeases:
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: dict[str, Timeline] = {}
         self._wake = asyncio.Event()
+
+    @property
+    def node(self) -> str:
+        return f"{self.ident} {self._self_url()}"
 
     @property
     def _ms(self) -> int:
@@ -164,9 +174,26 @@ class RoomLeases:
         except (RedisError, OSError) as err:
             self._degrade(err)
 
-    async def holder(self, slug: str) -> str | None:
-        raw = await self._client.get(LEASE + slug)
-        return _text(raw) if raw else None
+    async def holder_url(self, slug: str) -> str | None:
+        """The HTTP base URL of the other origin holding ``slug``; None when this one holds
+        it, nobody does, or Redis is unreachable. Cached for a third of a lease."""
+        if slug in self.held:
+            return None
+        now = time.monotonic()
+        cached = self._holders.get(slug)
+        if cached is not None and now - cached[0] < self.lease_seconds / 3:
+            return cached[1]
+        try:
+            raw = await self._client.get(LEASE + slug)
+        except (RedisError, OSError) as err:
+            self._degrade(err)
+            return None
+        ident, _, url = _text(raw).partition(" ") if raw else ("", "", "")
+        found = url if url and ident != self.ident else None
+        if len(self._holders) > 10_000:
+            self._holders.clear()
+        self._holders[slug] = (now, found)
+        return found
 
     # -- background ------------------------------------------------------------
 
