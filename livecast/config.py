@@ -220,8 +220,9 @@ class Settings:
             (self.server.role in ("origin", "edge"), "server.role must be 'origin' or 'edge'"),
             (self.server.role != "edge" or bool(self.server.origin), "server.origin is required for role edge"),
             (self.server.role != "edge" or bool(self.cluster.secret), "cluster.secret is required for role edge"),
-            (self.server.role != "edge" or self.server.origin.startswith(("http://", "https://")),
-             "server.origin must be an http:// or https:// URL"),
+            (self.server.role != "edge" or all(u.strip().startswith(("http://", "https://"))
+                                               for u in self.server.origin.split(",")),
+             "server.origin must be an http:// or https:// URL (or several, comma-separated)"),
             (0 < self.cluster.heartbeat_interval < self.cluster.heartbeat_timeout,
              "cluster.heartbeat_interval must be > 0 and below cluster.heartbeat_timeout"),
             (self.cluster.cache_bytes >= 1024 * 1024, "cluster.cache_bytes must be >= 1 MiB"),

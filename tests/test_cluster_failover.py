@@ -5,12 +5,14 @@ a publish on B while A is live takes the room over: A drops its publisher."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from types import SimpleNamespace
 from typing import Any
 
 from helpers import make_room, rtmp_url, segment_uris, wait_for, wait_playlist
 from pg import PgCluster
-from publisher import PublishFailed, start_publisher
+from publisher import PublishFailed, read_hls_async, start_publisher
 
 FPS = 30
 HLS = {"segment_duration": 1.0, "window": 6}
@@ -125,3 +127,33 @@ async def test_a_room_published_on_b_plays_from_a(cluster: Any, pg_server: PgClu
         await publisher.result()
     finally:
         await publisher.stop()
+
+
+async def test_edge_with_two_origins_follows_the_room_across_a_failover(cluster: Any, pg_server: PgCluster) -> None:
+    """E lists A and B; a real-time publish to A is read through E by PyAV's HLS demuxer;
+    A is SIGKILLed mid-stream and the publisher reconnects to B: E's playlist goes on with
+    rising sequence numbers and one discontinuity, and the reader reads both sides."""
+    a, b = await origins(cluster, pg_server)
+    edge = await cluster.node("e", role="edge", origin=SimpleNamespace(base=f"{a.base},{b.base}"), hls=HLS)
+    room = await make_room(edge)  # the API through the edge (to A)
+    slug = room["slug"]
+    first = await start_publisher(rtmp_url(a, room["stream_key"]), seconds=60.0, fps=FPS, gop=FPS, realtime=True)
+    try:
+        before = await wait_playlist(edge, slug, lambda t: len(segment_uris(t)) >= 3)
+        reader = asyncio.create_task(read_hls_async(edge.url(f"/hls/{slug}/index.m3u8"), timeout=90))
+        await asyncio.sleep(1.5)  # simulated viewing: the reader is attached and playing
+        await a.kill()
+    finally:
+        await first.stop()
+    second = await start_publisher(rtmp_url(b, room["stream_key"]), seconds=5.0, fps=FPS, gop=FPS, realtime=True)
+    after = await wait_playlist(edge, slug, lambda t: any(s > max(sequences(before)) + 3 for s in sequences(t)),
+                                timeout=30)
+    await second.result()
+    assert "#EXT-X-DISCONTINUITY" in after
+    assert sequences(after) == sorted(sequences(after))
+    frames, _, _ = await reader  # no error, across the join
+    # A's side gives the reader at most ~4.5 s (3 listed segments + 1.5 s), B's 5 s at 30 fps:
+    # more than 150 frames were read from both
+    assert frames > 5 * FPS, frames
+    async with edge.http.get(edge.url(f"/api/v1/rooms/{slug}")) as r:
+        assert r.status == 200  # the edge's API calls go on through B

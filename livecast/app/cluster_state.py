@@ -43,7 +43,9 @@ def setup(app: web.Application, settings: Settings) -> Lifecycle | None:
         return None
     leases = app[LEASES] = RoomLeases(settings.cluster.redis, settings.cluster.lease_seconds,
                                       functools.partial(_self_url, app, settings))
-    pull = HolderPull(leases.holder_url, settings.cluster.upstream_timeout)
+    grace = settings.hls.reconnect_grace
+    pull = HolderPull(leases.holder_url, settings.cluster.upstream_timeout,
+                      lambda slug: leases.moving(slug, grace))
     app[ingest.HLS_SOURCE].remote = pull
     hls = app[ingest.HLS]
     claimed: dict[str, Resume | None] = {}

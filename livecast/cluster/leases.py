@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -72,12 +73,15 @@ class Timeline:
     prefix: str
     next_sequence: int
     discontinuities: int  # discontinuity tags so far, listed or not
+    updated: float = 0.0  # unix time of the write
+    ended: bool = False  # the publisher stopped (not: its origin died)
 
     @classmethod
     def parse(cls, raw: str | bytes) -> Timeline | None:
         try:
             data = json.loads(raw)
-            return cls(str(data["prefix"]), int(data["next_sequence"]), int(data["discontinuities"]))
+            return cls(str(data["prefix"]), int(data["next_sequence"]), int(data["discontinuities"]),
+                       float(data.get("updated", 0.0)), bool(data.get("ended", False)))
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -165,14 +169,31 @@ class RoomLeases:
             self._wake.set()
 
     async def release(self, slug: str) -> None:
+        """The room's publisher stopped here: its timeline is marked ended, the lease freed."""
+        if slug not in self.held:
+            return
         self.held.discard(slug)
-        pending = self._pending.pop(slug, None)
+        pending = self._pending.pop(slug, None) or await self._timeline(slug)
         try:
             if pending is not None:
-                await self._write(slug, pending)
+                await self._write(slug, dataclasses.replace(pending, ended=True))
             await self._scripts["release"](keys=[LEASE + slug], args=[self.node])
         except (RedisError, OSError) as err:
             self._degrade(err)
+
+    async def _timeline(self, slug: str) -> Timeline | None:
+        try:
+            raw = await self._client.get(TIMELINE + slug)
+        except (RedisError, OSError) as err:
+            self._degrade(err)
+            return None
+        return Timeline.parse(raw) if raw else None
+
+    async def moving(self, slug: str, within: float) -> bool:
+        """True while ``slug`` has no holder but its last holder died mid-stream less than
+        ``within`` seconds ago (its publisher may come back on any origin)."""
+        timeline = await self._timeline(slug)
+        return timeline is not None and not timeline.ended and time.time() - timeline.updated <= within
 
     async def holder_url(self, slug: str) -> str | None:
         """The HTTP base URL of the other origin holding ``slug``; None when this one holds
@@ -236,8 +257,9 @@ class RoomLeases:
                     self._degrade(err)
 
     async def _write(self, slug: str, timeline: Timeline) -> None:
+        stamped = dataclasses.replace(timeline, updated=time.time())
         await self._scripts["advance"](keys=[LEASE + slug, TIMELINE + slug],
-                                       args=[self.node, json.dumps(asdict(timeline)), TIMELINE_TTL])
+                                       args=[self.node, json.dumps(asdict(stamped)), TIMELINE_TTL])
 
     def _kicked(self, data: object) -> None:
         try:

@@ -14,17 +14,24 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import aiohttp
 
+from livecast.core.errors import Unavailable
 from livecast.delivery.source import PlaylistReply
 from livecast.hls.store import SegmentData
 
 log = logging.getLogger(__name__)
 
 Locate = Callable[[str], Awaitable[str | None]]
+Moving = Callable[[str], Awaitable[bool]]
 
 
 class HolderPull:
-    def __init__(self, locate: Locate, timeout: float) -> None:
+    """``moving(slug)``: the room's origin died mid-stream and its publisher may come back
+    anywhere; meanwhile its playlist is ``503`` (an edge then serves what it holds, and a
+    player keeps reloading) instead of ``404`` (the stream is over)."""
+
+    def __init__(self, locate: Locate, timeout: float, moving: Moving | None = None) -> None:
         self.locate = locate
+        self.moving = moving
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -35,10 +42,10 @@ class HolderPull:
 
     async def playlist(self, slug: str, query: Mapping[str, str]) -> PlaylistReply | None:
         base = await self.locate(slug)
-        if base is None:
-            return None
-        fetched = await self._get(f"{base}/hls/{slug}/index.m3u8", query)
+        fetched = await self._get(f"{base}/hls/{slug}/index.m3u8", query) if base is not None else None
         if fetched is None:
+            if self.moving is not None and await self.moving(slug):
+                raise Unavailable("the room is moving to another origin; retry", code="room_moving")
             return None
         body, headers = fetched
         return PlaylistReply(body, headers.get("Cache-Control", "no-cache"))

@@ -66,6 +66,9 @@ class OriginSource:
                 return reply
         if room is None:
             return None
+        if room.resume_at is not None and room.playlist is None and room.live_prefix is not None:
+            # continuing another origin's playlist, first segment not cut yet: players wait
+            raise Unavailable("the stream is resuming; retry", code="room_moving")
         if room.low_latency is not None:
             return await self._ll_playlist(room, query) if query else self._reply(room, NO_DIRECTIVES)
         body = room.rendered()
