@@ -160,3 +160,31 @@ async def test_edge_with_two_origins_follows_the_room_across_a_failover(cluster:
     assert frames > 5 * FPS, frames
     async with edge.http.get(edge.url(f"/api/v1/rooms/{slug}")) as r:
         assert r.status == 200  # the edge's API calls go on through B
+
+
+async def test_an_origin_that_loses_redis_keeps_serving_its_rooms_and_says_degraded(cluster: Any) -> None:
+    redis = await cluster.redis()
+    a = await cluster.node("a", cluster={"redis": redis.url, "lease_seconds": LEASE}, hls=HLS)
+    async with a.http.get(a.url("/healthz")) as r:
+        assert await r.json() == {"status": "ok", "database": True, "redis": True}
+    room = await make_room(a)
+    slug = room["slug"]
+    publisher = await start_publisher(rtmp_url(a, room["stream_key"]), seconds=8.0, fps=FPS, gop=FPS,
+                                      realtime=True)
+    try:
+        before = await wait_playlist(a, slug, lambda t: len(segment_uris(t)) >= 2)
+        await redis.stop()
+
+        async def degraded() -> bool:
+            async with a.http.get(a.url("/healthz")) as r:
+                return r.status == 200 and (await r.json()) == {"status": "degraded", "database": True,
+                                                                "redis": False}
+
+        await wait_for(degraded, timeout=3 * LEASE + 5, what="/healthz says degraded")
+        after = await wait_playlist(a, slug, lambda t: max(sequences(t)) >= max(sequences(before)) + 3)
+        assert "#EXT-X-ENDLIST" not in after  # the room held here goes on being served
+        await publisher.result()
+    finally:
+        await publisher.stop()
+    async with a.http.get(a.url("/metrics")) as r:
+        assert "livecast_cluster_redis_degraded 1.0" in await r.text()

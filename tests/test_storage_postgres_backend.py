@@ -89,6 +89,8 @@ async def test_api_answers_503_while_postgresql_is_down_and_recovers(node_factor
             assert (await r.json())["error"]["code"] == "database_unavailable"
         async with node.http.get(node.url("/readyz")) as r:
             assert r.status == 503
+        async with node.http.get(node.url("/healthz")) as r:  # alive, and says what is missing
+            assert r.status == 200 and await r.json() == {"status": "degraded", "database": False}
         await asyncio.to_thread(server.resume)
 
         async def logged_in() -> bool:

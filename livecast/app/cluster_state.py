@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from livecast.app.lifecycle import Lifecycle
-from livecast.cluster.leases import RoomLeases, Timeline
+from livecast.cluster.leases import LEASES, RoomLeases, Timeline
 from livecast.config import Settings
 from livecast.core.events import StreamStopped
 from livecast.core.tasks import Supervisor
@@ -27,7 +27,6 @@ from livecast.keys import BOUND_PORTS, EVENTS
 
 log = logging.getLogger(__name__)
 
-LEASES: web.AppKey[RoomLeases] = web.AppKey("room_leases")
 
 
 def _record(hls: HlsService, leases: RoomLeases, slug: str) -> None:

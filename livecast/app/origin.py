@@ -20,6 +20,7 @@ from livecast.app.lifecycle import Lifecycle, run_in_order
 from livecast.chat import routes as chat_routes
 from livecast.chat.metrics import ChatCollector
 from livecast.chat.ws import CHAT
+from livecast.cluster.leases import LEASES
 from livecast.cluster.metrics import ClusterCollector
 from livecast.cluster.registry import Registry
 from livecast.config import Settings
@@ -55,7 +56,7 @@ def build(app: web.Application, settings: Settings) -> None:
     app[EVENTS].subscribe(collector.forget)
     metrics.register(collector)
     metrics.register(ChatCollector(app[CHAT]))
-    metrics.register(ClusterCollector(app.get(cluster_state.LEASES), lambda: _pool_stats(app)))
+    metrics.register(ClusterCollector(app.get(LEASES), lambda: _pool_stats(app)))
     parts.append(observe_metrics.loop_lag_ctx)
     web_routes.setup(app, media_origins=lambda: cluster_api.media_origins(app))
     if settings.server.demo:

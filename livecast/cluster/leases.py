@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import redis.asyncio as aioredis
+from aiohttp import web
 from redis.exceptions import RedisError
 
 from livecast.core.backoff import Backoff
@@ -87,6 +88,7 @@ class Timeline:
 
 
 LostHandler = Callable[[str], None]
+LEASES: web.AppKey[RoomLeases] = web.AppKey("room_leases")
 
 
 class RoomLeases:
@@ -221,6 +223,13 @@ class RoomLeases:
     async def _renew_forever(self) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
+            if not self.held:  # nothing to renew: still find out whether Redis answers
+                try:
+                    await self._client.ping()
+                except (RedisError, OSError) as err:
+                    self._degrade(err)
+                else:
+                    self._recover()
             for slug in list(self.held):
                 try:
                     still = await self._scripts["renew"](keys=[LEASE + slug], args=[self.node, self._ms])
