@@ -188,3 +188,21 @@ async def test_an_origin_that_loses_redis_keeps_serving_its_rooms_and_says_degra
         await publisher.stop()
     async with a.http.get(a.url("/metrics")) as r:
         assert "livecast_cluster_redis_degraded 1.0" in await r.text()
+
+
+async def test_every_origin_answers_play_with_an_edge_heard_by_another(cluster: Any, pg_server: PgCluster) -> None:
+    """The edge registry lives in Redis: E heartbeats to A only, and B (also after a
+    restart) hands E out for /play as A does."""
+    a, b = await origins(cluster, pg_server)
+    edge = await cluster.node("e", role="edge", origin=a)
+    room = await make_room(a)
+
+    async def plays_edge(node: Any) -> bool:
+        async with node.http.get(node.url(f"/api/v1/rooms/{room['slug']}/play")) as r:
+            body = await r.json()
+            return r.status == 200 and body["node"]["role"] == "edge" and body["node"]["url"] == edge.base
+
+    await wait_for(lambda: plays_edge(a), timeout=15, what="A hands out E")
+    await wait_for(lambda: plays_edge(b), timeout=15, what="B hands out E (heard by A)")
+    await b.restart()
+    await wait_for(lambda: plays_edge(b), timeout=15, what="B hands out E after a restart")

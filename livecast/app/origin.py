@@ -23,6 +23,7 @@ from livecast.chat.ws import CHAT
 from livecast.cluster.leases import LEASES
 from livecast.cluster.metrics import ClusterCollector
 from livecast.cluster.registry import Registry
+from livecast.cluster.shared_registry import SharedRegistry
 from livecast.config import Settings
 from livecast.ingest import component as ingest
 from livecast.ingest.metrics import IngestCollector
@@ -37,7 +38,10 @@ def build(app: web.Application, settings: Settings) -> None:
     parts: list[Lifecycle] = [_database(settings)]
     parts.append(webhooks.setup(app))  # before ingest and chat: its queue drains after their last events
     parts.append(api_routes.setup(app))
-    cluster_api.setup(app, Registry(settings.cluster.heartbeat_timeout))
+    registry = _registry(settings)
+    cluster_api.setup(app, registry)
+    if isinstance(registry, SharedRegistry):
+        parts.append(_shared_registry(registry))
     chat = settings.chat if settings.chat.bus or not settings.cluster.redis else \
         dataclasses.replace(settings.chat, bus=settings.cluster.redis)  # the cluster's Redis by default
     bus = make_bus(chat, settings.cluster.heartbeat_interval, settings.cluster.heartbeat_timeout)
@@ -80,3 +84,22 @@ def _pool_stats(app: web.Application) -> dict[str, int]:
     """The PostgreSQL pool's connections (all zero on SQLite, which has no pool)."""
     stats = getattr(app.get(DB), "pool_stats", None)
     return stats() if callable(stats) else {"size": 0, "idle": 0, "max": 0}
+
+
+def _registry(settings: Settings) -> Registry:
+    """The edge registry: shared through Redis when ``cluster.redis`` is set."""
+    cluster = settings.cluster
+    if cluster.redis:
+        return SharedRegistry(cluster.redis, cluster.heartbeat_timeout, cluster.heartbeat_interval)
+    return Registry(cluster.heartbeat_timeout)
+
+
+def _shared_registry(registry: SharedRegistry) -> Lifecycle:
+    async def shared(app: web.Application) -> AsyncIterator[None]:
+        await registry.start()
+        try:
+            yield
+        finally:
+            await registry.close()
+
+    return shared
