@@ -10,9 +10,10 @@ import re
 from types import SimpleNamespace
 from typing import Any
 
-from helpers import make_room, rtmp_url, segment_uris, wait_for, wait_playlist
+from helpers import make_room, register_and_login, rtmp_url, segment_uris, wait_for, wait_playlist
 from pg import PgCluster
 from publisher import PublishFailed, read_hls_async, start_publisher
+from test_chat_support import connect, next_frame, post
 
 FPS = 30
 HLS = {"segment_duration": 1.0, "window": 6}
@@ -206,3 +207,32 @@ async def test_every_origin_answers_play_with_an_edge_heard_by_another(cluster: 
     await wait_for(lambda: plays_edge(b), timeout=15, what="B hands out E (heard by A)")
     await b.restart()
     await wait_for(lambda: plays_edge(b), timeout=15, what="B hands out E after a restart")
+
+
+async def test_chat_survives_the_origin_and_reaches_edge_viewers_through_b(cluster: Any,
+                                                                          pg_server: PgCluster) -> None:
+    """A comment acknowledged by A before A is killed stays in the history; comments and
+    gifts sent through B reach a viewer on E (chat.bus = the cluster's Redis)."""
+    a, b = await origins(cluster, pg_server)
+    redis_url = a.sections["cluster"]["redis"]
+    edge = await cluster.node("e", role="edge", origin=SimpleNamespace(base=f"{a.base},{b.base}"),
+                              chat={"bus": redis_url})
+    room = await make_room(a)
+    slug = room["slug"]
+    fan = await register_and_login(a)
+    viewer, _ = await connect(edge, slug)
+    on_a, _ = await connect(a, slug, fan)
+    acked = await post(on_a, "before the kill")
+    await a.kill()
+    async with b.http.get(b.url(f"/api/v1/rooms/{slug}/comments")) as r:
+        assert acked["id"] in [c["id"] for c in (await r.json())["comments"]]
+    on_b, _ = await connect(b, slug, fan)
+    await post(on_b, "after the kill")
+    seen = await next_frame(viewer, "comment", lambda f: f["text"] == "after the kill")
+    assert seen["user"]["username"] == fan["user"]["username"]
+    async with b.http.post(b.url(f"/api/v1/rooms/{slug}/gifts"), json={"gift": "rose"}, headers=fan["headers"]) as r:
+        assert r.status == 201, await r.text()
+    gift = await next_frame(viewer, "gift")
+    assert gift["gift"] == "rose" and gift["user"]["username"] == fan["user"]["username"]
+    for ws in (viewer, on_b):
+        await ws.close()
