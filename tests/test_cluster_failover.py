@@ -145,7 +145,8 @@ async def test_edge_with_two_origins_follows_the_room_across_a_failover(cluster:
     try:
         before = await wait_playlist(edge, slug, lambda t: len(segment_uris(t)) >= 3)
         reader = asyncio.create_task(read_hls_async(edge.url(f"/hls/{slug}/index.m3u8"), timeout=90))
-        await asyncio.sleep(1.5)  # simulated viewing: the reader is attached and playing
+        # the reader is attached and playing while the stream moves on by a segment
+        await wait_playlist(edge, slug, lambda t: max(sequences(t)) > max(sequences(before)))
         await a.kill()
     finally:
         await first.stop()
