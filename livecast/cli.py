@@ -60,17 +60,16 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> None:
-    from livecast.storage.sqlite import SqliteDatabase
+    from livecast.app.databases import describe, open_database
     from livecast.users import UserService
 
-    db = SqliteDatabase(settings.db_path)
-    await db.open()
+    db = await open_database(settings)
     try:
         users = UserService(db, settings.auth)
         user = await users.create_user(args.username, password, role=args.role, email=args.email)
     finally:
         await db.close()
-    print(f"created {user.role} {user.username} (id {user.id}) in {settings.db_path}")
+    print(f"created {user.role} {user.username} (id {user.id}) in {describe(settings)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from livecast.core.errors import LivecastError
     from livecast.logs import setup_logging
-    from livecast.storage.errors import SchemaTooNew
+    from livecast.storage.errors import SchemaTooNew, StorageError
 
     setup_logging(settings.log)
     try:
@@ -95,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_create_user(settings, args, _read_password(args)))
     except SchemaTooNew as err:
         print(f"livecast: {err}", file=sys.stderr)
+        return 1
+    except StorageError as err:
+        print(f"livecast: cannot open the database: {err}", file=sys.stderr)
         return 1
     except LivecastError as err:
         print(f"livecast: {err.message}", file=sys.stderr)

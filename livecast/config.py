@@ -165,6 +165,8 @@ class ClusterSettings:
     cache_bytes: int = 512 * 1024 * 1024
     upstream_timeout: float = 4.0
     upstream_connections: int = 64
+    redis: str = ""
+    lease_seconds: float = 5.0
 
 
 @dataclass
@@ -190,6 +192,14 @@ class WebhookSettings:
     on_publish: str = ""
     on_publish_timeout: float = 2.0
     on_publish_fail_open: bool = False
+
+
+@dataclass
+class DatabaseSettings:
+    url: str = ""
+    pool_size: int = 10
+    connect_timeout: float = 5.0
+    statement_timeout: float = 30.0
 
 
 @dataclass
@@ -223,6 +233,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     rooms: RoomsSettings = field(default_factory=RoomsSettings)
     transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
 
     @property
     def data_path(self) -> Path:
@@ -237,8 +248,9 @@ class Settings:
             (self.server.role in ("origin", "edge"), "server.role must be 'origin' or 'edge'"),
             (self.server.role != "edge" or bool(self.server.origin), "server.origin is required for role edge"),
             (self.server.role != "edge" or bool(self.cluster.secret), "cluster.secret is required for role edge"),
-            (self.server.role != "edge" or self.server.origin.startswith(("http://", "https://")),
-             "server.origin must be an http:// or https:// URL"),
+            (self.server.role != "edge" or all(u.strip().startswith(("http://", "https://"))
+                                               for u in self.server.origin.split(",")),
+             "server.origin must be an http:// or https:// URL (or several, comma-separated)"),
             (0 < self.cluster.heartbeat_interval < self.cluster.heartbeat_timeout,
              "cluster.heartbeat_interval must be > 0 and below cluster.heartbeat_timeout"),
             (self.cluster.cache_bytes >= 1024 * 1024, "cluster.cache_bytes must be >= 1 MiB"),
@@ -296,6 +308,14 @@ class Settings:
             (256 <= self.server.max_field_size <= 65536, "server.max_field_size must be 256..65536"),
             (8 <= self.server.max_headers <= 1000, "server.max_headers must be 8..1000"),
             (self.rooms.max_per_user >= 0, "rooms.max_per_user must be >= 0 (0 = no cap)"),
+            (self.cluster.redis == "" or urlsplit(self.cluster.redis).scheme in ("redis", "rediss", "unix"),
+             "cluster.redis must be empty or a redis://host:port/db URL"),
+            (0.5 <= self.cluster.lease_seconds <= 60, "cluster.lease_seconds must be 0.5..60 s"),
+            (self.database.url == "" or urlsplit(self.database.url).scheme in ("postgresql", "postgres"),
+             "database.url must be empty (SQLite) or a postgresql://user:pass@host:port/db URL"),
+            (1 <= self.database.pool_size <= 1000, "database.pool_size must be 1..1000"),
+            (0 < self.database.connect_timeout <= 300, "database.connect_timeout must be 0..300 s"),
+            (0 < self.database.statement_timeout <= 3600, "database.statement_timeout must be 0..3600 s"),
         ]
         for ok, message in checks:
             if not ok:

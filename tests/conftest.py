@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,14 @@ import pytest
 
 from livecast.config import Settings, load_settings
 from livecast.server import RunningNode, start_node
+
+# Test modules that touch the database run twice: on SQLite and on PostgreSQL (one shared
+# PostgreSQL cluster per session, one database per test). `--db sqlite` or `--db postgresql`
+# runs one backend only.
+DB_MODULES = frozenset({
+    "test_api_auth", "test_api_rooms", "test_api_admin", "test_api_roles", "test_api_lists",
+    "test_chat_gifts", "test_chat_moderation", "test_chat_retention", "test_cli",
+})
 
 # Tests use a cheap bcrypt cost; production defaults to 12.
 TEST_BCRYPT_ROUNDS = 4
@@ -64,11 +72,58 @@ class Node:
 NodeFactory = Callable[..., Any]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--db", choices=("both", "sqlite", "postgresql"), default="both",
+                     help="database backends for the database test modules (default: both)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_backend" not in metafunc.fixturenames:
+        return
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    choice = metafunc.config.getoption("--db")
+    backends = ["sqlite", "postgresql"] if choice == "both" else [choice]
+    if module not in DB_MODULES or metafunc.definition.get_closest_marker("sqlite_only"):
+        backends = ["sqlite"]
+    if backends != ["sqlite"]:
+        metafunc.parametrize("db_backend", backends, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """One PostgreSQL 15 cluster for the session (started on first use)."""
+    from pg import PgCluster
+
+    server = PgCluster()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-async def node_factory(tmp_path: Path) -> AsyncIterator[NodeFactory]:
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """"sqlite" (the default) or "postgresql" (database modules, parametrised)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+async def database_section(request: pytest.FixtureRequest, db_backend: str) -> dict[str, Any]:
+    """The ``[database]`` settings of this test's nodes: {} (SQLite) or a fresh PostgreSQL database."""
+    if db_backend != "postgresql":
+        return {}
+    server = request.getfixturevalue("pg_server")
+    return {"url": server.url(await server.create_database())}
+
+
+@pytest.fixture
+async def node_factory(tmp_path: Path, database_section: dict[str, Any]) -> AsyncIterator[NodeFactory]:
     started: list[Node] = []
 
     async def factory(data_dir: Path | None = None, **sections: dict[str, Any]) -> Node:
+        if database_section and "database" not in sections:
+            sections["database"] = database_section
         settings = make_settings(data_dir or tmp_path / "data", **sections)
         running = await start_node(settings)
         session = aiohttp.ClientSession()

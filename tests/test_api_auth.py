@@ -4,13 +4,13 @@ cookies, expiry, rate limits, concurrent registrations, bcrypt off the event loo
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from typing import Any
 
 import aiohttp
 import pytest
 
+from dbsql import sql
 from helpers import wait_for
 
 from livecast.core.ratelimit import RateLimiter
@@ -139,8 +139,7 @@ async def test_expired_token_is_401(node: Any) -> None:
     _, body = await login(node.http, node, "heidi")
     token = body["token"]
     assert await me(node.http, node, token) == 200
-    with sqlite3.connect(node.settings.db_path, timeout=10) as conn:
-        conn.execute("UPDATE sessions SET expires_at = ?", (time.time() - 1,))
+    await sql(node.settings, "UPDATE sessions SET expires_at = ?", time.time() - 1)
     assert await me(node.http, node, token) == 401
 
 

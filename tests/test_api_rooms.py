@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 from typing import Any
+
+from dbsql import sql
 
 from livecast.core.events import RoomDeleted, StreamKeyRotated
 from livecast.keys import BOUND_PORTS, EVENTS, ROOM_EXTRAS, ROOMS, USERS
@@ -58,8 +59,7 @@ async def test_create_returns_owner_view(node: Any) -> None:
     assert room["rtmp_url"] == f"rtmp://127.0.0.1:{port}/live"
     key = room["stream_key"]
     assert key.startswith("lc_") and len(key) >= 3 + 32
-    with sqlite3.connect(node.settings.db_path) as conn:
-        stored = conn.execute("SELECT stream_key, stream_key_hash FROM rooms").fetchone()
+    stored = (await sql(node.settings, "SELECT stream_key, stream_key_hash FROM rooms"))[0]
     assert stored == (key, hashlib.sha256(key.encode()).hexdigest())
 
 

@@ -4,10 +4,10 @@ comments, in the background, while the chat goes on."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from typing import Any
 
 import pytest
+from dbsql import sql
 from helpers import make_room
 from test_chat_support import TIMEOUT, connect, post
 
@@ -41,8 +41,7 @@ async def test_the_cap_prunes_the_oldest_comments_of_each_room(node_factory: Any
         await post(other, f"quiet {i}")
     await wait_history(node, busy["slug"], [f"busy {i}" for i in range(7, 12)])
     assert await history(node, quiet["slug"]) == ["quiet 0", "quiet 1", "quiet 2"]
-    with sqlite3.connect(node.settings.db_path) as db:
-        assert db.execute("SELECT COUNT(*) FROM comments").fetchone() == (8,)
+    assert await sql(node.settings, "SELECT COUNT(*) FROM comments") == [(8,)]
     await post(ws, "busy 12")  # posting goes on, and the cap keeps up
     await wait_history(node, busy["slug"], [f"busy {i}" for i in range(8, 13)])
     for sock in (ws, other):
@@ -55,8 +54,9 @@ async def test_expired_comments_are_deleted(node_factory: Any) -> None:
     slug = room["slug"]
     ws, _ = await connect(node, slug, room)
     ids = [(await post(ws, f"c{i}"))["id"] for i in range(4)]
-    with sqlite3.connect(node.settings.db_path) as db:  # two of them were written two days ago
-        db.execute("UPDATE comments SET created_at = '2000-01-01T00:00:00.000Z' WHERE id IN (?, ?)", ids[:2])
+    # two of them were written two days ago
+    await sql(node.settings, "UPDATE comments SET created_at = '2000-01-01T00:00:00.000Z' WHERE id IN (?, ?)",
+              *ids[:2])
     await wait_history(node, slug, ["c2", "c3"])
     await ws.close()
 

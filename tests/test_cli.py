@@ -33,18 +33,25 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-async def livecast(*args: str, stdin: str = "", timeout: float = 30.0) -> tuple[int, str, str]:
+async def livecast(*args: str, stdin: str = "", timeout: float = 30.0, **env: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "livecast", *args, cwd=REPO, env=child_env(),
+        sys.executable, "-m", "livecast", *args, cwd=REPO, env=child_env(**env),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
 
-async def create_user(data_dir: Path, name: str, password: str = PASSWORD, role: str = "admin") -> tuple[int, str, str]:
-    return await livecast("user", "create", name, "--role", role, "--password-stdin",
-                          "--data-dir", str(data_dir), stdin=password + "\n")
+async def create_user(data_dir: Path, name: str, password: str = PASSWORD, role: str = "admin",
+                      database: dict[str, Any] | None = None) -> tuple[int, str, str]:
+    """``livecast user create`` on the data directory's SQLite file, or on the PostgreSQL
+    database of ``database["url"]`` (given as LIVECAST_DATABASE_URL, as an operator would)."""
+    env = {"LIVECAST_DATABASE_URL": database["url"]} if database else {}
+    code, out, err = await livecast("user", "create", name, "--role", role, "--password-stdin",
+                                    "--data-dir", str(data_dir), stdin=password + "\n", **env)
+    if database:
+        assert "pg-secret-pw" not in out + err  # the URL's password is never printed
+    return code, out, err
 
 
 async def login(node: Any, name: str, password: str = PASSWORD) -> tuple[int, Any]:
@@ -58,9 +65,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_user_create_then_serve_and_login(node_factory: Any, tmp_path: Path) -> None:
+async def test_user_create_then_serve_and_login(node_factory: Any, tmp_path: Path,
+                                                database_section: dict[str, Any]) -> None:
     data = tmp_path / "d1"
-    code, out, err = await create_user(data, "rootadmin")
+    code, out, err = await create_user(data, "rootadmin", database=database_section)
     assert code == 0, err
     assert "created admin rootadmin" in out and PASSWORD not in out + err
     node = await node_factory(data_dir=data)
@@ -71,19 +79,29 @@ async def test_user_create_then_serve_and_login(node_factory: Any, tmp_path: Pat
         assert r.status == 200
 
 
-async def test_user_create_beside_a_running_server(node_factory: Any, tmp_path: Path) -> None:
+async def test_user_create_beside_a_running_server(node_factory: Any, tmp_path: Path,
+                                                   database_section: dict[str, Any]) -> None:
     data = tmp_path / "d2"
     node = await node_factory(data_dir=data)
-    code, _, err = await create_user(data, "liveadmin")
+    code, _, err = await create_user(data, "liveadmin", database=database_section)
     assert code == 0, err
     status, body = await login(node, "liveadmin")
     assert status == 200 and body["user"]["role"] == "admin"
     # the same name again, in another case: refused with a clear message
-    code, _, err = await create_user(data, "LiveAdmin")
+    code, _, err = await create_user(data, "LiveAdmin", database=database_section)
     assert code == 1 and "already taken" in err
-    code, _, err = await create_user(data, "shorty", password="short")
+    code, _, err = await create_user(data, "shorty", password="short", database=database_section)
     assert code == 1 and "password" in err
     assert (await login(node, "shorty", "short"))[0] == 401
+
+
+async def test_unreachable_postgresql_is_a_clear_error(tmp_path: Path) -> None:
+    url = f"postgresql://livecast:pg-secret-pw@127.0.0.1:{free_port()}/livecast"
+    code, out, err = await livecast("user", "create", "nobody", "--password-stdin", "--data-dir",
+                                    str(tmp_path / "d"), stdin=PASSWORD + "\n", LIVECAST_DATABASE_URL=url)
+    assert code == 1
+    assert "cannot open the database" in err and "Traceback" not in err
+    assert "pg-secret-pw" not in out + err
 
 
 async def test_serve_banner_and_sigterm(tmp_path: Path) -> None:

@@ -12,63 +12,26 @@ Nothing is skipped: without PostgreSQL the test fails and says what is missing.
 from __future__ import annotations
 
 import contextlib
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
+from pg import PgCluster
 
 from livecast.storage import chat, ledger, migrate, rooms, users
 from livecast.storage.database import Params, Row
 from livecast.storage.dialect import numbered_placeholders
 from livecast.storage.errors import ForeignKeyViolation, StorageError, UniqueViolation
 from livecast.storage.migrations import LATEST
-from tests.procs import free_port
 
-PG_BIN = Path(os.environ.get("LIVECAST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 ALL_STATEMENTS = (*migrate.STATEMENTS, *users.STATEMENTS, *rooms.STATEMENTS, *chat.STATEMENTS,
                   *ledger.STATEMENTS)
 
 
-def _run_as_postgres(*cmd: str) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture
-def pg_cluster() -> Iterator[tuple[str, int]]:
-    """A throw-away PostgreSQL 15 cluster: (socket directory, port)."""
-    initdb = PG_BIN / "initdb"
-    if not initdb.exists():
-        pytest.fail(f"PostgreSQL 15 is not installed ({initdb} is missing): apt-get install postgresql")
-    try:
-        owner = pwd.getpwnam("postgres")
-    except KeyError:
-        pytest.fail("there is no 'postgres' OS user to run initdb as: apt-get install postgresql")
-    base = Path(tempfile.mkdtemp(prefix="livecast-pg-"))
-    os.chown(base, owner.pw_uid, owner.pw_gid)
-    data, port = base / "data", free_port()
-    _run_as_postgres(str(initdb), "-D", str(data), "-A", "trust", "-U", "postgres")
-    _run_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"), "start",
-                     "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off")
-    try:
-        yield str(base), port
-    finally:
-        _run_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture
-async def pg(pg_cluster: tuple[str, int]) -> AsyncIterator[asyncpg.Connection]:
-    host, port = pg_cluster
-    admin = await asyncpg.connect(host=host, port=port, user="postgres", database="postgres")
-    await admin.execute("CREATE DATABASE livecast")
-    await admin.close()
-    conn = await asyncpg.connect(host=host, port=port, user="postgres", database="livecast")
+async def pg(pg_server: PgCluster) -> AsyncIterator[asyncpg.Connection]:
+    """A fresh database on the session's PostgreSQL 15 cluster (tests/pg.py)."""
+    conn = await pg_server.connect(await pg_server.create_database("repo"))
     try:
         yield conn
     finally:

@@ -14,6 +14,7 @@ from aiohttp import web
 from livecast.core.http import error_response
 from livecast.core.errors import LivecastError, PayloadTooLarge, RateLimited, ValidationError
 from livecast.keys import SETTINGS
+from livecast.storage.errors import IntegrityViolation, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(exc.status, code, message, headers=headers)
     except asyncio.CancelledError:
         raise
+    except StorageError as err:
+        if isinstance(err, IntegrityViolation):  # a race a service did not expect: still a bug
+            log.exception("unexpected constraint violation on %s %s", request.method, request.path[:200])
+            return error_response(500, "internal", "internal server error")
+        log.warning("database unavailable on %s %s: %s", request.method, request.path[:200], err)
+        return error_response(503, "database_unavailable", "the database is unavailable; try again",
+                              headers={"Retry-After": "1"})
     except ConnectionResetError:
         log.debug("client went away during %s %s", request.method, request.path)
         raise

@@ -227,7 +227,7 @@ add_schema("Register", _obj({"username": {"type": "string", "pattern": "^[A-Za-z
 add_schema("Login", _obj({"username": _S, "password": _S}, ["username", "password"]))
 add_schema("Session", _obj({"token": _S, "user": _ref("UserPrivate"),
                             "expires_at": {"type": "string", "format": "date-time"}}))
-add_schema("Health", _obj({"status": _S, "database": _B}))
+add_schema("Health", _obj({"status": _S, "database": _B, "redis": _B}))
 
 
 def _document_health() -> None:

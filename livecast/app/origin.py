@@ -5,6 +5,7 @@ started in the order of ``parts`` below, stopped in reverse."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -12,14 +13,18 @@ from aiohttp import web
 from livecast import demo, webhooks
 from livecast.api import cluster as cluster_api
 from livecast.api import routes as api_routes
+from livecast.app import cluster_state
 from livecast.app.buses import make_bus
+from livecast.app.databases import open_database
 from livecast.app.lifecycle import Lifecycle, run_in_order
 from livecast.chat import routes as chat_routes
 from livecast.chat.metrics import ChatCollector
 from livecast.chat.ws import CHAT
+from livecast.cluster.leases import LEASES
+from livecast.cluster.metrics import ClusterCollector
 from livecast.cluster.registry import Registry
+from livecast.cluster.shared_registry import SharedRegistry
 from livecast.config import Settings
-from livecast.storage.sqlite import SqliteDatabase
 from livecast.ingest import component as ingest
 from livecast.ingest.metrics import IngestCollector
 from livecast.keys import DB, EVENTS, ROOM_EXTRAS
@@ -34,11 +39,19 @@ def build(app: web.Application, settings: Settings) -> None:
     parts: list[Lifecycle] = [_database(settings)]
     parts.append(webhooks.setup(app))  # before ingest and chat: its queue drains after their last events
     parts.append(api_routes.setup(app))
-    cluster_api.setup(app, Registry(settings.cluster.heartbeat_timeout))
-    bus = make_bus(settings.chat, settings.cluster.heartbeat_interval, settings.cluster.heartbeat_timeout)
+    registry = _registry(settings)
+    cluster_api.setup(app, registry)
+    if isinstance(registry, SharedRegistry):
+        parts.append(_shared_registry(registry))
+    chat = settings.chat if settings.chat.bus or not settings.cluster.redis else \
+        dataclasses.replace(settings.chat, bus=settings.cluster.redis)  # the cluster's Redis by default
+    bus = make_bus(chat, settings.cluster.heartbeat_interval, settings.cluster.heartbeat_timeout)
     extras = app[ROOM_EXTRAS] = RoomExtras()
     parts.append(chat_routes.setup(app, bus, extras))
     parts.append(ingest.setup(app, extras))
+    leases = cluster_state.setup(app, settings)
+    if leases is not None:
+        parts.append(leases)  # after the media path: it wraps the RTMP listener's publish hook
     hub, hls = app[ingest.HUB], app[ingest.HLS]
     hub.keyframe_limit = settings.hls.segment_duration  # stream-health warnings, metrics or not
     metrics = setup_observability(app, settings.metrics.per_room)
@@ -54,6 +67,7 @@ def build(app: web.Application, settings: Settings) -> None:
     thumbnails = transcode.setup_thumbnails(app, extras)
     if thumbnails is not None:
         parts.append(thumbnails)
+    metrics.register(ClusterCollector(app.get(LEASES), lambda: _pool_stats(app)))
     parts.append(observe_metrics.loop_lag_ctx)
     web_routes.setup(app, media_origins=lambda: cluster_api.media_origins(app))
     if settings.server.demo:
@@ -63,8 +77,7 @@ def build(app: web.Application, settings: Settings) -> None:
 
 def _database(settings: Settings) -> Lifecycle:
     async def database(app: web.Application) -> AsyncIterator[None]:
-        db = SqliteDatabase(settings.db_path)
-        await db.open()
+        db = await open_database(settings)
         app[DB] = db
         try:
             yield
@@ -72,3 +85,28 @@ def _database(settings: Settings) -> Lifecycle:
             await db.close()
 
     return database
+
+
+def _pool_stats(app: web.Application) -> dict[str, int]:
+    """The PostgreSQL pool's connections (all zero on SQLite, which has no pool)."""
+    stats = getattr(app.get(DB), "pool_stats", None)
+    return stats() if callable(stats) else {"size": 0, "idle": 0, "max": 0}
+
+
+def _registry(settings: Settings) -> Registry:
+    """The edge registry: shared through Redis when ``cluster.redis`` is set."""
+    cluster = settings.cluster
+    if cluster.redis:
+        return SharedRegistry(cluster.redis, cluster.heartbeat_timeout, cluster.heartbeat_interval)
+    return Registry(cluster.heartbeat_timeout)
+
+
+def _shared_registry(registry: SharedRegistry) -> Lifecycle:
+    async def shared(app: web.Application) -> AsyncIterator[None]:
+        await registry.start()
+        try:
+            yield
+        finally:
+            await registry.close()
+
+    return shared

@@ -104,6 +104,20 @@ class Registry:
         node.viewers, node.bytes_per_second, node.healthy, node.last_seen = viewers, bytes_per_second, healthy, now
         return node
 
+    def merge(self, url: str, viewers: int, bytes_per_second: float, healthy: bool, age: float) -> None:
+        """An edge another origin heard from ``age`` seconds ago (a shared registry's sync);
+        kept only if newer than what this origin heard itself."""
+        now = self._clock()
+        seen = now - max(0.0, age)
+        node = self._nodes.get(url)
+        if node is not None and node.last_seen >= seen:
+            return
+        if node is None:
+            if len(self._nodes) >= self.max_nodes or now - seen > self.forget_after:
+                return
+            node = self._nodes[url] = NodeState(node_id(url), url, viewers, bytes_per_second, healthy, seen, seen)
+        node.viewers, node.bytes_per_second, node.healthy, node.last_seen = viewers, bytes_per_second, healthy, seen
+
     def _forget(self, now: float) -> None:
         for url in [u for u, n in self._nodes.items() if now - n.last_seen > self.forget_after]:
             del self._nodes[url]

@@ -25,6 +25,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 
 from livecast.core.errors import Unavailable
+from livecast.delivery.holder import HolderPull
 from livecast.delivery.source import PlaylistReply
 from livecast.hls.blocking import (
     HOLD_TARGET_DURATIONS,
@@ -56,11 +57,20 @@ def blocking_cache_control(target_duration: int) -> str:
 class OriginSource:
     def __init__(self, hls: HlsService) -> None:
         self.hls = hls
+        # Rooms another origin holds (cluster.redis): pulled from there (delivery.holder).
+        self.remote: HolderPull | None = None
 
     async def playlist(self, slug: str, query: Mapping[str, str]) -> PlaylistReply | None:
         room = self.hls.room(slug)
+        if self.remote is not None and (room is None or room.live_prefix is None):
+            reply = await self.remote.playlist(slug, query)
+            if reply is not None:
+                return reply
         if room is None:
             return None
+        if room.resume_at is not None and room.playlist is None and room.live_prefix is not None:
+            # continuing another origin's playlist, first segment not cut yet: players wait
+            raise Unavailable("the stream is resuming; retry", code="room_moving")
         if room.low_latency is not None:
             return await self._ll_playlist(room, query) if query else self._reply(room, NO_DIRECTIVES)
         return self._plain(room)
@@ -79,7 +89,7 @@ class OriginSource:
             return item
         room = self.hls.room(slug)
         if room is None or room.low_latency is None or room.live_prefix is None:
-            return None
+            return await self.remote.segment(slug, name) if self.remote is not None else None
         return await self._hinted_part(room, name)
 
     async def rendition_playlist(self, slug: str, rendition: str,

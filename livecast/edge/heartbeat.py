@@ -103,6 +103,7 @@ async def send(app: web.Application, *, timeout: float, healthy: bool | None = N
         problem = f"{type(err).__name__}: {err}"
     if problem:
         state.failed += 1
+        origin.failover()  # the next heartbeat tries another origin (if there are several)
         if not state.failing:
             log.warning("edge heartbeat to %s failed (%s); retrying every %.1f s", origin.base, problem,
                         app[SETTINGS].cluster.heartbeat_interval)

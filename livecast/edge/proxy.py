@@ -20,7 +20,7 @@ from multidict import CIMultiDict
 
 from livecast.cluster import NODE_HEADERS, client_ip
 from livecast.core.errors import PayloadTooLarge
-from livecast.edge.upstream import ORIGIN, upstream_errors
+from livecast.edge.upstream import ORIGIN, OriginClient, upstream_errors
 from livecast.keys import SETTINGS
 
 HOP_BY_HOP = frozenset(h.lower() for h in (
@@ -54,17 +54,28 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     body = await request.read() if request.can_read_body else None  # bounded by client_max_size
     headers = client.headers(_forward_headers(request))
+    # A refused connection sent nothing: any request may go to the next origin instead.
+    for _ in range(len(client.bases) - 1):
+        try:
+            return await _forward(request, client, headers, body)
+        except aiohttp.ClientConnectorError:
+            client.failover()
     with upstream_errors():
-        async with client.session.request(
-            request.method, client.url(request.rel_url.path_qs), headers=headers, data=body,
-            allow_redirects=False, timeout=aiohttp.ClientTimeout(total=client.timeout),
-        ) as upstream:
-            payload = await upstream.read()
-            response = web.Response(status=upstream.status, body=payload)
-            for name, value in upstream.headers.items():
-                if name.lower() not in _DROP_RESPONSE:
-                    response.headers.add(name, value)
-            return response
+        return await _forward(request, client, headers, body)
+
+
+async def _forward(request: web.Request, client: OriginClient, headers: dict[str, str],
+                   body: bytes | None) -> web.Response:
+    async with client.session.request(
+        request.method, client.url(request.rel_url.path_qs), headers=headers, data=body,
+        allow_redirects=False, timeout=aiohttp.ClientTimeout(total=client.timeout),
+    ) as upstream:
+        payload = await upstream.read()
+        response = web.Response(status=upstream.status, body=payload)
+        for name, value in upstream.headers.items():
+            if name.lower() not in _DROP_RESPONSE:
+                response.headers.add(name, value)
+        return response
 
 
 def setup(app: web.Application) -> None:

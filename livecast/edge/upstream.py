@@ -57,7 +57,11 @@ class Fetched:
 
 class OriginClient:
     def __init__(self, settings: Settings) -> None:
-        self.base = settings.server.origin.rstrip("/")
+        # Several origins (server.origin = "URL1,URL2"): calls go to one; when it fails
+        # they move on to the next (``failover``), so any live origin serves the edge.
+        self.bases = [u.strip().rstrip("/") for u in settings.server.origin.split(",") if u.strip()]
+        self._current = 0
+        self.failovers = 0
         self.secret = settings.cluster.secret
         self.timeout = settings.cluster.upstream_timeout
         self._limit = settings.cluster.upstream_connections
@@ -83,6 +87,18 @@ class OriginClient:
             await cancel_and_wait(self._probe)
         if self._session is not None:
             await self._session.close()
+
+    @property
+    def base(self) -> str:
+        return self.bases[self._current]
+
+    def failover(self) -> None:
+        """Use the next origin from now on (nothing to do with a single origin)."""
+        if len(self.bases) > 1:
+            old = self.base
+            self._current = (self._current + 1) % len(self.bases)
+            self.failovers += 1
+            log.warning("origin %s failed; using %s", old, self.base)
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -124,8 +140,10 @@ class OriginClient:
                     last = BadGateway(f"the origin answered {resp.status}")
             except TimeoutError:
                 last = GatewayTimeout("the origin did not answer in time")
+                self.failover()  # an origin that answers (even 503) is alive: stay with it
             except aiohttp.ClientError as err:
                 last = BadGateway(f"the origin is unreachable ({type(err).__name__})")
+                self.failover()
             self.errors += 1
             sleep = min(retry.next(), deadline - time.monotonic())
             if sleep <= 0:
@@ -168,6 +186,7 @@ class OriginClient:
                         return
             except (TimeoutError, aiohttp.ClientError):
                 pass
+            self.failover()
             await asyncio.sleep(retry.next())
 
 

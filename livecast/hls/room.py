@@ -63,6 +63,7 @@ class Room:
         self.shrunk = 0  # listed segments dropped to respect a byte bound
         self.low_latency = low_latency_for(settings)
         self.live_prefix: str | None = None  # the live session's URL prefix (LL: parts still to come)
+        self.resume_at: tuple[int, int] | None = None  # (media sequence, discontinuity sequence) to start at
         self.signal = ChangeSignal()
         self._disk = disk
         self._parts: deque[tuple[int, list[str]]] = deque()  # (segment sequence, its part names)
@@ -113,8 +114,20 @@ class Room:
 
     def _ensure_playlist(self, kind: str) -> MediaPlaylist:
         if self.playlist is None:
-            self.playlist = MediaPlaylist(kind, self.settings.segment_duration, low_latency=self.low_latency)
+            first, discontinuities = self.resume_at or (0, 0)
+            self.playlist = MediaPlaylist(kind, self.settings.segment_duration, first_sequence=first,
+                                          low_latency=self.low_latency)
+            self.playlist.discontinuity_sequence = discontinuities
         return self.playlist
+
+    def timeline(self) -> tuple[int, int]:
+        """(next media sequence, discontinuity tags so far, listed or not): where another
+        server would continue this playlist."""
+        playlist = self.playlist
+        if playlist is None:
+            return self.resume_at or (0, 0)
+        listed = sum(1 for e in playlist.entries if e.discontinuity) + int(playlist.pending_discontinuity)
+        return playlist.next_sequence, playlist.discontinuity_sequence + listed
 
     def _init_uri(self, init: bytes | None, init_id: int, prefix: str) -> str | None:
         if init is None:

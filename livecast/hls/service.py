@@ -25,6 +25,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from livecast.config import Settings
@@ -38,6 +39,21 @@ from livecast.hls.store import ByteBudget, SegmentData, release_free_memory
 log = logging.getLogger(__name__)
 
 DEFAULT_RENDITION = "source"
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a room's playlist stood on another server: a publish here continues it."""
+
+    next_sequence: int
+    discontinuity_sequence: int
+
+
+ResumeProvider = Callable[[str], "Resume | None"]
+
+# A continued playlist skips one media sequence number: the server that died may have
+# listed one more segment than it recorded before it went.
+RESUME_MARGIN = 1
 Key = tuple[str, str]  # (slug, rendition)
 
 SWEEP_INTERVAL = 1.0
@@ -114,6 +130,8 @@ class HlsService:
         self._disk = DiskMirror(settings.data_path / "hls") if self.hls.write_through else None
         self._listeners: list[Callable[[str], None]] = []
         self._sweeper: asyncio.Task[None] | None = None
+        # The cluster's view of where each room's playlist stands (None: this node only).
+        self.resume_provider: ResumeProvider | None = None
 
     # -- publishing ----------------------------------------------------------
 
@@ -127,8 +145,17 @@ class HlsService:
         if old is not None:
             log.info("room %s (%s): publisher taken over", slug, rendition)
             self._end_session(old)
+        resume = self._resume(key)
+        if resume is not None and room is not None and room.timeline()[0] >= resume.next_sequence:
+            resume = None  # this node wrote the newest timeline: go on from what it holds
+        if resume is not None and room is not None:
+            del self._rooms[key]  # the timeline went on elsewhere: what is held here is older
+            room.drop()
+            room = None
         if room is None:
             room = self._rooms[key] = Room(slug, self.hls, self._budget, self._disk)
+            if resume is not None:
+                room.resume_at = (resume.next_sequence + RESUME_MARGIN, resume.discontinuity_sequence)
         room.stopped_at = None
         prefix = self._new_prefix(room)
         session = PublishSession(key, room, prefix)
@@ -141,7 +168,7 @@ class HlsService:
             on_part=functools.partial(self._on_part, session) if low_latency else None,
         )
         room.set_live_prefix(prefix)
-        session.continues = room.playlist is not None and room.playlist.next_sequence > 0
+        session.continues = room.timeline()[0] > 0
         self._sessions[key] = session
         if room.set_ended(False):
             self._notify(key)
@@ -159,6 +186,11 @@ class HlsService:
         room.set_live_prefix(None)
         if room.set_ended(True):
             self._notify(key)
+
+    def _resume(self, key: Key) -> Resume | None:
+        if self.resume_provider is None or key[1] != DEFAULT_RENDITION:
+            return None
+        return self.resume_provider(key[0])
 
     def _end_session(self, session: PublishSession) -> None:
         try:

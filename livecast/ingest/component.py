@@ -34,6 +34,7 @@ SESSIONS: web.AppKey[SessionManager] = web.AppKey("sessions")
 OUTPUT_TASKS: web.AppKey[Supervisor] = web.AppKey("output_tasks")
 HLS: web.AppKey[HlsService] = web.AppKey("hls")
 RTMP: web.AppKey[RtmpServer] = web.AppKey("rtmp")
+HLS_SOURCE: web.AppKey[OriginSource] = web.AppKey("hls_source")
 
 
 class HlsSink:
@@ -79,7 +80,7 @@ def setup(app: web.Application, extras: RoomExtras) -> Callable[[web.Application
     app[HLS] = hls
     app[HUB] = hub
     app[OUTPUT_TASKS] = outputs
-    origin = OriginSource(hls)
+    origin = app[HLS_SOURCE] = OriginSource(hls)
     hls_routes.setup(app, origin, origin)
     extras.register(_room_extras(hub))
     return _media_ctx

@@ -96,7 +96,9 @@ class RoomRepository:
         if owner_id is not None:
             params.append(owner_id)
         if after is not None:
-            params.extend(after)
+            # ``live`` is 0 or 1: any larger cursor value orders the same as 2, which fits
+            # the column's type on every backend (PostgreSQL's INTEGER refuses > 2**31 - 1).
+            params.extend((min(after[0], 2), after[1]))
         return await self.db.fetch_all(list_sql(owner_id is not None, after is not None),
                                        (*params, limit_or_all(limit)))
 

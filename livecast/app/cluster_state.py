@@ -1,0 +1,93 @@
+"""The origin's shared live state in Redis (``cluster.redis``): a lease per live room held
+by its origin, and the room's HLS timeline, wired into the media path.
+
+A publish, once authorised, claims the room's lease (the publish hook): a room another
+origin holds is taken over (that origin drops its publisher), and a room whose holder
+died continues its playlist here (``HlsService.resume_provider``). Each new segment
+records the timeline; a stream's end releases the lease.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from livecast.app.lifecycle import Lifecycle
+from livecast.cluster.leases import LEASES, RoomLeases, Timeline
+from livecast.config import Settings
+from livecast.core.events import StreamStopped
+from livecast.core.tasks import Supervisor
+from livecast.delivery.holder import HolderPull
+from livecast.hls.service import HlsService, Resume
+from livecast.ingest import component as ingest
+from livecast.keys import BOUND_PORTS, EVENTS
+
+log = logging.getLogger(__name__)
+
+
+
+def _record(hls: HlsService, leases: RoomLeases, slug: str) -> None:
+    room = hls.room(slug)
+    if room is not None and room.live_prefix is not None and slug in leases.held:
+        next_sequence, discontinuities = room.timeline()
+        leases.advance(slug, Timeline(room.live_prefix, next_sequence, discontinuities))
+
+
+def setup(app: web.Application, settings: Settings) -> Lifecycle | None:
+    """Wire the leases into the media path; None when ``cluster.redis`` is not set."""
+    if not settings.cluster.redis:
+        return None
+    leases = app[LEASES] = RoomLeases(settings.cluster.redis, settings.cluster.lease_seconds,
+                                      functools.partial(_self_url, app, settings))
+    grace = settings.hls.reconnect_grace
+    pull = HolderPull(leases.holder_url, settings.cluster.upstream_timeout,
+                      lambda slug: leases.moving(slug, grace))
+    app[ingest.HLS_SOURCE].remote = pull
+    hls = app[ingest.HLS]
+    claimed: dict[str, Resume | None] = {}
+    hls.resume_provider = lambda slug: claimed.pop(slug, None)
+    hls.add_listener(lambda slug: _record(hls, leases, slug))
+    leases.on_lost(lambda slug: app[ingest.SESSIONS].kick(slug, "taken over on another origin"))
+    return functools.partial(_lifecycle, leases=leases, claimed=claimed, pull=pull)
+
+
+def _self_url(app: web.Application, settings: Settings) -> str:
+    """This origin's HTTP base URL as the others reach it: ``cluster.node_url``, else the
+    bound address (right on one machine; set node_url on several)."""
+    if settings.cluster.node_url:
+        return settings.cluster.node_url.rstrip("/")
+    host = settings.server.host if settings.server.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    return f"http://{host}:{app[BOUND_PORTS].get('http', settings.server.http_port)}"
+
+
+async def _lifecycle(app: web.Application, *, leases: RoomLeases, claimed: dict[str, Resume | None],
+                     pull: HolderPull) -> AsyncIterator[None]:
+    await leases.start()
+    rtmp = app[ingest.RTMP]
+    previous = rtmp.publish_hook
+    tasks = Supervisor("leases")
+
+    async def claim_on_publish(slug: str, peer: str, app_name: str) -> bool:
+        if previous is not None and not await previous(slug, peer, app_name):
+            return False
+        timeline = await leases.claim(slug)
+        claimed[slug] = Resume(timeline.next_sequence, timeline.discontinuities) if timeline else None
+        return True
+
+    def on_event(event: object) -> None:
+        if isinstance(event, StreamStopped):
+            tasks.spawn(leases.release(event.slug), name=f"release-{event.slug}")
+
+    rtmp.publish_hook = claim_on_publish
+    unsubscribe = app[EVENTS].subscribe(on_event)
+    try:
+        yield
+    finally:
+        unsubscribe()
+        await tasks.wait()
+        await tasks.close()
+        await leases.close()
+        await pull.close()
