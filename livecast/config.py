@@ -182,6 +182,25 @@ class MetricsSettings:
 
 
 @dataclass
+class RecordingSettings:
+    enabled: bool = False  # a room's default; the room's own choice wins
+    storage: str = ""  # "" = <data_dir>/recordings; or "s3://bucket/prefix"
+    min_free_bytes: int = 1024 * 1024 * 1024
+    queue_segments: int = 30
+    upload_attempts: int = 5
+    upload_backoff: float = 0.5
+    signed_url_ttl: int = 3600
+
+
+@dataclass
+class S3Settings:
+    endpoint: str = ""
+    region: str = "us-east-1"
+    access_key: str = ""
+    secret_key: str = ""
+
+
+@dataclass
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
@@ -195,6 +214,8 @@ class Settings:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     rooms: RoomsSettings = field(default_factory=RoomsSettings)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
+    s3: S3Settings = field(default_factory=S3Settings)
 
     @property
     def data_path(self) -> Path:
@@ -267,6 +288,13 @@ class Settings:
             (256 <= self.server.max_field_size <= 65536, "server.max_field_size must be 256..65536"),
             (8 <= self.server.max_headers <= 1000, "server.max_headers must be 8..1000"),
             (self.rooms.max_per_user >= 0, "rooms.max_per_user must be >= 0 (0 = no cap)"),
+            (self.recording.storage == "" or self.recording.storage.startswith("s3://"),
+             "recording.storage must be empty (disk) or s3://bucket/prefix"),
+            (self.recording.min_free_bytes >= 0, "recording.min_free_bytes must be >= 0"),
+            (1 <= self.recording.queue_segments <= 1000, "recording.queue_segments must be 1..1000"),
+            (1 <= self.recording.upload_attempts <= 20, "recording.upload_attempts must be 1..20"),
+            (0 < self.recording.upload_backoff <= 60, "recording.upload_backoff must be 0..60 s"),
+            (60 <= self.recording.signed_url_ttl <= 7 * 86400, "recording.signed_url_ttl must be 60..604800 s"),
         ]
         for ok, message in checks:
             if not ok:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from livecast import demo, webhooks
 from livecast.api import cluster as cluster_api
+from livecast.api import recordings as recordings_api
 from livecast.api import routes as api_routes
 from livecast.app.buses import make_bus
 from livecast.app.lifecycle import Lifecycle, run_in_order
@@ -20,12 +21,14 @@ from livecast.chat.metrics import ChatCollector
 from livecast.chat.ws import CHAT
 from livecast.cluster.registry import Registry
 from livecast.config import Settings
+from livecast.delivery import vod as vod_routes
 from livecast.storage.sqlite import SqliteDatabase
 from livecast.ingest import component as ingest
 from livecast.ingest.metrics import IngestCollector
 from livecast.keys import DB, EVENTS
 from livecast.observe import metrics as observe_metrics
 from livecast.observe import setup as setup_observability
+from livecast.recording import component as recording
 from livecast.web import routes as web_routes
 
 
@@ -36,6 +39,11 @@ def build(app: web.Application, settings: Settings) -> None:
     cluster_api.setup(app, Registry(settings.cluster.heartbeat_timeout))
     bus = make_bus(settings.chat, settings.cluster.heartbeat_interval, settings.cluster.heartbeat_timeout)
     parts.append(chat_routes.setup(app, bus))
+    # Recording starts before the media path and stops after it: the last segments flushed
+    # when the media path stops still reach storage.
+    parts.append(recording.lifecycle(settings, lambda: app[ingest.HLS]))
+    recordings_api.setup(app)
+    vod_routes.setup(app)
     parts.append(_media(app))
     hub, hls = app[ingest.HUB], app[ingest.HLS]
     hub.keyframe_limit = settings.hls.segment_duration  # stream-health warnings, metrics or not

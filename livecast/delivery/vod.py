@@ -1,0 +1,72 @@
+"""HTTP delivery of stored recordings: ``/vod/{id}/index.m3u8`` (a VOD playlist) and the
+segments it lists. A private recording needs its owner's or an admin's session, or the
+``exp``/``sig`` query of a signed URL (carried into every URI of the playlist)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from livecast.api.auth import current_user
+from livecast.api.paging import parse_int
+from livecast.core.errors import NotFound
+from livecast.delivery.routes import PLAYLIST_TYPE, preflight, segment_response
+from livecast.hls.muxer import CONTENT_TYPES
+from livecast.recording.service import RECORDINGS, Recording
+
+log = logging.getLogger(__name__)
+
+_CORS = {"Access-Control-Allow-Origin": "*"}
+
+
+@dataclass(frozen=True)
+class _Stored:
+    data: bytes
+    content_type: str
+
+
+async def _viewable(request: web.Request) -> Recording:
+    service = request.app[RECORDINGS]
+    recording_id = parse_int(request.match_info["id"], 1, 2**62)
+    if recording_id is None:
+        raise NotFound("no such recording")
+    recording = await service.require(recording_id)
+    if recording.visibility != "public":
+        user = await current_user(request)
+        manager = user is not None and (user.role == "admin" or user.id == recording.owner_id)
+        service.check_view(recording, manager, request.query.get("exp"), request.query.get("sig"))
+    return recording
+
+
+def _signature(request: web.Request) -> str:
+    exp, sig = request.query.get("exp"), request.query.get("sig")
+    return f"exp={exp}&sig={sig}" if exp and sig else ""
+
+
+async def vod_playlist(request: web.Request) -> web.Response:
+    recording = await _viewable(request)
+    body = await request.app[RECORDINGS].playlist(recording, _signature(request))
+    # A finished recording's playlist never changes; one being recorded grows.
+    cache = "public, max-age=86400" if recording.status != "recording" else "no-cache"
+    if recording.visibility != "public":
+        cache = "private, no-cache"
+    return web.Response(body=body, headers={**_CORS, "Content-Type": PLAYLIST_TYPE, "Cache-Control": cache})
+
+
+async def vod_segment(request: web.Request) -> web.Response:
+    recording = await _viewable(request)
+    name = request.match_info["name"]
+    data = await request.app[RECORDINGS].read(recording, name)
+    kind = "init" if name.endswith(".mp4") else "fmp4" if name.endswith(".m4s") else "mpegts"
+    response = segment_response(request, _Stored(data, CONTENT_TYPES[kind]))
+    if recording.visibility != "public":
+        response.headers["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/vod/{id}/index.m3u8", vod_playlist)
+    app.router.add_get("/vod/{id}/{name}", vod_segment)
+    app.router.add_route("OPTIONS", "/vod/{id}/{name}", preflight)
