@@ -146,6 +146,11 @@ async def test_storage_outage_is_a_gap_not_a_broken_stream(node_factory: Any) ->
     assert recording["gaps"] >= 2 and recording["bytes"] == 0
     frames, _, _ = await read_hls_async(node.url(f"/hls/{room['slug']}/index.m3u8"))
     assert abs(frames - sent.video_frames) <= 1
+    async with node.http.get(node.url("/metrics")) as r:
+        metrics = await r.text()
+    lost = re.search(r"^livecast_recording_segments_lost_total (\S+)$", metrics, re.M)
+    failures = re.search(r"^livecast_recording_storage_failures_total (\S+)$", metrics, re.M)
+    assert lost and float(lost.group(1)) >= 2 and failures and float(failures.group(1)) >= 2
 
 
 @pytest.mark.cluster

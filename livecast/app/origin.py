@@ -29,6 +29,8 @@ from livecast.keys import DB, EVENTS
 from livecast.observe import metrics as observe_metrics
 from livecast.observe import setup as setup_observability
 from livecast.recording import component as recording
+from livecast.recording.metrics import RecordingCollector
+from livecast.recording.recorder import RecorderStats
 from livecast.web import routes as web_routes
 
 
@@ -41,7 +43,8 @@ def build(app: web.Application, settings: Settings) -> None:
     parts.append(chat_routes.setup(app, bus))
     # Recording starts before the media path and stops after it: the last segments flushed
     # when the media path stops still reach storage.
-    parts.append(recording.lifecycle(settings, lambda: app[ingest.HLS]))
+    recorder_stats = RecorderStats()
+    parts.append(recording.lifecycle(settings, lambda: app[ingest.HLS], recorder_stats))
     recordings_api.setup(app)
     vod_routes.setup(app)
     parts.append(_media(app))
@@ -54,6 +57,7 @@ def build(app: web.Application, settings: Settings) -> None:
     app[EVENTS].subscribe(collector.forget)
     metrics.register(collector)
     metrics.register(ChatCollector(app[CHAT]))
+    metrics.register(RecordingCollector(recorder_stats))
     parts.append(observe_metrics.loop_lag_ctx)
     web_routes.setup(app, media_origins=lambda: cluster_api.media_origins(app))
     if settings.server.demo:

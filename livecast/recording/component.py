@@ -13,7 +13,7 @@ from livecast.config import Settings
 from livecast.hls.service import HlsService
 from livecast.keys import DB
 from livecast.recording.objects import DiskStorage, ObjectStorage
-from livecast.recording.recorder import Recorder
+from livecast.recording.recorder import Recorder, RecorderStats
 from livecast.recording.service import RECORDINGS, RecordingService
 from livecast.recording.vod import UrlSigner
 from livecast.storage.recordings import RecordingRepository
@@ -40,12 +40,12 @@ def signing_key(settings: Settings) -> bytes:
     return secrets.token_bytes(32)
 
 
-def lifecycle(settings: Settings, hls: Callable[[], HlsService]) -> Callable[
+def lifecycle(settings: Settings, hls: Callable[[], HlsService], stats: RecorderStats) -> Callable[
         [web.Application], AsyncIterator[None]]:
     async def recording(app: web.Application) -> AsyncIterator[None]:
         storage = make_storage(settings)
         repo = RecordingRepository(app[DB])
-        recorder = Recorder(settings.recording, storage, repo)
+        recorder = Recorder(settings.recording, storage, repo, stats=stats)
         await recorder.start()
         hls().add_tap(recorder)
         app[RECORDER] = recorder

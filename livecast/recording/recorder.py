@@ -175,12 +175,12 @@ class Recorder:
     """The HLS ``SegmentTap`` that records; ``start`` closes what a crash left open."""
 
     def __init__(self, settings: RecordingSettings, storage: ObjectStorage, repo: RecordingRepository,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, stats: RecorderStats | None = None) -> None:
         self.settings = settings
         self.storage = storage
         self.repo = repo
         self.clock = clock
-        self.stats = RecorderStats()
+        self.stats = stats if stats is not None else RecorderStats()
         self._broadcasts: dict[tuple[str, str], Broadcast] = {}
         self._tasks = Supervisor("recorder")
 
