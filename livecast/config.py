@@ -190,6 +190,7 @@ class RecordingSettings:
     upload_attempts: int = 5
     upload_backoff: float = 0.5
     signed_url_ttl: int = 3600
+    chat_replay_max: int = 5000
 
 
 @dataclass
@@ -295,6 +296,7 @@ class Settings:
             (1 <= self.recording.upload_attempts <= 20, "recording.upload_attempts must be 1..20"),
             (0 < self.recording.upload_backoff <= 60, "recording.upload_backoff must be 0..60 s"),
             (60 <= self.recording.signed_url_ttl <= 7 * 86400, "recording.signed_url_ttl must be 60..604800 s"),
+            (1 <= self.recording.chat_replay_max <= 100_000, "recording.chat_replay_max must be 1..100000"),
         ]
         for ok, message in checks:
             if not ok:

@@ -8,6 +8,7 @@ The issue's figure is a 60 s publish; these publish 6 s in real time to keep CI 
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import pytest
@@ -186,3 +187,51 @@ async def test_sigkill_leaves_an_interrupted_recording_that_plays(cluster: Any) 
 async def _at_least(count: Any, n: int) -> int:
     got = int(await count())
     return got if got >= n else 0
+
+
+async def test_chat_replay_places_comments_at_their_media_time(node_factory: Any) -> None:
+    """Comments and a gift sent during a real-time publish come back with their offset in the
+    recording: within 1 s of (send time - the recording's first frame), and spaced as sent."""
+    from datetime import datetime
+
+    from test_chat_support import connect, next_frame, post
+
+    node = await node_factory(recording=RECORDING, hls={"segment_duration": 1.0})
+    room = await make_room(node)
+    viewer = await register_and_login(node)
+    ws, _ = await connect(node, room["slug"], viewer)
+    publisher = await start_publisher(rtmp_url(node, room["stream_key"]), seconds=7, fps=FPS, realtime=True)
+
+    async def recording_started() -> bool:
+        return bool(await _recordings(node, room["slug"]))
+
+    await wait_for(recording_started, timeout=20, what="the recording to start")
+    sent: list[tuple[str, float]] = []
+    for text, at in (("first", 1.0), ("second", 3.5)):
+        started = datetime.fromisoformat((await _recordings(node, room["slug"]))[0]["started_at"]
+                                         .replace("Z", "+00:00")).timestamp()
+        moment = started + at
+        await wait_for(lambda moment=moment: time.time() >= moment, timeout=10, what=f"{at} s into the broadcast")
+        frame = await post(ws, text)
+        sent.append((text, time.time()))
+        assert frame["text"] == text
+    await ws.send_json({"type": "gift", "gift": "rose", "quantity": 1})
+    await next_frame(ws, "gift")
+    await publisher.result()
+    recording = await _finished(node, room["slug"])
+    began = datetime.fromisoformat(recording["started_at"].replace("Z", "+00:00")).timestamp()
+    async with node.http.get(node.url(f"/api/v1/recordings/{recording['id']}/chat")) as r:
+        assert r.status == 200
+        events = (await r.json())["events"]
+    comments = {e["text"]: e for e in events if e["type"] == "comment"}
+    for text, wall in sent:
+        assert abs(comments[text]["offset"] - (wall - began)) < 1.0, (comments[text], wall - began)
+    spacing = comments["second"]["offset"] - comments["first"]["offset"]
+    assert abs(spacing - (sent[1][1] - sent[0][1])) < 0.5
+    assert [e["type"] for e in events].count("gift") == 1
+    async with node.http.get(node.url(f"/api/v1/recordings/{recording['id']}/chat"),
+                             params={"from": comments["second"]["offset"] - 0.01, "to": 1000}) as r:
+        later = (await r.json())["events"]
+    assert "first" not in [e.get("text") for e in later] and "second" in [e.get("text") for e in later]
+    async with node.http.get(node.url(f"/api/v1/recordings/{recording['id']}/chat?from=-1")) as r:
+        assert r.status == 400 and (await r.json())["error"]["field"] == "from"

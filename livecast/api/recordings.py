@@ -10,7 +10,7 @@ from aiohttp import web
 
 from livecast.api import openapi, paging
 from livecast.api.auth import NO_STORE, current_user, read_body, require_user
-from livecast.core.errors import Forbidden, NotFound
+from livecast.core.errors import Forbidden, NotFound, ValidationError
 from livecast.keys import ROOMS
 from livecast.recording.service import RECORDINGS, Recording
 from livecast.users import User
@@ -18,6 +18,7 @@ from livecast.users import User
 log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
+MAX_SECONDS = 10_000_000.0
 
 
 def _manages(user: User | None, recording: Recording) -> bool:
@@ -59,6 +60,31 @@ async def get_recording(request: web.Request) -> web.Response:
     if recording.visibility != "public" and not _manages(viewer, recording):
         raise Forbidden("this recording is private")
     return web.json_response({"recording": recording.to_json()}, headers=NO_STORE)
+
+
+def _seconds(request: web.Request, name: str, default: float) -> float:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw) if len(raw) <= 20 else -1.0
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= MAX_SECONDS:  # also refuses nan
+        raise ValidationError(f"{name} must be a number of seconds, 0..{MAX_SECONDS}", field=name)
+    return value
+
+
+@routes.get("/api/v1/recordings/{id}/chat")
+async def recording_chat(request: web.Request) -> web.Response:
+    """The broadcast's comments and gifts, each with its offset (s) in the recording."""
+    recording = await _recording(request)
+    viewer = await current_user(request)
+    service = request.app[RECORDINGS]
+    service.check_view(recording, _manages(viewer, recording), request.query.get("exp"), request.query.get("sig"))
+    start, end = _seconds(request, "from", 0.0), _seconds(request, "to", MAX_SECONDS)
+    events = await service.chat(recording, start, end)
+    return web.json_response({"recording": recording.id, "events": events}, headers=NO_STORE)
 
 
 @routes.patch("/api/v1/recordings/{id}")
@@ -139,6 +165,20 @@ openapi.document("GET", "/api/v1/rooms/{slug}/recordings", "A room's recordings,
                  query=openapi.page_params())
 openapi.document("GET", "/api/v1/recordings/{id}", "One recording", tags=["recordings"], auth="optional",
                  responses={200: "RecordingEnvelope", 403: "private", 404: "no such recording"})
+openapi.add_schema("ChatReplay", {"type": "object", "properties": {
+    "recording": {"type": "integer"},
+    "events": {"type": "array", "items": {"type": "object", "properties": {
+        "type": {"type": "string", "enum": ["comment", "gift"]}, "id": {"type": "integer"},
+        "user": {"type": "string"}, "text": {"type": "string"}, "gift": {"type": "string"},
+        "quantity": {"type": "integer"}, "ts": {"type": "string"},
+        "offset": {"type": "number", "description": "seconds from the recording's start"}}}}}})
+_SECONDS = {"type": "number", "minimum": 0, "maximum": MAX_SECONDS}
+openapi.document("GET", "/api/v1/recordings/{id}/chat", "Chat replay: comments and gifts with their offsets",
+                 tags=["recordings"], auth="optional",
+                 responses={200: "ChatReplay", 403: "private", 404: "no such recording"},
+                 query={"from": {"description": "first offset (s)", "schema": _SECONDS},
+                        "to": {"description": "last offset (s)", "schema": _SECONDS},
+                        "exp": "signed URL expiry (private recordings)", "sig": "signed URL signature"})
 openapi.document("PATCH", "/api/v1/recordings/{id}", "Change a recording's visibility (owner or admin)",
                  tags=["recordings"], auth="user", body="RecordingUpdate",
                  responses={200: "RecordingEnvelope", 403: "not the owner", 404: "no such recording"})

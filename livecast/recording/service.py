@@ -14,6 +14,7 @@ from aiohttp import web
 
 from livecast.config import RecordingSettings
 from livecast.core.errors import Conflict, Forbidden, NotFound, RoomNotFound, ValidationError
+from livecast.recording.chatreplay import MediaClock, iso_ms, replay
 from livecast.recording.objects import ObjectStorage, StorageError
 from livecast.recording.recorder import Recorder, recording_prefix
 from livecast.recording.vod import SEGMENT_NAME, UrlSigner, render_vod
@@ -103,6 +104,14 @@ class RecordingService:
         if data is None:
             raise NotFound("no such segment")
         return data
+
+    async def chat(self, recording: Recording, start: float, end: float) -> list[dict[str, Any]]:
+        """Comments and gifts of the broadcast with their offset (s) from the recording start."""
+        segments = await self.repo.segments(recording.id)
+        wall_end = recording.ended_at if recording.ended_at is not None else self.clock()
+        comments, gifts = await self.repo.chat_between(
+            recording.room_id, iso_ms(recording.started_at), iso_ms(wall_end), self.settings.chat_replay_max)
+        return replay(MediaClock(segments), comments, gifts, start, end)
 
     async def set_visibility(self, recording: Recording, visibility: object) -> Recording:
         if visibility not in VISIBILITIES:

@@ -46,9 +46,18 @@ ROOM_CHOICE = (
 CLEAR_CHOICE = "DELETE FROM room_recording WHERE room_id = ?"
 SET_CHOICE = "INSERT INTO room_recording (room_id, record) VALUES (?, ?)"
 
+CHAT_COMMENTS = (
+    "SELECT c.id, c.content, c.created_at, u.username FROM comments c JOIN users u ON u.id = c.user_id"
+    " WHERE c.room_id = ? AND c.deleted = 0 AND c.created_at >= ? AND c.created_at <= ? ORDER BY c.id LIMIT ?"
+)
+CHAT_GIFTS = (
+    "SELECT g.id, g.gift, g.quantity, g.created_at, u.username FROM gifts g JOIN users u ON u.id = g.sender_id"
+    " WHERE g.room_id = ? AND g.created_at >= ? AND g.created_at <= ? ORDER BY g.id LIMIT ?"
+)
+
 STATEMENTS: tuple[str, ...] = (
     INSERT, BY_ID, BY_ROOM, ADD_SEGMENT, ADD_TOTALS, ADD_GAP, SEGMENTS, FINISH, OPEN_IDS,
-    SET_VISIBILITY, DELETE, ROOM_CHOICE, CLEAR_CHOICE, SET_CHOICE,
+    SET_VISIBILITY, DELETE, ROOM_CHOICE, CLEAR_CHOICE, SET_CHOICE, CHAT_COMMENTS, CHAT_GIFTS,
 )
 
 
@@ -129,3 +138,9 @@ class RecordingRepository:
             await tx.execute(CLEAR_CHOICE, (room_id,))
             if record is not None:
                 await tx.execute(SET_CHOICE, (room_id, int(record)))
+
+    async def chat_between(self, room_id: int, start: str, end: str, limit: int) -> tuple[list[Row], list[Row]]:
+        """Comments (not deleted) and gifts of a room written between two ISO 8601 UTC times."""
+        comments = await self.db.fetch_all(CHAT_COMMENTS, (room_id, start, end, limit))
+        gifts = await self.db.fetch_all(CHAT_GIFTS, (room_id, start, end, limit))
+        return comments, gifts
