@@ -191,6 +191,7 @@ class RecordingSettings:
     upload_backoff: float = 0.5
     signed_url_ttl: int = 3600
     chat_replay_max: int = 5000
+    download_workers: int = 1
 
 
 @dataclass
@@ -297,6 +298,7 @@ class Settings:
             (0 < self.recording.upload_backoff <= 60, "recording.upload_backoff must be 0..60 s"),
             (60 <= self.recording.signed_url_ttl <= 7 * 86400, "recording.signed_url_ttl must be 60..604800 s"),
             (1 <= self.recording.chat_replay_max <= 100_000, "recording.chat_replay_max must be 1..100000"),
+            (1 <= self.recording.download_workers <= 16, "recording.download_workers must be 1..16"),
         ]
         for ok, message in checks:
             if not ok:

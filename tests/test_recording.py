@@ -7,10 +7,13 @@ The issue's figure is a 60 s publish; these publish 6 s in real time to keep CI 
 
 from __future__ import annotations
 
+import asyncio
+import io
 import re
 import time
 from typing import Any
 
+import av
 import pytest
 
 from helpers import make_room, register_and_login, rtmp_url, wait_for
@@ -58,6 +61,25 @@ async def test_recorded_publish_replays_every_frame(node_factory: Any, container
     stored = sorted(p.name for p in (node.settings.data_path / "recordings" / "recordings"
                                      / str(recording["id"])).iterdir())
     assert len([n for n in stored if re.fullmatch(r"\d+\.(ts|m4s)", n)]) == playlist.count("#EXTINF")
+
+    download = node.url(f"/vod/{recording['id']}/download.mp4")
+    async with node.http.get(download) as r:
+        assert r.status == 200 and r.headers["Content-Type"] == "video/mp4"
+        whole = await r.read()
+    decoded, seconds = await asyncio.to_thread(_decode_mp4, whole)
+    assert abs(decoded - sent.video_frames) <= 1, (decoded, sent)
+    assert abs(seconds - sent.seconds) <= 1.5 / FPS
+    async with node.http.get(download, headers={"Range": "bytes=100-1099"}) as r:
+        assert r.status == 206 and r.headers["Content-Range"] == f"bytes 100-1099/{len(whole)}"
+        assert await r.read() == whole[100:1100]
+
+
+def _decode_mp4(data: bytes) -> tuple[int, float]:
+    """Decoded video frames of an MP4 and the video's duration (first to last frame end)."""
+    with av.open(io.BytesIO(data), format="mp4") as container:
+        stream = container.streams.video[0]
+        times = [float(frame.time) for frame in container.decode(stream) if frame.time is not None]
+    return len(times), (max(times) - min(times) + 1 / FPS) if times else 0.0
 
 
 async def test_room_choice_and_private_recordings(node_factory: Any) -> None:

@@ -66,7 +66,18 @@ async def vod_segment(request: web.Request) -> web.Response:
     return response
 
 
+async def vod_download(request: web.Request) -> web.StreamResponse:
+    """The whole recording as one MP4 (remuxed once, then a file; ``Range`` answered)."""
+    recording = await _viewable(request)
+    path = await request.app[RECORDINGS].download(recording)
+    cache = "public, max-age=86400, immutable" if recording.visibility == "public" else "private, max-age=3600"
+    return web.FileResponse(path, headers={
+        **_CORS, "Content-Type": "video/mp4", "Cache-Control": cache,
+        "Content-Disposition": f'attachment; filename="{recording.slug}-{recording.id}.mp4"'})
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/vod/{id}/index.m3u8", vod_playlist)
+    app.router.add_get("/vod/{id}/download.mp4", vod_download)
     app.router.add_get("/vod/{id}/{name}", vod_segment)
     app.router.add_route("OPTIONS", "/vod/{id}/{name}", preflight)

@@ -14,6 +14,7 @@ from livecast.hls.service import HlsService
 from livecast.keys import DB
 from livecast.recording.objects import DiskStorage, ObjectStorage
 from livecast.recording.recorder import Recorder, RecorderStats
+from livecast.recording.remux import Remuxer
 from livecast.recording.service import RECORDINGS, RecordingService
 from livecast.recording.vod import UrlSigner
 from livecast.storage.recordings import RecordingRepository
@@ -49,11 +50,14 @@ def lifecycle(settings: Settings, hls: Callable[[], HlsService], stats: Recorder
         await recorder.start()
         hls().add_tap(recorder)
         app[RECORDER] = recorder
+        remuxer = Remuxer(settings.recording.download_workers)
         app[RECORDINGS] = RecordingService(settings.recording, repo, storage, recorder,
-                                           UrlSigner(signing_key(settings)))
+                                           UrlSigner(signing_key(settings)),
+                                           settings.data_path / "recordings-cache", remuxer)
         try:
             yield
         finally:
+            remuxer.close()
             await recorder.close()
 
     return recording

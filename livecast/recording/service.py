@@ -3,11 +3,13 @@ stored bytes, visibility, deletion, a room's recording choice)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +19,7 @@ from livecast.core.errors import Conflict, Forbidden, NotFound, RoomNotFound, Va
 from livecast.recording.chatreplay import MediaClock, iso_ms, replay
 from livecast.recording.objects import ObjectStorage, StorageError
 from livecast.recording.recorder import Recorder, recording_prefix
+from livecast.recording.remux import Remuxer
 from livecast.recording.vod import SEGMENT_NAME, UrlSigner, render_vod
 from livecast.storage.database import Row
 from livecast.storage.recordings import RecordingRepository
@@ -61,13 +64,17 @@ class Recording:
 
 class RecordingService:
     def __init__(self, settings: RecordingSettings, repo: RecordingRepository, storage: ObjectStorage,
-                 recorder: Recorder, signer: UrlSigner, clock: Callable[[], float] = time.time) -> None:
+                 recorder: Recorder, signer: UrlSigner, cache_dir: Path, remuxer: Remuxer,
+                 clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.repo = repo
         self.storage = storage
         self.recorder = recorder
         self.signer = signer
         self.clock = clock
+        self.cache_dir = cache_dir
+        self.remuxer = remuxer
+        self._building: dict[int, asyncio.Lock] = {}
 
     async def list_room(self, slug: str, limit: int, before: int | None) -> list[Recording]:
         return [Recording.from_row(r) for r in await self.repo.by_room(slug, limit, before)]
@@ -113,6 +120,47 @@ class RecordingService:
             recording.room_id, iso_ms(recording.started_at), iso_ms(wall_end), self.settings.chat_replay_max)
         return replay(MediaClock(segments), comments, gifts, start, end)
 
+    async def download(self, recording: Recording) -> Path:
+        """The whole recording as one MP4 file (made once per node, then served from its cache)."""
+        if recording.status == "recording":
+            raise Conflict("the broadcast is still being recorded; download it once it has ended")
+        target = self.cache_dir / f"{recording.id}.mp4"
+        lock = self._building.setdefault(recording.id, asyncio.Lock())
+        async with lock:
+            if not target.exists():
+                await self._build(recording, target)
+        self._building.pop(recording.id, None)
+        return target
+
+    async def _build(self, recording: Recording, target: Path) -> None:
+        segments = await self.repo.segments(recording.id)
+        if not segments:
+            raise NotFound("this recording has no stored media")
+        first_init = segments[0].init_key
+        source = target.with_suffix(".src")
+        await asyncio.to_thread(self.cache_dir.mkdir, parents=True, exist_ok=True)
+        try:
+            with open(source, "wb") as out:
+                if first_init is not None:
+                    out.write(await self._object(first_init))
+                for segment in segments:
+                    if segment.init_key != first_init:
+                        break  # a new init (codec change): FFmpeg reads one init per file
+                    out.write(await self._object(segment.object_key))
+            frames = await self.remuxer.remux(source, target)
+            log.info("recording %d: download.mp4 made (%d video packets)", recording.id, frames)
+        finally:
+            source.unlink(missing_ok=True)
+
+    async def _object(self, key: str) -> bytes:
+        try:
+            data = await self.storage.get(key)
+        except StorageError as err:
+            raise NotFound("recorded media not available") from err
+        if data is None:
+            raise NotFound("recorded media not available")
+        return data
+
     async def set_visibility(self, recording: Recording, visibility: object) -> Recording:
         if visibility not in VISIBILITIES:
             raise ValidationError("visibility must be 'public' or 'private'", field="visibility")
@@ -124,6 +172,7 @@ class RecordingService:
             raise Conflict("the broadcast is still being recorded")
         await self.repo.delete(recording.id)
         await self.storage.delete_prefix(recording_prefix(recording.id))
+        (self.cache_dir / f"{recording.id}.mp4").unlink(missing_ok=True)
 
     async def set_room_choice(self, slug: str, record: object) -> bool:
         if record is not None and not isinstance(record, bool):
