@@ -192,6 +192,7 @@ class RecordingSettings:
     signed_url_ttl: int = 3600
     chat_replay_max: int = 5000
     download_workers: int = 1
+    dvr_window: float = 7200.0
 
 
 @dataclass
@@ -299,6 +300,7 @@ class Settings:
             (60 <= self.recording.signed_url_ttl <= 7 * 86400, "recording.signed_url_ttl must be 60..604800 s"),
             (1 <= self.recording.chat_replay_max <= 100_000, "recording.chat_replay_max must be 1..100000"),
             (1 <= self.recording.download_workers <= 16, "recording.download_workers must be 1..16"),
+            (10 <= self.recording.dvr_window <= 86400, "recording.dvr_window must be 10..86400 s"),
         ]
         for ok, message in checks:
             if not ok:

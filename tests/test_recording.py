@@ -257,3 +257,31 @@ async def test_chat_replay_places_comments_at_their_media_time(node_factory: Any
     assert "first" not in [e.get("text") for e in later] and "second" in [e.get("text") for e in later]
     async with node.http.get(node.url(f"/api/v1/recordings/{recording['id']}/chat?from=-1")) as r:
         assert r.status == 400 and (await r.json())["error"]["field"] == "from"
+
+
+async def test_dvr_rewinds_to_the_start_while_the_live_playlist_keeps_its_window(node_factory: Any) -> None:
+    node = await node_factory(recording=RECORDING, hls={"segment_duration": 1.0, "window": 3})
+    room = await make_room(node)
+    slug = room["slug"]
+    async with node.http.get(node.url(f"/hls/{slug}/dvr.m3u8")) as r:
+        assert r.status == 404  # not live
+    publisher = await start_publisher(rtmp_url(node, room["stream_key"]), seconds=9, fps=FPS, realtime=True)
+    try:
+        async def dvr_with(n: int) -> str | None:
+            async with node.http.get(node.url(f"/hls/{slug}/dvr.m3u8")) as r:
+                text = await r.text() if r.status == 200 else ""
+            return text if text.count("#EXTINF") >= n else None
+
+        dvr = await wait_for(lambda: dvr_with(6), timeout=20, what="six recorded segments")
+        async with node.http.get(node.url(f"/hls/{slug}/index.m3u8")) as r:
+            live = await r.text()
+        assert live.count("#EXTINF") <= 3 and "#EXT-X-MEDIA-SEQUENCE:0" not in live
+        assert "#EXT-X-PLAYLIST-TYPE:EVENT" in dvr and "#EXT-X-ENDLIST" not in dvr
+        assert "#EXT-X-MEDIA-SEQUENCE:0" in dvr
+        first = next(line for line in dvr.splitlines() if line.startswith("/vod/"))
+        async with node.http.get(node.url(first)) as r:
+            assert r.status == 200 and len(await r.read()) > 1000
+        frames, _, _ = await read_hls_async(node.url(first.rsplit("/", 1)[0] + "/index.m3u8"))
+        assert frames >= 6 * FPS * 0.9  # the start of the broadcast decodes while still live
+    finally:
+        await publisher.result()

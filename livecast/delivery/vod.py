@@ -76,7 +76,23 @@ async def vod_download(request: web.Request) -> web.StreamResponse:
         "Content-Disposition": f'attachment; filename="{recording.slug}-{recording.id}.mp4"'})
 
 
+async def dvr_playlist(request: web.Request) -> web.Response:
+    """Rewind while live: the recorded broadcast in progress, from storage."""
+    service = request.app[RECORDINGS]
+    recording = await service.live(request.match_info["slug"])
+    if recording is None:
+        raise NotFound("this room is not being recorded now")
+    if recording.visibility != "public":
+        user = await current_user(request)
+        manager = user is not None and (user.role == "admin" or user.id == recording.owner_id)
+        service.check_view(recording, manager, None, None)
+    body = await service.dvr_playlist(recording)
+    return web.Response(body=body, headers={**_CORS, "Content-Type": PLAYLIST_TYPE, "Cache-Control": "no-cache"})
+
+
 def setup(app: web.Application) -> None:
+    """Register before the live HLS routes: /hls/{slug}/dvr.m3u8 is not a live segment."""
+    app.router.add_get("/hls/{slug}/dvr.m3u8", dvr_playlist)
     app.router.add_get("/vod/{id}/index.m3u8", vod_playlist)
     app.router.add_get("/vod/{id}/download.mp4", vod_download)
     app.router.add_get("/vod/{id}/{name}", vod_segment)

@@ -20,7 +20,7 @@ from livecast.recording.chatreplay import MediaClock, iso_ms, replay
 from livecast.recording.objects import ObjectStorage, StorageError
 from livecast.recording.recorder import Recorder, recording_prefix
 from livecast.recording.remux import Remuxer
-from livecast.recording.vod import SEGMENT_NAME, UrlSigner, render_vod
+from livecast.recording.vod import SEGMENT_NAME, UrlSigner, render_dvr, render_vod
 from livecast.storage.database import Row
 from livecast.storage.recordings import RecordingRepository
 
@@ -98,7 +98,14 @@ class RecordingService:
         return self.signer.query(recording.id, expires), expires
 
     async def playlist(self, recording: Recording, query: str) -> bytes:
-        return render_vod(await self.repo.segments(recording.id), query)
+        return render_vod(await self.repo.segments(recording.id), query, ended=recording.status != "recording")
+
+    async def live(self, slug: str) -> Recording | None:
+        row = await self.repo.live_in_room(slug)
+        return None if row is None else Recording.from_row(row)
+
+    async def dvr_playlist(self, recording: Recording) -> bytes:
+        return render_dvr(await self.repo.segments(recording.id), recording.id, self.settings.dvr_window)
 
     async def read(self, recording: Recording, name: str) -> bytes:
         if not SEGMENT_NAME.fullmatch(name):

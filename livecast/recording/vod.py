@@ -29,25 +29,45 @@ def _date(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def render_vod(segments: list[StoredSegment], query: str = "") -> bytes:
-    """An EXT-X-PLAYLIST-TYPE:VOD playlist with EXT-X-ENDLIST; ``query`` (a signature) is
-    appended to every URI so a player without a session can fetch them too."""
+def render_vod(segments: list[StoredSegment], query: str = "", ended: bool = True) -> bytes:
+    """An EXT-X-PLAYLIST-TYPE:VOD playlist with EXT-X-ENDLIST (EVENT, open, while still
+    recording); ``query`` (a signature) is appended to every URI so a player without a
+    session can fetch them too."""
+    return _render(segments, "VOD" if ended else "EVENT", "", query, ended=ended)
+
+
+def render_dvr(segments: list[StoredSegment], recording_id: int, window: float) -> bytes:
+    """The broadcast in progress from its start (an EVENT playlist), or its last ``window``
+    seconds once it is longer (then a sliding playlist); URIs point into /vod/{id}/."""
+    if segments:
+        edge = segments[-1].media_start + segments[-1].duration
+        kept = [s for s in segments if s.media_start + s.duration > edge - window]
+    else:
+        kept = []
+    kind = "EVENT" if len(kept) == len(segments) else None
+    return _render(kept, kind, f"/vod/{recording_id}/", "", ended=False)
+
+
+def _render(segments: list[StoredSegment], kind: str | None, base: str, query: str, ended: bool) -> bytes:
     suffix = f"?{query}" if query else ""
     target = max((math.ceil(s.duration) for s in segments), default=1)
     fmp4 = any(s.init_key for s in segments)
+    sequence = segments[0].seq if segments else 0
     lines = ["#EXTM3U", f"#EXT-X-VERSION:{7 if fmp4 else 3}", f"#EXT-X-TARGETDURATION:{max(1, target)}",
-             "#EXT-X-PLAYLIST-TYPE:VOD", "#EXT-X-MEDIA-SEQUENCE:0", "#EXT-X-INDEPENDENT-SEGMENTS"]
+             *([f"#EXT-X-PLAYLIST-TYPE:{kind}"] if kind else []), f"#EXT-X-MEDIA-SEQUENCE:{sequence}",
+             "#EXT-X-INDEPENDENT-SEGMENTS"]
     init: str | None = None
     for i, segment in enumerate(segments):
         if i and segment.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
         if segment.init_key and segment.init_key != init:
             init = segment.init_key
-            lines.append(f'#EXT-X-MAP:URI="{object_name(init)}{suffix}"')
+            lines.append(f'#EXT-X-MAP:URI="{base}{object_name(init)}{suffix}"')
         lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_date(segment.program_date_time)}")
         lines.append(f"#EXTINF:{segment.duration:.5f},")
-        lines.append(object_name(segment.object_key) + suffix)
-    lines.append("#EXT-X-ENDLIST")
+        lines.append(base + object_name(segment.object_key) + suffix)
+    if ended:
+        lines.append("#EXT-X-ENDLIST")
     return ("\n".join(lines) + "\n").encode()
 
 

@@ -25,6 +25,7 @@ INSERT = (
 )
 BY_ID = _SELECT + " WHERE r.id = ?"
 BY_ROOM = _SELECT + " WHERE ro.slug = ? AND r.id < ? ORDER BY r.id DESC LIMIT ?"
+LIVE_IN_ROOM = _SELECT + " WHERE ro.slug = ? AND r.status = 'recording' ORDER BY r.id DESC LIMIT 1"
 ADD_SEGMENT = (
     "INSERT INTO recording_segments (recording_id, seq, object_key, init_key, media_start, duration,"
     " program_date_time, bytes, discontinuity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
@@ -56,7 +57,7 @@ CHAT_GIFTS = (
 )
 
 STATEMENTS: tuple[str, ...] = (
-    INSERT, BY_ID, BY_ROOM, ADD_SEGMENT, ADD_TOTALS, ADD_GAP, SEGMENTS, FINISH, OPEN_IDS,
+    INSERT, BY_ID, BY_ROOM, LIVE_IN_ROOM, ADD_SEGMENT, ADD_TOTALS, ADD_GAP, SEGMENTS, FINISH, OPEN_IDS,
     SET_VISIBILITY, DELETE, ROOM_CHOICE, CLEAR_CHOICE, SET_CHOICE, CHAT_COMMENTS, CHAT_GIFTS,
 )
 
@@ -114,6 +115,10 @@ class RecordingRepository:
     async def by_room(self, slug: str, limit: int, before: int | None) -> list[Row]:
         return await self.db.fetch_all(BY_ROOM, (slug, before if before is not None else 2**62,
                                                  limit_or_all(limit)))
+
+    async def live_in_room(self, slug: str) -> Row | None:
+        """The room's recording in progress (any node's), if any."""
+        return await self.db.fetch_one(LIVE_IN_ROOM, (slug,))
 
     async def segments(self, recording_id: int) -> list[StoredSegment]:
         rows = await self.db.fetch_all(SEGMENTS, (recording_id,))
