@@ -193,6 +193,10 @@ class RecordingSettings:
     chat_replay_max: int = 5000
     download_workers: int = 1
     dvr_window: float = 7200.0
+    max_age_days: float = 0.0
+    max_bytes: int = 0
+    max_room_bytes: int = 0
+    retention_interval: float = 300.0
 
 
 @dataclass
@@ -301,6 +305,10 @@ class Settings:
             (1 <= self.recording.chat_replay_max <= 100_000, "recording.chat_replay_max must be 1..100000"),
             (1 <= self.recording.download_workers <= 16, "recording.download_workers must be 1..16"),
             (10 <= self.recording.dvr_window <= 86400, "recording.dvr_window must be 10..86400 s"),
+            (self.recording.max_age_days >= 0, "recording.max_age_days must be >= 0 (0 = keep)"),
+            (self.recording.max_bytes >= 0 and self.recording.max_room_bytes >= 0,
+             "recording.max_bytes and recording.max_room_bytes must be >= 0 (0 = no cap)"),
+            (0.1 <= self.recording.retention_interval <= 86400, "recording.retention_interval must be 0.1..86400 s"),
         ]
         for ok, message in checks:
             if not ok:

@@ -285,3 +285,50 @@ async def test_dvr_rewinds_to_the_start_while_the_live_playlist_keeps_its_window
         assert frames >= 6 * FPS * 0.9  # the start of the broadcast decodes while still live
     finally:
         await publisher.result()
+
+
+async def test_retention_deletes_the_oldest_first_and_keeps_the_live_one(node_factory: Any, tmp_path: Any) -> None:
+    data = tmp_path / "retained"
+    first = await node_factory(data_dir=data, recording=RECORDING, hls={"segment_duration": 1.0})
+    room = await make_room(first)
+    slug = room["slug"]
+    for _ in range(3):
+        await publish_async(rtmp_url(first, room["stream_key"]), seconds=2, fps=FPS)
+        await _finished(first, slug)
+    newest, middle, oldest = await _recordings(first, slug)
+    await first.stop()
+
+    # Room for the two newest: the oldest goes at start-up, then each new byte of the live
+    # broadcast pushes the next oldest out, never the live one.
+    limit = newest["bytes"] + middle["bytes"]
+    node = await node_factory(data_dir=data, recording={**RECORDING, "max_bytes": limit,
+                                                        "retention_interval": 0.2},
+                              hls={"segment_duration": 1.0})
+
+    async def ids() -> list[int]:
+        return [r["id"] for r in await _recordings(node, slug)]
+
+    await wait_for(lambda: _without(ids, oldest["id"]), timeout=10, what="the oldest recording deleted")
+    assert await ids() == [newest["id"], middle["id"]]
+    gone = data / "recordings" / "recordings" / str(oldest["id"])
+    await wait_for(lambda: not gone.exists(), timeout=5, what="the oldest recording's media deleted")
+    publisher = await start_publisher(rtmp_url(node, room["stream_key"]), seconds=7, fps=FPS, realtime=True)
+    try:
+        await wait_for(lambda: _without(ids, middle["id"]), timeout=15, what="the middle recording deleted")
+        assert newest["id"] in await ids()  # oldest first
+
+        async def alone_over_limit() -> list[dict[str, Any]] | None:
+            found = await _recordings(node, slug)
+            return found if found and found[0]["bytes"] > limit + 20_000 else None
+
+        live = await wait_for(alone_over_limit, timeout=15, what="the live recording over the limit")
+        await wait_for(lambda: _without(ids, newest["id"]), timeout=5, what="the newest finished one deleted")
+        # Over the limit with only the broadcast in progress left: retention keeps it.
+        assert [r["id"] for r in await _recordings(node, slug)] == [live[0]["id"]]
+        assert live[0]["status"] == "recording"
+    finally:
+        await publisher.result()
+
+
+async def _without(ids: Any, gone: int) -> bool:
+    return gone not in await ids()

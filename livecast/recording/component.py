@@ -3,6 +3,7 @@ the index repository, the recorder (an HLS segment tap) and the URL signer."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -10,11 +11,13 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from livecast.config import Settings
+from livecast.core.tasks import cancel_and_wait
 from livecast.hls.service import HlsService
 from livecast.keys import DB
 from livecast.recording.objects import DiskStorage, ObjectStorage
 from livecast.recording.recorder import Recorder, RecorderStats
 from livecast.recording.remux import Remuxer
+from livecast.recording.retention import Retention
 from livecast.recording.service import RECORDINGS, RecordingService
 from livecast.recording.vod import UrlSigner
 from livecast.storage.recordings import RecordingRepository
@@ -51,12 +54,16 @@ def lifecycle(settings: Settings, hls: Callable[[], HlsService], stats: Recorder
         hls().add_tap(recorder)
         app[RECORDER] = recorder
         remuxer = Remuxer(settings.recording.download_workers)
-        app[RECORDINGS] = RecordingService(settings.recording, repo, storage, recorder,
-                                           UrlSigner(signing_key(settings)),
-                                           settings.data_path / "recordings-cache", remuxer)
+        service = app[RECORDINGS] = RecordingService(settings.recording, repo, storage, recorder,
+                                                     UrlSigner(signing_key(settings)),
+                                                     settings.data_path / "recordings-cache", remuxer)
+        retention = Retention(settings.recording, repo, service.delete_by_id)
+        sweeper = asyncio.create_task(retention.run_forever(), name="recording-retention") \
+            if retention.active() else None
         try:
             yield
         finally:
+            await cancel_and_wait(sweeper)
             remuxer.close()
             await recorder.close()
 

@@ -181,6 +181,12 @@ class RecordingService:
         await self.storage.delete_prefix(recording_prefix(recording.id))
         (self.cache_dir / f"{recording.id}.mp4").unlink(missing_ok=True)
 
+    async def delete_by_id(self, recording_id: int) -> None:
+        """Retention's delete: gone already is fine."""
+        row = await self.repo.by_id(recording_id)
+        if row is not None:
+            await self.delete(Recording.from_row(row))
+
     async def set_room_choice(self, slug: str, record: object) -> bool:
         if record is not None and not isinstance(record, bool):
             raise ValidationError("record must be true, false or null (the server's default)", field="record")

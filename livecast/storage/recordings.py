@@ -56,9 +56,15 @@ CHAT_GIFTS = (
     " WHERE g.room_id = ? AND g.created_at >= ? AND g.created_at <= ? ORDER BY g.id LIMIT ?"
 )
 
+FINISHED_OLDEST_FIRST = (
+    "SELECT id, room_id, bytes, ended_at FROM recordings WHERE status != 'recording' ORDER BY started_at, id"
+)
+BYTES_BY_ROOM = "SELECT room_id, SUM(bytes) AS total FROM recordings GROUP BY room_id"
+
 STATEMENTS: tuple[str, ...] = (
     INSERT, BY_ID, BY_ROOM, LIVE_IN_ROOM, ADD_SEGMENT, ADD_TOTALS, ADD_GAP, SEGMENTS, FINISH, OPEN_IDS,
     SET_VISIBILITY, DELETE, ROOM_CHOICE, CLEAR_CHOICE, SET_CHOICE, CHAT_COMMENTS, CHAT_GIFTS,
+    FINISHED_OLDEST_FIRST, BYTES_BY_ROOM,
 )
 
 
@@ -149,3 +155,11 @@ class RecordingRepository:
         comments = await self.db.fetch_all(CHAT_COMMENTS, (room_id, start, end, limit))
         gifts = await self.db.fetch_all(CHAT_GIFTS, (room_id, start, end, limit))
         return comments, gifts
+
+    async def finished_oldest_first(self) -> list[Row]:
+        """Finished recordings (never one in progress), oldest first."""
+        return await self.db.fetch_all(FINISHED_OLDEST_FIRST)
+
+    async def bytes_by_room(self) -> dict[int, int]:
+        """Stored bytes per room, recordings in progress included."""
+        return {int(r["room_id"]): int(r["total"] or 0) for r in await self.db.fetch_all(BYTES_BY_ROOM)}
