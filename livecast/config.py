@@ -197,6 +197,8 @@ class RecordingSettings:
     max_bytes: int = 0
     max_room_bytes: int = 0
     retention_interval: float = 300.0
+    max_clip_seconds: int = 120
+    clips_per_minute: int = 6
 
 
 @dataclass
@@ -309,6 +311,8 @@ class Settings:
             (self.recording.max_bytes >= 0 and self.recording.max_room_bytes >= 0,
              "recording.max_bytes and recording.max_room_bytes must be >= 0 (0 = no cap)"),
             (0.1 <= self.recording.retention_interval <= 86400, "recording.retention_interval must be 0.1..86400 s"),
+            (1 <= self.recording.max_clip_seconds <= 3600, "recording.max_clip_seconds must be 1..3600"),
+            (self.recording.clips_per_minute >= 1, "recording.clips_per_minute must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:

@@ -332,3 +332,55 @@ async def test_retention_deletes_the_oldest_first_and_keeps_the_live_one(node_fa
 
 async def _without(ids: Any, gone: int) -> bool:
     return gone not in await ids()
+
+
+async def test_clips_of_a_live_room_and_of_a_recording(node_factory: Any) -> None:
+    """The issue's figure is the last 20 s; this clips the last 4 s of a 7 s real-time publish
+    (1 s GOPs and segments), to keep CI short."""
+    node = await node_factory(recording={**RECORDING, "clips_per_minute": 3}, hls={"segment_duration": 1.0})
+    room = await make_room(node)
+    slug = room["slug"]
+    viewer = await register_and_login(node)
+    clips = node.url(f"/api/v1/rooms/{slug}/clips")
+    async with node.http.post(clips, json={"seconds": 4}) as r:
+        assert r.status == 401
+    publisher = await start_publisher(rtmp_url(node, room["stream_key"]), seconds=7, fps=FPS, realtime=True)
+    try:
+        async def recorded(seconds: float) -> bool:
+            found = await _recordings(node, slug)
+            return bool(found) and found[0]["duration"] >= seconds
+
+        await wait_for(lambda: recorded(5), timeout=20, what="five recorded seconds")
+        async with node.http.post(clips, json={"seconds": 4, "title": "last four"}, headers=viewer["headers"]) as r:
+            assert r.status == 201, await r.text()
+            live_clip = (await r.json())["clip"]
+    finally:
+        await publisher.result()
+    recording = await _finished(node, slug)
+    assert live_clip["recording"] == recording["id"] and live_clip["title"] == "last four"
+    assert abs(live_clip["duration"] - 4) <= 1.0
+    async with node.http.get(node.url(live_clip["url"])) as r:
+        assert r.status == 200 and r.headers["Content-Type"] == "video/mp4"
+        frames, seconds = await asyncio.to_thread(_decode_mp4, await r.read())
+    assert abs(seconds - 4) <= 1.0 + 1 / FPS and abs(frames - seconds * FPS) <= 1
+
+    body = {"recording": recording["id"], "from": 1, "to": 3}
+    async with node.http.post(clips, json=body, headers=viewer["headers"]) as r:
+        assert r.status == 201, await r.text()
+        ranged = (await r.json())["clip"]
+    assert abs(ranged["start"] - 1) <= 1.0 and abs(ranged["duration"] - 2) <= 1.0
+    async with node.http.get(node.url(ranged["url"]), headers={"Range": "bytes=0-9"}) as r:
+        assert r.status == 206 and len(await r.read()) == 10
+    async with node.http.post(clips, json={"seconds": 4}, headers=viewer["headers"]) as r:
+        assert r.status == 409 and (await r.json())["error"]["code"] == "not_recording"
+    async with node.http.post(clips, json={"seconds": 4}, headers=viewer["headers"]) as r:
+        assert r.status == 429 and float(r.headers["Retry-After"]) > 0
+    async with node.http.get(clips) as r:
+        assert [c["id"] for c in (await r.json())["clips"]] == [ranged["id"], live_clip["id"]]
+    other = await register_and_login(node)
+    async with node.http.delete(node.url(f"/api/v1/clips/{ranged['id']}"), headers=other["headers"]) as r:
+        assert r.status == 403
+    async with node.http.delete(node.url(f"/api/v1/clips/{ranged['id']}"), headers=viewer["headers"]) as r:
+        assert r.status == 204
+    async with node.http.get(node.url(ranged["url"])) as r:
+        assert r.status == 404

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from livecast import demo, webhooks
 from livecast.api import cluster as cluster_api
+from livecast.api import clips as clips_api
 from livecast.api import recordings as recordings_api
 from livecast.api import routes as api_routes
 from livecast.app.buses import make_bus
@@ -46,6 +47,7 @@ def build(app: web.Application, settings: Settings) -> None:
     recorder_stats = RecorderStats()
     parts.append(recording.lifecycle(settings, lambda: app[ingest.HLS], recorder_stats))
     recordings_api.setup(app)
+    clips_api.setup(app)
     vod_routes.setup(app)
     parts.append(_media(app))
     hub, hls = app[ingest.HUB], app[ingest.HLS]

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from livecast.api.auth import current_user
+from livecast.api.clips import viewable_clip
 from livecast.api.paging import parse_int
 from livecast.core.errors import NotFound
 from livecast.delivery.routes import PLAYLIST_TYPE, preflight, segment_response
 from livecast.hls.muxer import CONTENT_TYPES
+from livecast.recording.clips import CLIPS
 from livecast.recording.service import RECORDINGS, Recording
 
 log = logging.getLogger(__name__)
@@ -90,9 +92,20 @@ async def dvr_playlist(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={**_CORS, "Content-Type": PLAYLIST_TYPE, "Cache-Control": "no-cache"})
 
 
+async def clip_mp4(request: web.Request) -> web.Response:
+    """A clip's MP4 (immutable; ``Range`` answered)."""
+    clip = await viewable_clip(request)
+    data = await request.app[CLIPS].read(clip)
+    response = segment_response(request, _Stored(data, "video/mp4"))
+    if clip.visibility != "public":
+        response.headers["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
 def setup(app: web.Application) -> None:
     """Register before the live HLS routes: /hls/{slug}/dvr.m3u8 is not a live segment."""
     app.router.add_get("/hls/{slug}/dvr.m3u8", dvr_playlist)
+    app.router.add_get("/clips/{id}.mp4", clip_mp4)
     app.router.add_get("/vod/{id}/index.m3u8", vod_playlist)
     app.router.add_get("/vod/{id}/download.mp4", vod_download)
     app.router.add_get("/vod/{id}/{name}", vod_segment)

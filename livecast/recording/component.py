@@ -14,13 +14,14 @@ from livecast.config import Settings
 from livecast.core.tasks import cancel_and_wait
 from livecast.hls.service import HlsService
 from livecast.keys import DB
+from livecast.recording.clips import CLIPS, ClipService
 from livecast.recording.objects import DiskStorage, ObjectStorage
 from livecast.recording.recorder import Recorder, RecorderStats
 from livecast.recording.remux import Remuxer
 from livecast.recording.retention import Retention
 from livecast.recording.service import RECORDINGS, RecordingService
 from livecast.recording.vod import UrlSigner
-from livecast.storage.recordings import RecordingRepository
+from livecast.storage.recordings import ClipRepository, RecordingRepository
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def lifecycle(settings: Settings, hls: Callable[[], HlsService], stats: Recorder
         service = app[RECORDINGS] = RecordingService(settings.recording, repo, storage, recorder,
                                                      UrlSigner(signing_key(settings)),
                                                      settings.data_path / "recordings-cache", remuxer)
+        app[CLIPS] = ClipService(service, ClipRepository(app[DB]))
         retention = Retention(settings.recording, repo, service.delete_by_id)
         sweeper = asyncio.create_task(retention.run_forever(), name="recording-retention") \
             if retention.active() else None

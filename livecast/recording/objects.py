@@ -23,6 +23,7 @@ class StorageError(Exception):
 class ObjectStorage(Protocol):
     async def put(self, key: str, data: bytes) -> None: ...
     async def get(self, key: str) -> bytes | None: ...
+    async def delete(self, key: str) -> None: ...
     async def delete_prefix(self, prefix: str) -> None: ...
     def free_bytes(self) -> int | None:
         """Free space where objects go, None when unknown (object storage)."""
@@ -75,6 +76,10 @@ class DiskStorage:
             return None
         except OSError as err:
             raise StorageError(f"cannot read {key}: {err.strerror or err}") from err
+
+    async def delete(self, key: str) -> None:
+        path = self._path(key)
+        await asyncio.to_thread(path.unlink, True)
 
     async def delete_prefix(self, prefix: str) -> None:
         path = self._path(prefix.rstrip("/"))

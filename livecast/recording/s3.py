@@ -76,6 +76,12 @@ class S3Storage:
         except (BotoCoreError, OSError) as err:
             raise StorageError(f"S3 GET {key}: {err}") from err
 
+    async def delete(self, key: str) -> None:
+        try:
+            await (await self._s3()).delete_object(Bucket=self.bucket, Key=self._key(key))
+        except (BotoCoreError, ClientError, OSError) as err:
+            raise StorageError(f"S3 DELETE {key}: {err}") from err
+
     async def delete_prefix(self, prefix: str) -> None:
         client = await self._s3()
         try:

@@ -22,7 +22,7 @@ from livecast.recording.recorder import Recorder, recording_prefix
 from livecast.recording.remux import Remuxer
 from livecast.recording.vod import SEGMENT_NAME, UrlSigner, render_dvr, render_vod
 from livecast.storage.database import Row
-from livecast.storage.recordings import RecordingRepository
+from livecast.storage.recordings import RecordingRepository, StoredSegment
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,21 @@ class RecordingService:
         segments = await self.repo.segments(recording.id)
         if not segments:
             raise NotFound("this recording has no stored media")
+        frames = await self._remux(segments, target)
+        log.info("recording %d: download.mp4 made (%d video packets)", recording.id, frames)
+
+    async def store_mp4(self, segments: list[StoredSegment], name: str, key: str) -> None:
+        """Remux ``segments`` into one MP4 and store it as ``key``."""
+        target = self.cache_dir / f"{name}.mp4"
+        try:
+            await self._remux(segments, target)
+            data = await asyncio.to_thread(target.read_bytes)
+            await self.storage.put(key, data)
+        finally:
+            target.unlink(missing_ok=True)
+
+    async def _remux(self, segments: list[StoredSegment], target: Path) -> int:
+        """Join the segments (one init's worth) into a source file, remux it in a worker."""
         first_init = segments[0].init_key
         source = target.with_suffix(".src")
         await asyncio.to_thread(self.cache_dir.mkdir, parents=True, exist_ok=True)
@@ -154,8 +169,7 @@ class RecordingService:
                     if segment.init_key != first_init:
                         break  # a new init (codec change): FFmpeg reads one init per file
                     out.write(await self._object(segment.object_key))
-            frames = await self.remuxer.remux(source, target)
-            log.info("recording %d: download.mp4 made (%d video packets)", recording.id, frames)
+            return await self.remuxer.remux(source, target)
         finally:
             source.unlink(missing_ok=True)
 

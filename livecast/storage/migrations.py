@@ -248,6 +248,8 @@ _RECORDINGS_4 = """
         recording_id {ref} REFERENCES recordings(id) ON DELETE SET NULL,
         user_id {ref} REFERENCES users(id) ON DELETE SET NULL,
         title TEXT NOT NULL DEFAULT '',
+        visibility TEXT NOT NULL DEFAULT 'public' CONSTRAINT clips_visibility_check
+            CHECK (visibility IN ('public', 'private')),
         media_start REAL NOT NULL,
         duration REAL NOT NULL,
         object_key TEXT,

@@ -61,10 +61,23 @@ FINISHED_OLDEST_FIRST = (
 )
 BYTES_BY_ROOM = "SELECT room_id, SUM(bytes) AS total FROM recordings GROUP BY room_id"
 
+_CLIP = (
+    "SELECT c.id, c.room_id, ro.slug, ro.owner_id, c.recording_id, c.user_id, c.title, c.visibility,"
+    " c.media_start, c.duration, c.object_key, c.created_at FROM clips c JOIN rooms ro ON ro.id = c.room_id"
+)
+INSERT_CLIP = (
+    "INSERT INTO clips (room_id, recording_id, user_id, title, visibility, media_start, duration, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+)
+CLIP_STORED = "UPDATE clips SET object_key = ? WHERE id = ?"
+CLIP_BY_ID = _CLIP + " WHERE c.id = ?"
+CLIPS_BY_ROOM = _CLIP + " WHERE ro.slug = ? AND c.object_key IS NOT NULL AND c.id < ? ORDER BY c.id DESC LIMIT ?"
+DELETE_CLIP = "DELETE FROM clips WHERE id = ?"
+
 STATEMENTS: tuple[str, ...] = (
     INSERT, BY_ID, BY_ROOM, LIVE_IN_ROOM, ADD_SEGMENT, ADD_TOTALS, ADD_GAP, SEGMENTS, FINISH, OPEN_IDS,
     SET_VISIBILITY, DELETE, ROOM_CHOICE, CLEAR_CHOICE, SET_CHOICE, CHAT_COMMENTS, CHAT_GIFTS,
-    FINISHED_OLDEST_FIRST, BYTES_BY_ROOM,
+    FINISHED_OLDEST_FIRST, BYTES_BY_ROOM, INSERT_CLIP, CLIP_STORED, CLIP_BY_ID, CLIPS_BY_ROOM, DELETE_CLIP,
 )
 
 
@@ -163,3 +176,38 @@ class RecordingRepository:
     async def bytes_by_room(self) -> dict[int, int]:
         """Stored bytes per room, recordings in progress included."""
         return {int(r["room_id"]): int(r["total"] or 0) for r in await self.db.fetch_all(BYTES_BY_ROOM)}
+
+
+@dataclass(frozen=True)
+class NewClip:
+    room_id: int
+    recording_id: int
+    user_id: int
+    title: str
+    visibility: str
+    media_start: float
+    duration: float
+    created_at: float
+
+
+class ClipRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def insert(self, clip: NewClip) -> int:
+        return await self.db.insert(INSERT_CLIP, (clip.room_id, clip.recording_id, clip.user_id, clip.title,
+                                                  clip.visibility, clip.media_start, clip.duration,
+                                                  clip.created_at))
+
+    async def stored(self, clip_id: int, object_key: str) -> None:
+        await self.db.execute(CLIP_STORED, (object_key, clip_id))
+
+    async def by_id(self, clip_id: int) -> Row | None:
+        return await self.db.fetch_one(CLIP_BY_ID, (clip_id,))
+
+    async def by_room(self, slug: str, limit: int, before: int | None) -> list[Row]:
+        return await self.db.fetch_all(CLIPS_BY_ROOM, (slug, before if before is not None else 2**62,
+                                                       limit_or_all(limit)))
+
+    async def delete(self, clip_id: int) -> int:
+        return await self.db.execute(DELETE_CLIP, (clip_id,))
