@@ -21,6 +21,7 @@ from livecast.recording.service import RECORDINGS, Recording
 log = logging.getLogger(__name__)
 
 _CORS = {"Access-Control-Allow-Origin": "*"}
+PUBLIC_MAX_AGE = 3600
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ async def vod_playlist(request: web.Request) -> web.Response:
     recording = await _viewable(request)
     body = await request.app[RECORDINGS].playlist(recording, _signature(request))
     # A finished recording's playlist never changes; one being recorded grows.
-    cache = "public, max-age=86400" if recording.status != "recording" else "no-cache"
+    cache = f"public, max-age={PUBLIC_MAX_AGE}" if recording.status != "recording" else "no-cache"
     if recording.visibility != "public":
         cache = "private, no-cache"
     return web.Response(body=body, headers={**_CORS, "Content-Type": PLAYLIST_TYPE, "Cache-Control": cache})
@@ -63,18 +64,24 @@ async def vod_segment(request: web.Request) -> web.Response:
     data = await request.app[RECORDINGS].read(recording, name)
     kind = "init" if name.endswith(".mp4") else "fmp4" if name.endswith(".m4s") else "mpegts"
     response = segment_response(request, _Stored(data, CONTENT_TYPES[kind]))
-    if recording.visibility != "public":
-        response.headers["Cache-Control"] = "private, max-age=86400"
+    response.headers["Cache-Control"] = _object_caching(recording.visibility)
     return response
+
+
+def _object_caching(visibility: str) -> str:
+    """Stored media never changes, but a public recording may turn private: shared caches
+    (edges, CDNs) keep a public object at most PUBLIC_MAX_AGE seconds."""
+    if visibility != "public":
+        return f"private, max-age={PUBLIC_MAX_AGE}"
+    return f"public, max-age={PUBLIC_MAX_AGE}, immutable"
 
 
 async def vod_download(request: web.Request) -> web.StreamResponse:
     """The whole recording as one MP4 (remuxed once, then a file; ``Range`` answered)."""
     recording = await _viewable(request)
     path = await request.app[RECORDINGS].download(recording)
-    cache = "public, max-age=86400, immutable" if recording.visibility == "public" else "private, max-age=3600"
     return web.FileResponse(path, headers={
-        **_CORS, "Content-Type": "video/mp4", "Cache-Control": cache,
+        **_CORS, "Content-Type": "video/mp4", "Cache-Control": _object_caching(recording.visibility),
         "Content-Disposition": f'attachment; filename="{recording.slug}-{recording.id}.mp4"'})
 
 
@@ -97,8 +104,7 @@ async def clip_mp4(request: web.Request) -> web.Response:
     clip = await viewable_clip(request)
     data = await request.app[CLIPS].read(clip)
     response = segment_response(request, _Stored(data, "video/mp4"))
-    if clip.visibility != "public":
-        response.headers["Cache-Control"] = "private, max-age=86400"
+    response.headers["Cache-Control"] = _object_caching(clip.visibility)
     return response
 
 
