@@ -71,6 +71,7 @@ PAGES = {
     "/register": Page("register.html", "Sign up · LiveCast", "auth.js"),
     "/dashboard": Page("dashboard.html", "Dashboard · LiveCast", "dashboard.js"),
     "/admin": Page("admin.html", "Admin · LiveCast", "admin.js"),
+    "/recordings/{id}": Page("replay.html", "Replay · LiveCast", "replay.js"),
 }
 LAYOUT = PAGES_DIR / "_layout.html"
 

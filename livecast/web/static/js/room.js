@@ -5,6 +5,7 @@ import {
   api, formatTime, h, loginHref, plural, renderNav, replace, setCoins,
 } from "./common.js";
 import { LivePlayer } from "./player.js";
+import "./room-recordings.js";
 
 const MAX_LOG = 200;
 const LIKE_FLUSH_MS = 250;
