@@ -14,7 +14,7 @@ from helpers import make_room, register_and_login, rtmp_url, wait_for
 from publisher import start_publisher
 from test_chat_support import connect, post
 from test_recording import FPS, RECORDING, _finished, _recordings
-from test_web_ui import PageWatch, browser, new_page  # noqa: F401  (browser is a fixture)
+from test_web_ui import PASSWORD, PageWatch, browser, new_page  # noqa: F401  (browser is a fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -103,3 +103,32 @@ async def test_replay_page_seeks_with_the_chat_and_live_page_rewinds(browser: An
         if publisher.proc.returncode is None:
             await publisher.stop()
             await asyncio.wait_for(publisher.proc.wait(), 10)
+
+
+async def test_dashboard_turns_recording_on_and_off(browser: Any, node: Any) -> None:  # noqa: F811
+    context, page, watch = await new_page(browser, node)
+    try:
+        room = await make_room(node, "Recorded room")
+        slug = room["slug"]
+        r = await context.request.post(node.url("/api/v1/auth/login"),
+                                       data={"username": room["owner"]["username"], "password": PASSWORD})
+        assert r.status == 200
+        await page.goto("/dashboard")
+        toggle = page.locator(f'.rec-room[data-slug="{slug}"] .rec-toggle')
+        assert not await toggle.is_checked()
+        await toggle.check()
+
+        async def record() -> bool:
+            r = await context.request.get(node.url(f"/api/v1/rooms/{slug}/recording"))
+            return bool((await r.json())["record"])
+
+        await wait_for(record, timeout=10, what="recording turned on")
+        await toggle.uncheck()
+        await wait_for(lambda: _not(record), timeout=10, what="recording turned off")
+        assert not watch.problems, watch.problems
+    finally:
+        await context.close()
+
+
+async def _not(check: Any) -> bool:
+    return not await check()

@@ -4,6 +4,7 @@ import {
   announce, api, apiAll, clearFormErrors, copyText, formatBitrate, formatDuration, h, loginHref, renderNav, replace,
   showFormError,
 } from "./common.js";
+import "./dashboard-recordings.js";
 
 const REFRESH_MS = 3000;
 const $ = (id) => document.getElementById(id);
