@@ -46,7 +46,10 @@ class S3Storage:
         if self._client is None:
             s = self.settings
             signed = bool(s.access_key and s.secret_key)
-            config = Config(retries={"max_attempts": 1}, **_TIMEOUTS,
+            # No client-side body checksums (botocore's default CRC32 of every PUT): the
+            # segment is in memory and TCP and S3's own Content-Length check cover it.
+            config = Config(retries={"max_attempts": 1}, request_checksum_calculation="when_required",
+                            response_checksum_validation="when_required", **_TIMEOUTS,
                             **({} if signed else {"signature_version": UNSIGNED}))
             creator = get_session().create_client(
                 "s3", region_name=s.region or None, endpoint_url=s.endpoint or None,
