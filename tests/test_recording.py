@@ -39,9 +39,13 @@ async def _finished(node: Any, slug: str, status: str = "complete") -> dict[str,
     return dict(await wait_for(done, timeout=30, what=f"a {status} recording"))
 
 
-@pytest.mark.parametrize("container", ["mpegts", "fmp4"])
+@pytest.mark.parametrize("container", ["mpegts", "fmp4", "ll-hls"])
 async def test_recorded_publish_replays_every_frame(node_factory: Any, container: str) -> None:
-    node = await node_factory(recording=RECORDING, hls={"container": container, "segment_duration": 1.0})
+    hls: dict[str, Any] = {"container": container, "segment_duration": 1.0}
+    if container == "ll-hls":  # an LL-HLS room records its whole fMP4 segments
+        hls = {"low_latency": True, "part_target": 0.25, "segment_duration": 1.0}
+        container = "fmp4"
+    node = await node_factory(recording=RECORDING, hls=hls)
     room = await make_room(node)
     sent = await publish_async(rtmp_url(node, room["stream_key"]), seconds=6, fps=FPS, realtime=True)
     recording = await _finished(node, room["slug"])
