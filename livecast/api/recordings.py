@@ -128,7 +128,9 @@ async def set_room_recording(request: web.Request) -> web.Response:
     if not room.is_managed_by(user):
         raise Forbidden("only the room's owner or an admin may do this")
     data = await read_body(request)
-    record = await request.app[RECORDINGS].set_room_choice(room.slug, data.get("record"))
+    if "record" not in data:
+        raise ValidationError("record is required (true, false or null)", field="record", code="missing")
+    record = await request.app[RECORDINGS].set_room_choice(room.slug, data["record"])
     return web.json_response({"record": record}, headers=NO_STORE)
 
 
