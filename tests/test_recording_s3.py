@@ -23,7 +23,7 @@ from botocore.config import Config
 from helpers import make_room, rtmp_url
 from procs import free_port
 from publisher import publish_async, read_hls_async
-from test_recording import FPS, RECORDING, _finished
+from test_recording import FPS, RECORDING, SECONDS, _finished
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +88,7 @@ async def test_recording_to_seaweedfs(node_factory: Any, seaweed: str, container
     node = await node_factory(recording={**RECORDING, "storage": f"s3://{BUCKET}/live"},
                               s3={"endpoint": seaweed}, hls={"container": container, "segment_duration": 1.0})
     room = await make_room(node)
-    sent = await publish_async(rtmp_url(node, room["stream_key"]), seconds=6, fps=FPS, realtime=True)
+    sent = await publish_async(rtmp_url(node, room["stream_key"]), seconds=SECONDS, fps=FPS, realtime=True)
     recording = await _finished(node, room["slug"])
     prefix = f"live/recordings/{recording['id']}/"
     keys = await _keys(seaweed, prefix)
