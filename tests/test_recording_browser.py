@@ -77,6 +77,16 @@ async def test_replay_page_seeks_with_the_chat_and_live_page_rewinds(browser: An
         await publisher.result()
         recording = await _finished(node, slug)
 
+        # A clip's page plays its MP4.
+        async with node.http.post(node.url(f"/api/v1/rooms/{slug}/clips"), headers=viewer["headers"],
+                                  json={"recording": recording["id"], "from": 1, "to": 4}) as r:
+            assert r.status == 201
+            clip = (await r.json())["clip"]
+        await page.goto(clip["page"])
+        await until(page, "document.getElementById('clip-video').readyState >= 1"
+                    " && document.getElementById('clip-video').duration > 2")
+        assert await page.locator("#clip-room").text_content() == slug
+
         # The room page lists the broadcast; its link opens the replay page.
         await page.goto(f"/r/{slug}")
         await page.locator(f'#past-list a[href="/recordings/{recording["id"]}"]').click()

@@ -29,7 +29,7 @@ async function showPast() {
   }
   if (clips.length) {
     box.append(h("h2", {}, "Clips"), h("ul", { id: "clip-list" }, clips.map((c) => h("li", {},
-      h("a", { href: c.url }, c.title || `Clip ${c.id}`), " · ", formatDuration(Math.round(c.duration))))));
+      h("a", { href: c.page }, c.title || `Clip ${c.id}`), " · ", formatDuration(Math.round(c.duration))))));
   }
 }
 
