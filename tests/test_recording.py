@@ -391,3 +391,19 @@ async def test_clips_of_a_live_room_and_of_a_recording(node_factory: Any) -> Non
         assert r.status == 204
     async with node.http.get(node.url(ranged["url"])) as r:
         assert r.status == 404
+
+
+async def test_low_disk_space_stops_recording_not_the_stream(node_factory: Any) -> None:
+    node = await node_factory(recording={"enabled": True, "min_free_bytes": 2**62}, hls={"segment_duration": 1.0})
+    room = await make_room(node)
+    sent = await publish_async(rtmp_url(node, room["stream_key"]), seconds=2, fps=FPS)
+    frames, _, _ = await read_hls_async(node.url(f"/hls/{room['slug']}/index.m3u8"))
+    assert abs(frames - sent.video_frames) <= 1
+
+    async def stopped() -> bool:
+        async with node.http.get(node.url("/metrics")) as r:
+            found = re.search(r"^livecast_recording_stopped_low_disk_total (\S+)$", await r.text(), re.M)
+        return bool(found and float(found.group(1)) >= 1)
+
+    await wait_for(stopped, timeout=10, what="recording stopped for low disk space")
+    assert await _recordings(node, room["slug"]) == []
