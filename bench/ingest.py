@@ -8,6 +8,10 @@ the same run and the ratio is printed.
 
     python bench/ingest.py --publishers 1 --runs 3
     python bench/ingest.py --publishers 20 --runs 3
+    python bench/ingest.py --publishers 4 --runs 3 --record      # recording to disk and to S3
+
+``--record`` measures the same server without recording, recording to disk and recording to
+S3 (a local SeaweedFS, whose own CPU is not counted) and prints the extra CPU of recording.
 
 Not a test: it prints figures for docs/PERFORMANCE.md.
 """
@@ -290,9 +294,13 @@ def main() -> None:
     ap.add_argument("--segment", type=float, default=2.0)
     ap.add_argument("--container", default="mpegts", choices=["mpegts", "fmp4"])
     ap.add_argument("--no-nginx", action="store_true")
+    ap.add_argument("--record", action="store_true", help="compare no recording, recording to disk and to S3")
     args = ap.parse_args()
     if args.push:
         push(*args.push)
+        return
+    if args.record:
+        record_overhead(args)
         return
     clip = CACHE / f"clip-1080p30-6M-{args.seconds}s.flv"
     make_clip(clip, args.seconds)
@@ -327,6 +335,42 @@ def main() -> None:
         print(f"ratio livecast / nginx-rtmp CPU: {ratio:.2f}x")
     else:
         print("nginx with libnginx-mod-rtmp not installed: no baseline in this run")
+
+
+RECORDING_ON = {"LIVECAST_RECORDING_ENABLED": "true", "LIVECAST_RECORDING_MIN_FREE_BYTES": "0"}
+
+
+def record_overhead(args: argparse.Namespace) -> None:
+    """CPU per stream-minute: not recording vs recording to disk vs recording to S3."""
+    from seaweed import SeaweedFS
+
+    clip = CACHE / f"clip-1080p30-6M-{args.seconds}s.flv"
+    make_clip(clip, args.seconds)
+    with av.open(str(clip)) as info:
+        clip_seconds = float(info.duration / 1_000_000)
+    weed = SeaweedFS()
+    variants = {
+        "no recording": {},
+        "record to disk": RECORDING_ON,
+        "record to S3": {**RECORDING_ON, "LIVECAST_RECORDING_STORAGE": f"s3://{weed.bucket}/bench",
+                         "LIVECAST_S3_ENDPOINT": weed.endpoint},
+    }
+    rows: dict[str, list[float]] = {name: [] for name in variants}
+    try:
+        for run in range(args.runs):
+            for name, env in variants.items():
+                result = measure(LivecastServer, clip, clip_seconds, args.publishers, segment=args.segment,
+                                 container=args.container, env_overrides=env)
+                rows[name].append(result["cpu_per_stream_min"])
+            print(f"run {run + 1}: " + "; ".join(f"{n} {r[-1]:.3f}" for n, r in rows.items()) + " cpu-s/stream-min")
+    finally:
+        weed.stop()
+    base = statistics.median(rows["no recording"])
+    print(f"publishers {args.publishers}, clip {clip_seconds:.0f} s 1080p30 6 Mbit/s, {args.container}, "
+          f"{args.runs} runs (medians):")
+    for name, values in rows.items():
+        value = statistics.median(values)
+        print(f"  {name:15s} {value:.3f} CPU-s per stream-minute ({(value / base - 1) * 100:+.1f}% vs no recording)")
 
 
 if __name__ == "__main__":

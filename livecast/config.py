@@ -219,6 +219,34 @@ class MetricsSettings:
 
 
 @dataclass
+class RecordingSettings:
+    enabled: bool = False  # a room's default; the room's own choice wins
+    storage: str = ""  # "" = <data_dir>/recordings; or "s3://bucket/prefix"
+    min_free_bytes: int = 1024 * 1024 * 1024
+    queue_segments: int = 30
+    upload_attempts: int = 5
+    upload_backoff: float = 0.5
+    signed_url_ttl: int = 3600
+    chat_replay_max: int = 5000
+    download_workers: int = 1
+    dvr_window: float = 7200.0
+    max_age_days: float = 0.0
+    max_bytes: int = 0
+    max_room_bytes: int = 0
+    retention_interval: float = 300.0
+    max_clip_seconds: int = 120
+    clips_per_minute: int = 6
+
+
+@dataclass
+class S3Settings:
+    endpoint: str = ""
+    region: str = "us-east-1"
+    access_key: str = ""
+    secret_key: str = ""
+
+
+@dataclass
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
@@ -234,6 +262,8 @@ class Settings:
     rooms: RoomsSettings = field(default_factory=RoomsSettings)
     transcode: TranscodeSettings = field(default_factory=TranscodeSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
+    s3: S3Settings = field(default_factory=S3Settings)
 
     @property
     def data_path(self) -> Path:
@@ -316,6 +346,22 @@ class Settings:
             (1 <= self.database.pool_size <= 1000, "database.pool_size must be 1..1000"),
             (0 < self.database.connect_timeout <= 300, "database.connect_timeout must be 0..300 s"),
             (0 < self.database.statement_timeout <= 3600, "database.statement_timeout must be 0..3600 s"),
+            (self.recording.storage == "" or self.recording.storage.startswith("s3://"),
+             "recording.storage must be empty (disk) or s3://bucket/prefix"),
+            (self.recording.min_free_bytes >= 0, "recording.min_free_bytes must be >= 0"),
+            (1 <= self.recording.queue_segments <= 1000, "recording.queue_segments must be 1..1000"),
+            (1 <= self.recording.upload_attempts <= 20, "recording.upload_attempts must be 1..20"),
+            (0 < self.recording.upload_backoff <= 60, "recording.upload_backoff must be 0..60 s"),
+            (60 <= self.recording.signed_url_ttl <= 7 * 86400, "recording.signed_url_ttl must be 60..604800 s"),
+            (1 <= self.recording.chat_replay_max <= 100_000, "recording.chat_replay_max must be 1..100000"),
+            (1 <= self.recording.download_workers <= 16, "recording.download_workers must be 1..16"),
+            (10 <= self.recording.dvr_window <= 86400, "recording.dvr_window must be 10..86400 s"),
+            (self.recording.max_age_days >= 0, "recording.max_age_days must be >= 0 (0 = keep)"),
+            (self.recording.max_bytes >= 0 and self.recording.max_room_bytes >= 0,
+             "recording.max_bytes and recording.max_room_bytes must be >= 0 (0 = no cap)"),
+            (0.1 <= self.recording.retention_interval <= 86400, "recording.retention_interval must be 0.1..86400 s"),
+            (1 <= self.recording.max_clip_seconds <= 3600, "recording.max_clip_seconds must be 1..3600"),
+            (self.recording.clips_per_minute >= 1, "recording.clips_per_minute must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:

@@ -12,6 +12,8 @@ from aiohttp import web
 
 from livecast import demo, webhooks
 from livecast.api import cluster as cluster_api
+from livecast.api import clips as clips_api
+from livecast.api import recordings as recordings_api
 from livecast.api import routes as api_routes
 from livecast.app import cluster_state
 from livecast.app.buses import make_bus
@@ -25,6 +27,7 @@ from livecast.cluster.metrics import ClusterCollector
 from livecast.cluster.registry import Registry
 from livecast.cluster.shared_registry import SharedRegistry
 from livecast.config import Settings
+from livecast.delivery import vod as vod_routes
 from livecast.ingest import component as ingest
 from livecast.ingest.metrics import IngestCollector
 from livecast.keys import DB, EVENTS, ROOM_EXTRAS
@@ -32,6 +35,9 @@ from livecast.transcode import component as transcode
 from livecast.observe import metrics as observe_metrics
 from livecast.rooms import RoomExtras
 from livecast.observe import setup as setup_observability
+from livecast.recording import component as recording
+from livecast.recording.metrics import RecordingCollector
+from livecast.recording.recorder import RecorderStats
 from livecast.web import routes as web_routes
 
 
@@ -48,6 +54,13 @@ def build(app: web.Application, settings: Settings) -> None:
     bus = make_bus(chat, settings.cluster.heartbeat_interval, settings.cluster.heartbeat_timeout)
     extras = app[ROOM_EXTRAS] = RoomExtras()
     parts.append(chat_routes.setup(app, bus, extras))
+    # Recording starts before the media path and stops after it: the last segments flushed
+    # when the media path stops still reach storage.
+    recorder_stats = RecorderStats()
+    parts.append(recording.lifecycle(settings, lambda: app[ingest.HLS], recorder_stats))
+    recordings_api.setup(app)
+    clips_api.setup(app)
+    vod_routes.setup(app)
     parts.append(ingest.setup(app, extras))
     leases = cluster_state.setup(app, settings)
     if leases is not None:
@@ -68,6 +81,7 @@ def build(app: web.Application, settings: Settings) -> None:
     if thumbnails is not None:
         parts.append(thumbnails)
     metrics.register(ClusterCollector(app.get(LEASES), lambda: _pool_stats(app)))
+    metrics.register(RecordingCollector(recorder_stats))
     parts.append(observe_metrics.loop_lag_ctx)
     web_routes.setup(app, media_origins=lambda: cluster_api.media_origins(app))
     if settings.server.demo:

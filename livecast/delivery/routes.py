@@ -175,6 +175,9 @@ def _segment_response(request: web.Request, seg: Segment | None) -> web.Response
     return web.Response(body=data, headers=_headers_for_segment(seg.content_type))
 
 
+segment_response = _segment_response  # for other stored media (recordings): same caching and ranges
+
+
 async def preflight(request: web.Request) -> web.Response:
     return web.Response(status=204, headers={
         **_CORS,

@@ -11,7 +11,7 @@ from livecast.chat.bus.base import ChatBus
 from livecast.config import Settings
 from livecast.delivery import routes as hls_routes
 from livecast.edge import chat as edge_chat
-from livecast.edge import heartbeat, proxy
+from livecast.edge import heartbeat, proxy, vod
 from livecast.edge.renditions import EdgeRenditions
 from livecast.edge.source import EdgeSource
 from livecast.edge.upstream import ORIGIN, OriginClient
@@ -40,6 +40,7 @@ def setup(app: web.Application, settings: Settings,
     app[hls_routes.SOURCE] = source
     chat = edge_chat.setup(app, bus)  # chat sockets (hosted on a shared bus, or proxied to the origin)
     beat = heartbeat.setup(app)
+    vod.setup(app, source)  # before the live HLS routes
     hls_routes.add_routes(app)
     relay = EdgeRenditions(client, source.cache)  # a transcoding ladder's playlists, renditions, thumbnails
     hls_routes.add_rendition_routes(app, relay)

@@ -20,7 +20,7 @@ class EdgeCollector(Collector):
         stats, client = source.stats, source.client
         lookups = CounterMetricFamily("livecast_edge_cache_lookups", "Edge cache lookups by object kind and result",
                                       labels=["kind", "result"])
-        for kind in ("playlist", "segment"):
+        for kind in ("playlist", "segment", "vod"):
             lookups.add_metric([kind, "hit"], stats.hits[kind])
             lookups.add_metric([kind, "miss"], stats.misses[kind])
         lookups.add_metric(["any", "stale"], stats.stale)

@@ -130,8 +130,8 @@ class RoomPlaylist:
 
 class EdgeStats:
     def __init__(self) -> None:
-        self.hits = {"playlist": 0, "segment": 0}
-        self.misses = {"playlist": 0, "segment": 0}
+        self.hits = {"playlist": 0, "segment": 0, "vod": 0}
+        self.misses = {"playlist": 0, "segment": 0, "vod": 0}
         self.stale = 0  # served from the cache because the origin could not be reached
         self.upstream_bytes = 0
 

@@ -26,7 +26,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from livecast.config import Settings
 from livecast.core.media import MediaUnit
@@ -58,6 +58,14 @@ Key = tuple[str, str]  # (slug, rendition)
 
 SWEEP_INTERVAL = 1.0
 TRIM_INTERVAL = 10.0  # seconds between returns of freed heap memory to the OS
+
+
+class SegmentTap(Protocol):
+    """Hears each finished segment of a room's default rendition (a recorder); runs on the
+    segmenter's path, so it must only hand the segment on."""
+
+    def segment(self, slug: str, prefix: str, segment: Segment) -> None: ...
+    def ended(self, slug: str, prefix: str) -> None: ...
 
 
 class PublishSession:
@@ -129,6 +137,7 @@ class HlsService:
         self._budget = ByteBudget(self.hls.max_total_bytes)
         self._disk = DiskMirror(settings.data_path / "hls") if self.hls.write_through else None
         self._listeners: list[Callable[[str], None]] = []
+        self._taps: list[SegmentTap] = []
         self._sweeper: asyncio.Task[None] | None = None
         # The cluster's view of where each room's playlist stands (None: this node only).
         self.resume_provider: ResumeProvider | None = None
@@ -199,6 +208,9 @@ class HlsService:
             log.exception("HLS flush failed in room %s", session.room.slug)
             session.segmenter.close()
         session.live = False
+        if session.key[1] == DEFAULT_RENDITION:
+            for tap in self._taps:
+                self._guard(tap.ended, session.key[0], session.prefix)
 
     def _on_segment(self, session: PublishSession, segment: Segment) -> None:
         room = session.room
@@ -206,6 +218,9 @@ class HlsService:
             return
         discontinuity, session.continues = session.continues, False
         room.add_segment(segment, session.prefix, discontinuity)
+        if session.key[1] == DEFAULT_RENDITION:
+            for tap in self._taps:
+                self._guard(tap.segment, session.key[0], session.prefix, segment)
         self._enforce_total()
         self._notify(session.key)
 
@@ -248,6 +263,16 @@ class HlsService:
 
     def add_listener(self, callback: Callable[[str], None]) -> None:
         self._listeners.append(callback)
+
+    def add_tap(self, tap: SegmentTap) -> None:
+        self._taps.append(tap)
+
+    @staticmethod
+    def _guard(callback: Callable[..., None], *args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception:  # a tap's bug must never break the live stream
+            log.exception("HLS segment tap %r failed", callback)
 
     # -- lifetime ------------------------------------------------------------
 

@@ -72,6 +72,8 @@ PAGES = {
     "/register": Page("register.html", "Sign up · LiveCast", "auth.js"),
     "/dashboard": Page("dashboard.html", "Dashboard · LiveCast", "dashboard.js"),
     "/admin": Page("admin.html", "Admin · LiveCast", "admin.js"),
+    "/recordings/{id}": Page("replay.html", "Replay · LiveCast", "replay.js"),
+    "/clip/{id}": Page("clip.html", "Clip · LiveCast", "clip.js"),
 }
 LAYOUT = PAGES_DIR / "_layout.html"
 

@@ -5,6 +5,7 @@ import {
   showFormError,
 } from "./common.js";
 import { RenditionHealth } from "./renditions.js";
+import "./dashboard-recordings.js";
 
 const REFRESH_MS = 3000;
 const $ = (id) => document.getElementById(id);

@@ -19,7 +19,7 @@ const MIN_SEGMENTS = { native: 3, "hls.js": 1 };
 
 let hlsJsPromise = null;
 
-function loadHlsJs() {
+export function loadHlsJs() {
   if (window.Hls) return Promise.resolve(window.Hls);
   if (!hlsJsPromise) {
     hlsJsPromise = new Promise((resolve, reject) => {

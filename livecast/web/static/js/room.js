@@ -6,6 +6,7 @@ import {
 } from "./common.js";
 import { LivePlayer } from "./player.js";
 import { QualityMenu } from "./quality.js";
+import "./room-recordings.js";
 
 const MAX_LOG = 200;
 const LIKE_FLUSH_MS = 250;
