@@ -171,6 +171,17 @@ class RoomsSettings:
 
 
 @dataclass
+class RelaySettings:
+    max_targets_per_room: int = 5
+    queue_units: int = 1000
+    queue_bytes: int = 8 * 1024 * 1024
+    connect_timeout: float = 10.0
+    retry_first: float = 1.0
+    retry_max: float = 30.0
+    idle_seconds: float = 30.0
+
+
+@dataclass
 class LogSettings:
     level: str = "info"
     format: str = "text"
@@ -195,6 +206,7 @@ class Settings:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     rooms: RoomsSettings = field(default_factory=RoomsSettings)
+    relay: RelaySettings = field(default_factory=RelaySettings)
 
     @property
     def data_path(self) -> Path:
@@ -267,6 +279,12 @@ class Settings:
             (256 <= self.server.max_field_size <= 65536, "server.max_field_size must be 256..65536"),
             (8 <= self.server.max_headers <= 1000, "server.max_headers must be 8..1000"),
             (self.rooms.max_per_user >= 0, "rooms.max_per_user must be >= 0 (0 = no cap)"),
+            (0 <= self.relay.max_targets_per_room <= 50, "relay.max_targets_per_room must be 0..50"),
+            (self.relay.queue_units >= 16, "relay.queue_units must be >= 16"),
+            (self.relay.queue_bytes >= 65536, "relay.queue_bytes must be >= 65536"),
+            (0 < self.relay.connect_timeout <= 120, "relay.connect_timeout must be 0..120 s"),
+            (0 < self.relay.retry_first <= self.relay.retry_max, "relay.retry_first must be > 0 and <= relay.retry_max"),
+            (self.relay.idle_seconds > 0, "relay.idle_seconds must be > 0"),
         ]
         for ok, message in checks:
             if not ok:

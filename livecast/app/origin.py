@@ -26,6 +26,7 @@ from livecast.ingest.metrics import IngestCollector
 from livecast.keys import DB, EVENTS
 from livecast.observe import metrics as observe_metrics
 from livecast.observe import setup as setup_observability
+from livecast.relay import component as relay
 from livecast.web import routes as web_routes
 
 
@@ -36,6 +37,7 @@ def build(app: web.Application, settings: Settings) -> None:
     cluster_api.setup(app, Registry(settings.cluster.heartbeat_timeout))
     bus = make_bus(settings.chat, settings.cluster.heartbeat_interval, settings.cluster.heartbeat_timeout)
     parts.append(chat_routes.setup(app, bus))
+    parts.append(relay.setup(app, lambda: app[ingest.HUB]))  # before the media path: stops after it
     parts.append(_media(app))
     hub, hls = app[ingest.HUB], app[ingest.HLS]
     hub.keyframe_limit = settings.hls.segment_duration  # stream-health warnings, metrics or not
