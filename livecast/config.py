@@ -179,6 +179,7 @@ class RelaySettings:
     retry_first: float = 1.0
     retry_max: float = 30.0
     idle_seconds: float = 30.0
+    send_buffer_bytes: int = 0
 
 
 @dataclass
@@ -283,8 +284,11 @@ class Settings:
             (self.relay.queue_units >= 16, "relay.queue_units must be >= 16"),
             (self.relay.queue_bytes >= 65536, "relay.queue_bytes must be >= 65536"),
             (0 < self.relay.connect_timeout <= 120, "relay.connect_timeout must be 0..120 s"),
-            (0 < self.relay.retry_first <= self.relay.retry_max, "relay.retry_first must be > 0 and <= relay.retry_max"),
+            (0 < self.relay.retry_first <= self.relay.retry_max,
+             "relay.retry_first must be > 0 and <= relay.retry_max"),
             (self.relay.idle_seconds > 0, "relay.idle_seconds must be > 0"),
+            (self.relay.send_buffer_bytes == 0 or self.relay.send_buffer_bytes >= 4096,
+             "relay.send_buffer_bytes must be 0 (the OS default) or >= 4096"),
         ]
         for ok, message in checks:
             if not ok:

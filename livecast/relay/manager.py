@@ -113,7 +113,14 @@ class RelayManager:
         return RelayOutputs(outputs)
 
     def targets_json(self, slug: str, targets: list[PushTarget]) -> list[dict[str, Any]]:
-        return [t.to_json(self.status(t.id)) for t in targets]
+        """Each target's JSON; ``dropped`` adds what its queue dropped in the live session."""
+        found = []
+        for target in targets:
+            body = target.to_json(self.status(target.id))
+            output = self._live.get(target.id)
+            body["dropped"] += output.dropped if output is not None else 0
+            found.append(body)
+        return found
 
     def live_summary(self, slug: str) -> list[dict[str, Any]]:
         """The room JSON's owner-only view: state of each enabled target."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -55,7 +56,6 @@ class PushSink:
         self._listen: asyncio.Task[None] | None = None
         self._configs: dict[Track, MediaUnit] = {}
         self._metadata: dict[str, Any] | None = None
-        self._has_video = False
         self._need_key = True
         self._failed = False
         self._set_state("connecting", None)
@@ -67,8 +67,6 @@ class PushSink:
     async def write(self, unit: MediaUnit) -> None:
         if unit.config:
             self._configs[unit.track] = unit
-        if unit.track is Track.VIDEO:
-            self._has_video = True
         fresh = self._proto is None or not self._proto.live
         if not await self._ready():
             if not unit.config:
@@ -76,8 +74,8 @@ class PushSink:
             return
         if fresh and unit.config:
             return  # sent with the configuration on connecting
-        if self._need_key and not unit.config:
-            if not unit.keyframe or (unit.track is Track.AUDIO and self._has_video):
+        if self._need_key and unit.track is Track.VIDEO and not unit.config:
+            if not unit.keyframe:  # after (re)connecting, video resumes at a keyframe
                 self.status.dropped += 1
                 return
             self._need_key = False
@@ -97,8 +95,8 @@ class PushSink:
             except (OSError, TimeoutError):
                 pass
         await self._disconnect()
-        if not self._failed:
-            self._set_state("idle", None)
+        if not self._failed:  # idle; the last error stays as the reason until the next session
+            self._set_state("idle", self.status.reason if self.status.state == "retrying" else None)
 
     # -- connection ----------------------------------------------------------------
     async def _ready(self) -> bool:
@@ -128,6 +126,9 @@ class PushSink:
         context = _tls_context(self.target.verify_tls) if tls else None
         self._reader, self._writer = await asyncio.open_connection(
             host, port, ssl=context, server_hostname=host if tls else None)
+        sock = self._writer.get_extra_info("socket")
+        if self.settings.send_buffer_bytes and sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.settings.send_buffer_bytes)
         scheme = "rtmps" if tls else "rtmp"
         self._proto = RtmpClientProtocol(f"{scheme}://{host}:{port}/{app}", app, self.target.key)
         await self._flush()
