@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from helpers import make_room, register_and_login, room_json, rtmp_url, wait_for
-from publisher import publish_async, read_hls_async
+from helpers import make_room, register_and_login, room_json, rtmp_url, segment_uris, wait_for, wait_playlist
+from publisher import publish_async, read_hls_async, start_publisher
 
 FPS = 30
 
@@ -104,3 +104,35 @@ async def test_push_to_second_livecast_and_refused_key(node_factory: Any, tmp_pa
 
 async def _idle(node: Any, room: dict[str, Any]) -> bool:
     return all(t["state"] in ("idle", "failed") for t in await _targets(node, room))
+
+
+@pytest.mark.slow
+async def test_target_added_while_live_starts_at_once_and_resumes_next_session(node_factory: Any,
+                                                                              tmp_path: Any) -> None:
+    """A target added to a live room starts at once (with the decoder configuration seen
+    before it was added); after the room stops, the next session pushes again."""
+    origin = await node_factory(tmp_path / "a")
+    other = await node_factory(tmp_path / "b")
+    room = await make_room(origin)
+    remote = await make_room(other)
+    pub = await start_publisher(rtmp_url(origin, room["stream_key"]), seconds=4.0, fps=FPS, gop=FPS, realtime=True)
+    try:
+        await wait_playlist(origin, room["slug"], lambda t: len(segment_uris(t)) >= 1)  # 2 s of media went by
+        status, body = await _add_target(origin, room, name="late", url=f"rtmp://127.0.0.1:{other.rtmp_port}/live",
+                                         stream_key=remote["stream_key"])
+        assert status == 201, body
+        await wait_for(lambda: _state_is(origin, room, "live"), what="target live while the room is")
+    finally:
+        sent = await pub.result()
+    frames, _, codecs = await read_hls_async(other.url(f"/hls/{remote['slug']}/index.m3u8"))
+    assert 0 < frames < sent.video_frames and "h264" in codecs, (frames, sent)
+    # The next session of the room pushes again, from its first frame (the remote room's
+    # playlist continues across the reconnect: it holds both sessions' frames).
+    await wait_for(lambda: _idle(origin, room), what="target idle")
+    sent = await publish_async(rtmp_url(origin, room["stream_key"]), seconds=2.0, fps=FPS, gop=FPS)
+    both, _, _ = await read_hls_async(other.url(f"/hls/{remote['slug']}/index.m3u8"))
+    assert abs(both - frames - sent.video_frames) <= 1, (both, frames, sent)
+
+
+async def _state_is(node: Any, room: dict[str, Any], state: str) -> bool:
+    return all(t["state"] == state for t in await _targets(node, room))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from livecast.config import RelaySettings
-from livecast.core.media import MediaUnit
+from livecast.core.media import MediaUnit, Track
 from livecast.core.tasks import Supervisor
 from livecast.pipeline.hub import LiveStream
 from livecast.pipeline.outputs import QueuedOutput
@@ -33,23 +33,46 @@ def target_from_row(row: Row) -> PushTarget:
 
 
 class RelayOutputs:
-    """The hub output of one live session: fans out to one queued output per target."""
+    """The hub output of one live session: fans out to one queued output per target.
 
-    def __init__(self, outputs: list[QueuedOutput]) -> None:
-        self.outputs = outputs
+    It keeps the session's latest decoder configuration and metadata, so a target added
+    while the room is live starts with them."""
+
+    def __init__(self, stream: LiveStream) -> None:
+        self.stream = stream
+        self.outputs: list[QueuedOutput] = []
+        self._configs: dict[Track, MediaUnit] = {}
+        self._metadata: dict[str, Any] | None = None
+        self.closed = False
 
     def __repr__(self) -> str:
         return f"RelayOutputs({len(self.outputs)} targets)"
 
+    def add(self, output: QueuedOutput) -> None:
+        if self._metadata is not None:
+            output.set_metadata(self._metadata)
+        for unit in self._configs.values():
+            output.write(unit)
+        self.outputs.append(output)
+
+    def remove(self, output: QueuedOutput) -> None:
+        if output in self.outputs:
+            self.outputs.remove(output)
+        output.close()
+
     def write(self, unit: MediaUnit) -> None:
+        if unit.config:
+            self._configs[unit.track] = unit
         for output in self.outputs:
             output.write(unit)
 
     def set_metadata(self, values: dict[str, Any]) -> None:
+        self._metadata = values
         for output in self.outputs:
             output.set_metadata(values)
 
     def close(self) -> None:
+        self.closed = True
         for output in self.outputs:
             output.close()
 
@@ -62,6 +85,9 @@ class RelayManager:
         self._targets: dict[str, list[PushTarget]] = {}
         self._status: dict[int, TargetStatus] = {}
         self._live: dict[int, QueuedOutput] = {}
+        self._running: dict[int, PushTarget] = {}  # the settings each live output runs with
+        self._sessions: dict[str, RelayOutputs] = {}
+        self._status_slug: dict[int, str] = {}
         self.listeners: list[StateListener] = []
 
     async def load(self) -> None:
@@ -72,45 +98,57 @@ class RelayManager:
             self._targets.setdefault(target.slug, []).append(target)
 
     async def refresh(self, slug: str) -> None:
-        """Re-read ``slug``'s targets after a change; targets of a live room that were
-        removed or disabled stop now (new ones start with the room's next session)."""
+        """Re-read ``slug``'s targets after a change and apply it to a live room at once:
+        removed or disabled targets stop, new or changed ones (re)start."""
         targets = [target_from_row(r) for r in await self.repo.by_room(slug)]
         enabled = [t for t in targets if t.enabled]
         self._targets[slug] = enabled
-        keep = {t.id for t in enabled}
-        for target in targets:
-            if target.id not in keep:
-                self._stop_output(target.id)
+        session = self._sessions.get(slug)
+        live = session is not None and not session.closed
+        wanted = {t.id: t for t in enabled}
+        for target_id, running in list(self._running.items()):
+            if running.slug == slug and wanted.get(target_id) != running:
+                self._stop_output(target_id, session)
+        if live and session is not None:
+            for target in enabled:
+                if target.id not in self._running:
+                    session.add(self._start_output(session.stream, target))
         known = {t.id for t in targets}
-        for target_id in [i for i, s in self._status.items() if i not in known and self._owned(i, slug)]:
-            self._stop_output(target_id)
-            del self._status[target_id]
+        for target_id in [i for i in self._status if i not in known and i not in self._running]:
+            if self._status_slug.get(target_id) == slug:
+                del self._status[target_id]
 
-    def _owned(self, target_id: int, slug: str) -> bool:
-        output = self._live.get(target_id)
-        return output is None or output.stream.slug == slug
-
-    def _stop_output(self, target_id: int) -> None:
+    def _stop_output(self, target_id: int, session: RelayOutputs | None) -> None:
         output = self._live.pop(target_id, None)
-        if output is not None:
+        self._running.pop(target_id, None)
+        if output is None:
+            return
+        if session is not None:
+            session.remove(output)
+        else:
             output.close()
+
+    def _start_output(self, stream: LiveStream, target: PushTarget) -> QueuedOutput:
+        sink = PushSink(target, self.status(target.id), self.settings, self._emit)
+        output = QueuedOutput(stream, sink, self._tasks, max_units=self.settings.queue_units,
+                              max_bytes=self.settings.queue_bytes)
+        self._live[target.id] = output
+        self._running[target.id] = target
+        self._status_slug[target.id] = target.slug
+        return output
 
     def status(self, target_id: int) -> TargetStatus:
         return self._status.setdefault(target_id, TargetStatus())
 
     def output(self, stream: LiveStream) -> RelayOutputs:
         """The hub output factory: one queued output per enabled target of the room."""
-        outputs = []
+        session = RelayOutputs(stream)
+        old = self._sessions.get(stream.slug)
         for target in self._targets.get(stream.slug, []):
-            old = self._live.pop(target.id, None)
-            if old is not None:
-                old.close()  # a takeover: the old session's connection ends
-            sink = PushSink(target, self.status(target.id), self.settings, self._emit)
-            output = QueuedOutput(stream, sink, self._tasks, max_units=self.settings.queue_units,
-                                  max_bytes=self.settings.queue_bytes)
-            self._live[target.id] = output
-            outputs.append(output)
-        return RelayOutputs(outputs)
+            self._stop_output(target.id, old)  # a takeover: the old session's connection ends
+            session.add(self._start_output(stream, target))
+        self._sessions[stream.slug] = session
+        return session
 
     def targets_json(self, slug: str, targets: list[PushTarget]) -> list[dict[str, Any]]:
         """Each target's JSON; ``dropped`` adds what its queue dropped in the live session."""
