@@ -102,6 +102,21 @@ async def test_push_to_second_livecast_and_refused_key(node_factory: Any, tmp_pa
         assert key not in caplog.text
 
 
+@pytest.mark.slow
+async def test_push_hevc_uses_enhanced_rtmp(node_factory: Any, tmp_path: Any) -> None:
+    """HEVC goes out as Enhanced RTMP tags (FourCC hvc1): the second LiveCast's HLS is HEVC
+    with every frame."""
+    origin = await node_factory(tmp_path / "a", hls={"container": "fmp4"})  # HEVC needs fMP4 segments
+    other = await node_factory(tmp_path / "b", hls={"container": "fmp4"})
+    room = await make_room(origin)
+    remote = await make_room(other)
+    await _add_target(origin, room, name="hevc", url=f"rtmp://127.0.0.1:{other.rtmp_port}/live",
+                      stream_key=remote["stream_key"])
+    sent = await publish_async(rtmp_url(origin, room["stream_key"]), seconds=2.0, fps=FPS, gop=FPS, video="libx265")
+    frames, _, codecs = await read_hls_async(other.url(f"/hls/{remote['slug']}/index.m3u8"))
+    assert "hevc" in codecs and abs(frames - sent.video_frames) <= 1, (frames, codecs, sent)
+
+
 async def _idle(node: Any, room: dict[str, Any]) -> bool:
     return all(t["state"] in ("idle", "failed") for t in await _targets(node, room))
 
