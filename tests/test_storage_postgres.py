@@ -23,7 +23,7 @@ from pathlib import Path
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from livecast.storage import chat, ledger, migrate, rooms, targets, users
+from livecast.storage import chat, ledger, migrate, rooms, sources, targets, users
 from livecast.storage.database import Params, Row
 from livecast.storage.dialect import numbered_placeholders
 from livecast.storage.errors import ForeignKeyViolation, StorageError, UniqueViolation
@@ -32,7 +32,7 @@ from tests.procs import free_port
 
 PG_BIN = Path(os.environ.get("LIVECAST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 ALL_STATEMENTS = (*migrate.STATEMENTS, *users.STATEMENTS, *rooms.STATEMENTS, *chat.STATEMENTS,
-                  *ledger.STATEMENTS, *targets.STATEMENTS)
+                  *ledger.STATEMENTS, *targets.STATEMENTS, *sources.STATEMENTS)
 
 
 def _run_as_postgres(*cmd: str) -> None:

@@ -39,6 +39,7 @@ def build(app: web.Application, settings: Settings) -> None:
     parts.append(chat_routes.setup(app, bus))
     parts.append(relay.setup(app, lambda: app[ingest.HUB]))  # before the media path: stops after it
     parts.append(_media(app))
+    parts.append(relay.pulls(app, lambda: app[ingest.SESSIONS]))  # needs the media path's session manager
     hub, hls = app[ingest.HUB], app[ingest.HLS]
     hub.keyframe_limit = settings.hls.segment_duration  # stream-health warnings, metrics or not
     metrics = setup_observability(app, settings.metrics.per_room)
