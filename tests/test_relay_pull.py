@@ -126,3 +126,31 @@ async def _fed_by_pull(node: Any, room: dict[str, Any]) -> bool:
 
 async def _source_is(node: Any, room: dict[str, Any], state: str) -> bool:
     return await _source_state(node, room) == state
+
+
+async def test_on_demand_pull_starts_on_first_playlist_request_and_stops_when_idle(node_factory: Any) -> None:
+    nginx = NginxRtmp()
+    await nginx.start()
+    pub = await start_publisher(f"{nginx.url}/cam2", seconds=30.0, fps=FPS, gop=FPS, realtime=True)
+    try:
+        node = await node_factory(relay={"idle_seconds": 2.0, "retry_first": 0.5, "retry_max": 1.0})
+        room = await make_room(node)
+        status, body = await _set_source(node, room, source_url=f"{nginx.url}/cam2", source_on_demand=True)
+        assert status == 200 and body["room"]["source"]["on_demand"] is True, body
+        assert body["room"]["source"]["state"] == "idle" and body["room"]["live"] is False
+        # The first viewer's playlist request starts the pull and gets the playlist.
+        async with node.http.get(node.url(f"/hls/{room['slug']}/index.m3u8")) as r:
+            assert r.status == 200, await r.text()
+            assert "#EXTINF" in await r.text()
+        assert (await room_json(node, room["slug"]))["live"] is True
+        # No more requests: after relay.idle_seconds the pull stops and the room is offline.
+        await wait_for(lambda: _offline(node, room), timeout=15, what="on-demand pull stopped when idle")
+        assert await _source_state(node, room) == "idle"
+    finally:
+        await pub.stop()
+        await pub.proc.wait()
+        await nginx.stop()
+
+
+async def _offline(node: Any, room: dict[str, Any]) -> bool:
+    return not (await room_json(node, room["slug"]))["live"]
