@@ -19,6 +19,7 @@ from helpers import make_room, room_json, rtmp_url, wait_for, wait_playlist
 from nginx_rtmp import NginxRtmp
 from procs import free_port
 from publisher import publish_async, read_hls_async, start_publisher
+from rtsp_server import RtspServer
 
 pytestmark = pytest.mark.slow
 FPS = 30
@@ -154,3 +155,18 @@ async def test_on_demand_pull_starts_on_first_playlist_request_and_stops_when_id
 
 async def _offline(node: Any, room: dict[str, Any]) -> bool:
     return not (await room_json(node, room["slug"]))["live"]
+
+
+async def test_pull_from_rtsp_server_plays_the_source_frames(node_factory: Any, tmp_path: Path) -> None:
+    server = RtspServer(tmp_path, seconds=3.0, fps=FPS)
+    await server.start()
+    try:
+        node = await node_factory(relay={"retry_first": 30.0, "retry_max": 30.0})
+        room = await make_room(node)
+        status, body = await _set_source(node, room, source_url=server.url)
+        assert status == 200, body
+        await wait_playlist(node, room["slug"], lambda t: "#EXT-X-ENDLIST" in t, timeout=40)
+        frames, _, codecs = await read_hls_async(node.url(f"/hls/{room['slug']}/index.m3u8"))
+        assert abs(frames - server.frames) <= 1 and codecs == ["h264"], (frames, server.frames, codecs)
+    finally:
+        await server.close()

@@ -41,10 +41,24 @@ def remux(url: str, out_file: Any) -> int:
         try:
             mapping = {s.index: out.add_stream_from_template(s) for s in picked}
             written = 0
+            held: dict[int, list[Any]] = {}
             for packet in source.demux(picked):
-                if packet.dts is None or packet.size == 0:
+                if packet.size == 0:
                     continue
-                packet.stream = mapping[packet.stream.index]
+                index = packet.stream.index
+                if packet.dts is None and packet.pts is None:
+                    # RTSP's first packets come before the first RTP timestamp is known: they
+                    # go out just before the next packet that has one.
+                    held.setdefault(index, []).append(packet)
+                    continue
+                dts = packet.dts if packet.dts is not None else packet.pts
+                packet.dts = dts
+                for early in held.pop(index, []):
+                    early.dts = early.pts = (dts or 0) - 1
+                    early.stream = mapping[index]
+                    out.mux(early)
+                    written += 1
+                packet.stream = mapping[index]
                 out.mux(packet)
                 written += 1
             return written
