@@ -12,6 +12,7 @@ import pytest
 
 from helpers import make_room, register_and_login, room_json, rtmp_url, segment_uris, wait_for, wait_playlist
 from publisher import publish_async, read_hls_async, start_publisher
+from test_webhooks import receiver  # noqa: F401 (a fixture)
 
 FPS = 30
 
@@ -151,3 +152,25 @@ async def test_target_added_while_live_starts_at_once_and_resumes_next_session(n
 
 async def _state_is(node: Any, room: dict[str, Any], state: str) -> bool:
     return all(t["state"] == state for t in await _targets(node, room))
+
+
+@pytest.mark.slow
+async def test_state_changes_as_webhooks_and_metrics(node_factory: Any, tmp_path: Any, receiver: Any) -> None:
+    """A target that refuses the key: the webhook receiver gets relay.target connecting,
+    then failed with the server's reason (no key in any body); /metrics counts it."""
+    origin = await node_factory(tmp_path / "a", webhooks={"urls": [receiver.url], "secret": "s"})
+    other = await node_factory(tmp_path / "b")
+    room = await make_room(origin)
+    wrong = "lc_wrong-key-for-the-hooks"
+    await _add_target(origin, room, name="hooked", url=f"rtmp://127.0.0.1:{other.rtmp_port}/live", stream_key=wrong)
+    await publish_async(rtmp_url(origin, room["stream_key"]), seconds=1.0, fps=FPS, gop=FPS)
+    await receiver.wait_for(lambda ev: any(e["event"] == "relay.target" and e["data"]["state"] == "failed"
+                                           for e in ev))
+    relay = [e["data"] for e in receiver.events() if e["event"] == "relay.target"]
+    assert [d["state"] for d in relay][:2] == ["connecting", "failed"], relay
+    assert relay[1]["name"] == "hooked" and "NetStream.Publish.BadName" in relay[1]["reason"]
+    assert all(wrong not in body.decode() for _, body in receiver.received)
+    async with origin.http.get(origin.url("/metrics")) as r:
+        text = await r.text()
+    assert 'livecast_relay_targets{state="failed"} 1.0' in text, text
+    assert "livecast_relay_target_bytes_sent_total" in text

@@ -49,6 +49,7 @@ def build(app: web.Application, settings: Settings) -> None:
     app[EVENTS].subscribe(collector.forget)
     metrics.register(collector)
     metrics.register(ChatCollector(app[CHAT]))
+    metrics.register(relay.collector(app))
     parts.append(observe_metrics.loop_lag_ctx)
     web_routes.setup(app, media_origins=lambda: cluster_api.media_origins(app))
     if settings.server.demo:

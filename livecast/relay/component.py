@@ -15,12 +15,13 @@ from aiohttp import web
 
 from livecast.api.rooms import ROOM_UPDATERS
 from livecast.core.errors import ValidationError
-from livecast.core.events import RoomDeleted
+from livecast.core.events import RelayStateChanged, RoomDeleted
 from livecast.core.tasks import Supervisor
 from livecast.keys import DB, EVENTS, ROOM_EXTRAS, SETTINGS
 from livecast.pipeline.hub import StreamHub
 from livecast.pipeline.sessions import SessionManager
 from livecast.relay.manager import RelayManager
+from livecast.relay.metrics import RelayCollector
 from livecast.relay.routes import RELAY, routes
 from livecast.relay.sources import PullManager, validate_source_url
 from livecast.rooms import OWNER_ONLY, Room
@@ -46,6 +47,9 @@ def setup(app: web.Application, hub: Callable[[], StreamHub]) -> Lifecycle:
         manager = RelayManager(TargetRepository(app[DB]), app[SETTINGS].relay, tasks)
         await manager.load()
         app[RELAY] = manager
+        events = app[EVENTS]
+        manager.listeners.append(lambda t, s: events.emit(
+            RelayStateChanged(t.slug, "target", s.state, s.reason, t.id, t.name)))
         hub().add_output_factory(manager.output)
         app[ROOM_EXTRAS].append(_room_extras(app))
         yield
@@ -62,6 +66,8 @@ def pulls(app: web.Application, sessions: Callable[[], SessionManager]) -> Lifec
     async def pull_ctx(app: web.Application) -> AsyncIterator[None]:
         manager = PullManager(SourceRepository(app[DB]), sessions(), app[SETTINGS].relay)
         app[PULLS] = manager
+        events = app[EVENTS]
+        manager.listeners.append(lambda s: events.emit(RelayStateChanged(s.slug, "source", s.state, s.reason)))
         await manager.start()
 
         def on_event(event: object) -> None:
@@ -74,6 +80,11 @@ def pulls(app: web.Application, sessions: Callable[[], SessionManager]) -> Lifec
         await manager.close()
 
     return pull_ctx
+
+
+def collector(app: web.Application) -> RelayCollector:
+    """The relay's metrics collector (the composition root registers it)."""
+    return RelayCollector(lambda: app.get(RELAY), lambda: app.get(PULLS))
 
 
 def _updater(app: web.Application) -> Callable[[Room, dict[str, Any]], Awaitable[bool]]:

@@ -137,6 +137,10 @@ class RelayManager:
         self._status_slug[target.id] = target.slug
         return output
 
+    def statuses(self) -> list[TargetStatus]:
+        """The status of every enabled target (for metrics)."""
+        return [self.status(t.id) for targets in self._targets.values() for t in targets]
+
     def status(self, target_id: int) -> TargetStatus:
         return self._status.setdefault(target_id, TargetStatus())
 

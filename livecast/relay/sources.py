@@ -101,6 +101,9 @@ class PullManager:
         log.info("on-demand pull of room %s started by a viewer (%s)", slug, redact(source.url))
         return True
 
+    def states(self) -> list[str]:
+        return [s.state if s.running else "idle" for s in self._sources.values()]
+
     def info(self, slug: str) -> dict[str, Any] | None:
         source = self._sources.get(slug)
         if source is None:
