@@ -12,7 +12,7 @@ import pytest
 
 from helpers import make_room, register_and_login, room_json, rtmp_url, segment_uris, wait_for, wait_playlist
 from publisher import publish_async, read_hls_async, start_publisher
-from test_webhooks import receiver  # noqa: F401 (a fixture)
+from test_webhooks import receiver  # noqa: F401, F811 (a fixture)
 
 FPS = 30
 
@@ -155,7 +155,8 @@ async def _state_is(node: Any, room: dict[str, Any], state: str) -> bool:
 
 
 @pytest.mark.slow
-async def test_state_changes_as_webhooks_and_metrics(node_factory: Any, tmp_path: Any, receiver: Any) -> None:
+async def test_state_changes_as_webhooks_and_metrics(node_factory: Any, tmp_path: Any,
+                                                    receiver: Any) -> None:  # noqa: F811 (the fixture)
     """A target that refuses the key: the webhook receiver gets relay.target connecting,
     then failed with the server's reason (no key in any body); /metrics counts it."""
     origin = await node_factory(tmp_path / "a", webhooks={"urls": [receiver.url], "secret": "s"})
