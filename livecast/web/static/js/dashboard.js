@@ -4,6 +4,7 @@ import {
   announce, api, apiAll, clearFormErrors, copyText, formatBitrate, formatDuration, h, loginHref, renderNav, replace,
   showFormError,
 } from "./common.js";
+import { attachRelay } from "./relay.js";
 
 const REFRESH_MS = 3000;
 const $ = (id) => document.getElementById(id);
@@ -115,6 +116,7 @@ class RoomPanel {
           h("button", { type: "button", class: "btn btn-danger", onclick: () => this.remove() }, "Delete…"))),
       h("div", { class: "dash-grid" }, obs, health, h("section", { class: "panel" }, h("h3", {}, "Details"), this.editForm),
         moderation));
+    attachRelay(this.el.querySelector(".dash-grid"), room.slug);
     this.update(room);
     this.loadModeration();
   }
