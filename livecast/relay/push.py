@@ -33,6 +33,7 @@ from livecast.rtmp.chunks import ProtocolError
 log = logging.getLogger(__name__)
 
 StateListener = Callable[[PushTarget, TargetStatus], None]
+_HIGH_WATER = 64 * 1024  # asyncio's default: drain() returns at once below it
 
 
 class TargetRefused(Exception):
@@ -223,7 +224,10 @@ class PushSink:
         if data:
             self._writer.write(data)
             self.status.bytes_sent += len(data)
-            await asyncio.wait_for(self._writer.drain(), self.settings.connect_timeout)
+            # Waiting (bounded) only when the transport holds more than its high-water mark:
+            # a timer per unit would cost more than sending it.
+            if self._writer.transport.get_write_buffer_size() > _HIGH_WATER:
+                await asyncio.wait_for(self._writer.drain(), self.settings.connect_timeout)
 
     # -- state ---------------------------------------------------------------------
     def _set_state(self, state: str, reason: str | None) -> None:
