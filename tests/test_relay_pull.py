@@ -143,7 +143,7 @@ async def test_on_demand_pull_starts_on_first_playlist_request_and_stops_when_id
         async with node.http.get(node.url(f"/hls/{room['slug']}/index.m3u8")) as r:
             assert r.status == 200, await r.text()
             assert "#EXTINF" in await r.text()
-        assert (await room_json(node, room["slug"]))["live"] is True
+        await wait_for(lambda: _live(node, room), what="room live from the on-demand pull")
         # No more requests: after relay.idle_seconds the pull stops and the room is offline.
         await wait_for(lambda: _offline(node, room), timeout=15, what="on-demand pull stopped when idle")
         assert await _source_state(node, room) == "idle"
@@ -151,6 +151,10 @@ async def test_on_demand_pull_starts_on_first_playlist_request_and_stops_when_id
         await pub.stop()
         await pub.proc.wait()
         await nginx.stop()
+
+
+async def _live(node: Any, room: dict[str, Any]) -> bool:
+    return bool((await room_json(node, room["slug"]))["live"])
 
 
 async def _offline(node: Any, room: dict[str, Any]) -> bool:

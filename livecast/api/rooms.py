@@ -26,6 +26,12 @@ from livecast.users import User
 # PATCH's fields of theirs: ``await updater(room, body)`` validates, applies and returns
 # True when it found any.
 RoomUpdater = Callable[[Room, dict[str, Any]], Awaitable[bool]]
+# The relay's pull source URL (validated with this same pattern): rtmp(s)/rtsp, or an HLS playlist.
+_SOURCE_AUTHORITY = (r"([A-Za-z0-9._~%!$&'()*+,;=:-]+@)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])"
+                     r"(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?")
+_PATH = r"[\x21\x22\x24-\x3e\x40-\x7e]"  # printable ASCII but ? and #
+SOURCE_URL_PATTERN = (rf"^(|(rtmps?|rtsp)://{_SOURCE_AUTHORITY}(/{_PATH}*)?(\?[\x21-\x7e]*)?"
+                      rf"|https?://{_SOURCE_AUTHORITY}/{_PATH}*\.m3u8(\?[\x21-\x7e]*)?)$")
 ROOM_UPDATERS: web.AppKey[list[RoomUpdater]] = web.AppKey("room_updaters")
 
 log = logging.getLogger(__name__)
@@ -184,8 +190,7 @@ openapi.add_schema("RoomCreate", {"type": "object", "required": ["title"], "prop
 # At least one of title and description, given (not null).
 openapi.add_schema("RoomUpdate", {"type": "object", "properties": {
     "title": {**_TITLE, "nullable": True}, "description": _DESCRIPTION,
-    "source_url": {"type": "string", "maxLength": 2000,
-                   "pattern": "^(|(rtmps?|rtsp)://[^\\s/]+\\S*|https?://[^\\s/]+/\\S*\\.m3u8)$",
+    "source_url": {"type": "string", "maxLength": 2000, "pattern": SOURCE_URL_PATTERN,
                    "description": "relay: pull the room from this URL ('' removes it)"},
     "source_on_demand": {"type": "boolean", "description": "relay: pull only while viewers ask for it"}},
     "anyOf": [{"required": ["title"], "properties": {"title": {"type": "string"}}},

@@ -18,7 +18,9 @@ from livecast.keys import ROOMS, SETTINGS
 from livecast.relay.manager import RelayManager, target_from_row
 from livecast.relay.targets import (
     KEY_MAX,
+    KEY_PATTERN,
     NAME_MAX,
+    TARGET_URL_PATTERN,
     URL_MAX,
     PushTarget,
     validate_flag,
@@ -26,7 +28,7 @@ from livecast.relay.targets import (
     validate_name,
     validate_url,
 )
-from livecast.rooms import Room
+from livecast.rooms import TITLE_PATTERN, Room, SLUG_RE
 from livecast.storage.targets import TargetLimitReached
 from livecast.users import utc_now
 
@@ -39,7 +41,10 @@ _FIELDS = {"name", "url", "stream_key", "enabled", "verify_tls"}
 
 async def _room(request: web.Request) -> Room:
     user = await require_user(request)
-    room = await request.app[ROOMS].require(request.match_info["slug"])
+    slug = request.match_info["slug"]
+    if not SLUG_RE.fullmatch(slug):
+        raise NotFound("no such room")
+    room = await request.app[ROOMS].require(slug)
     if not room.is_managed_by(user):
         raise Forbidden("only the room's owner or an admin may manage its push targets")
     return room
@@ -124,6 +129,8 @@ async def update_target(request: web.Request) -> web.Response:
     old = await _target(request, room)
     body = await read_body(request)
     _unknown(body)
+    if not body:
+        raise ValidationError("nothing to update: give at least one field")
     values = _values(body, old)
     relay = request.app[RELAY]
     await relay.repo.update(room.id, old.id, values)
@@ -144,16 +151,16 @@ async def delete_target(request: web.Request) -> web.Response:
 
 
 _TARGET_PROPS: dict[str, Any] = {
-    "name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX, "pattern": r"^[^\u0000-\u001f\u007f]*\S"},
-    "url": {"type": "string", "minLength": 1, "maxLength": URL_MAX, "pattern": "^rtmps?://[^\\s/@]+/\\S*[^/\\s]"},
-    "stream_key": {"type": "string", "minLength": 1, "maxLength": KEY_MAX, "pattern": "^[\\x21-\\x7e]+$",
+    "name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX, "pattern": TITLE_PATTERN},
+    "url": {"type": "string", "minLength": 1, "maxLength": URL_MAX, "pattern": TARGET_URL_PATTERN},
+    "stream_key": {"type": "string", "minLength": 1, "maxLength": KEY_MAX, "pattern": KEY_PATTERN,
                    "writeOnly": True},
     "enabled": {"type": "boolean"},
     "verify_tls": {"type": "boolean", "description": "verify an rtmps:// target's certificate (default true)"},
 }
 openapi.add_schema("PushTargetCreate", {"type": "object", "additionalProperties": False,
                                         "required": ["name", "url", "stream_key"], "properties": _TARGET_PROPS})
-openapi.add_schema("PushTargetUpdate", {"type": "object", "additionalProperties": False,
+openapi.add_schema("PushTargetUpdate", {"type": "object", "additionalProperties": False, "minProperties": 1,
                                         "properties": _TARGET_PROPS})
 _TARGET = {"type": "object", "properties": {
     "id": {"type": "integer"}, "name": {"type": "string"}, "url": {"type": "string"},

@@ -7,12 +7,14 @@ characters, when it is long enough to keep the rest secret), and ``repr`` never 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from livecast.core.errors import ValidationError
+from livecast.rooms import validate_title
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +22,13 @@ NAME_MAX = 100
 URL_MAX = 1000
 KEY_MAX = 500
 STATES = ("idle", "connecting", "live", "retrying", "failed")
+
+# One grammar for the validators and the OpenAPI patterns (ECMA and Python read them alike).
+HOST = r"([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])"
+PORT = r"(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?"
+_APP = r"/[\x21\x22\x24-\x3e\x40-\x7e]*[\x21\x22\x24-\x2e\x30-\x3e\x40-\x7e]"  # no ? or #
+TARGET_URL_PATTERN = rf"^rtmps?://{HOST}{PORT}{_APP}$"
+KEY_PATTERN = r"^[\x21-\x7e]+$"
 
 
 @dataclass
@@ -58,37 +67,25 @@ def key_hint(key: str) -> str:
 
 
 def validate_name(value: object) -> str:
-    if not isinstance(value, str) or not 1 <= len(value.strip()) <= NAME_MAX:
-        raise ValidationError(f"name must be a string of 1-{NAME_MAX} characters", field="name")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ValidationError("name contains control characters", field="name", code="invalid_characters")
-    return value.strip()
+    """Like a room title: 1-100 characters, no control, bidi-override or zero-width ones."""
+    try:
+        return validate_title(value)
+    except ValidationError as err:
+        raise ValidationError(err.message.replace("title", "name"), field="name", code=err.code) from err
 
 
 def validate_url(value: object) -> str:
-    """An ``rtmp://`` or ``rtmps://`` URL with a host and an application path."""
-    if not isinstance(value, str) or not 1 <= len(value) <= URL_MAX:
-        raise ValidationError(f"url must be a string of 1-{URL_MAX} characters", field="url")
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError as err:
-        raise ValidationError("url is not a valid URL", field="url") from err
-    if parts.scheme not in ("rtmp", "rtmps") or not parts.hostname:
-        raise ValidationError("url must be rtmp://host[:port]/app or rtmps://...", field="url")
-    if port == 0 or not parts.path.strip("/") or parts.username or parts.password or parts.fragment:
-        raise ValidationError("url must be rtmp://host[:port]/app (no credentials; the key goes in stream_key)",
-                              field="url")
-    if any(ord(c) <= 32 or ord(c) == 127 for c in value):
-        raise ValidationError("url contains spaces or control characters", field="url")
+    """``rtmp://host[:port]/app`` or ``rtmps://...``: no credentials, query or fragment."""
+    if not isinstance(value, str) or not 1 <= len(value) <= URL_MAX or not re.fullmatch(TARGET_URL_PATTERN, value):
+        raise ValidationError("url must be rtmp://host[:port]/app or rtmps://... (printable ASCII, no "
+                              "credentials: the key goes in stream_key)", field="url")
     return value
 
 
 def validate_key(value: object) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= KEY_MAX:
-        raise ValidationError(f"stream_key must be a string of 1-{KEY_MAX} characters", field="stream_key")
-    if any(ord(c) <= 32 or ord(c) == 127 for c in value):
-        raise ValidationError("stream_key contains spaces or control characters", field="stream_key")
+    if not isinstance(value, str) or not 1 <= len(value) <= KEY_MAX or not re.fullmatch(KEY_PATTERN, value):
+        raise ValidationError(f"stream_key must be 1-{KEY_MAX} printable ASCII characters, no spaces",
+                              field="stream_key")
     return value
 
 
