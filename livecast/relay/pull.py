@@ -99,9 +99,11 @@ class PullSource:
 
     async def _pull_once(self) -> str:
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "livecast.relay.pull_worker", self.url,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        assert self._proc.stdout is not None
+            sys.executable, "-m", "livecast.relay.pull_worker",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdin.write(self.url.encode() + b"\n")  # not in argv: ps shows argv to every user
+        self._proc.stdin.close()
         try:
             await self._read(self._proc.stdout)
         except (UnsupportedCodec, ValueError, AmfError) as err:

@@ -1,6 +1,7 @@
 """The pull worker: a child process that remuxes a remote source to FLV on stdout.
 
-``python -m livecast.relay.pull_worker URL`` opens ``URL`` (rtmp://, rtmps://, an HLS
+``python -m livecast.relay.pull_worker`` reads a URL from its first line of stdin (not the
+command line, which every local user can read in ``ps``: URLs may hold credentials), opens it (rtmp://, rtmps://, an HLS
 playlist over http(s)://, rtsp://) with PyAV, takes its first video and first audio
 stream and remuxes their packets, not re-encoded, into FLV on stdout (FFmpeg's FLV
 muxer puts H.264 into AVCC framing and AAC into raw frames, whatever the source used).
@@ -69,11 +70,12 @@ def remux(url: str, out_file: Any) -> int:
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        print("usage: python -m livecast.relay.pull_worker URL", file=sys.stderr)
+    url = sys.stdin.readline().strip()
+    if not url:
+        print("usage: echo URL | python -m livecast.relay.pull_worker", file=sys.stderr)
         sys.exit(2)
     try:
-        remux(sys.argv[1], sys.stdout.buffer)
+        remux(url, sys.stdout.buffer)
     except (av.FFmpegError, OSError, ValueError) as err:
         print(f"{type(err).__name__}: {err}", file=sys.stderr)
         sys.exit(2)
