@@ -175,3 +175,16 @@ async def test_state_changes_as_webhooks_and_metrics(node_factory: Any, tmp_path
         text = await r.text()
     assert 'livecast_relay_targets{state="failed"} 1.0' in text, text
     assert "livecast_relay_target_bytes_sent_total" in text
+
+
+async def test_deleted_room_targets_do_not_follow_its_slug(node: Any) -> None:
+    """A room deleted and created again under the same slug starts with no push targets."""
+    room = await make_room(node, title="Reused slug")
+    await _add_target(node, room, name="old", url="rtmp://127.0.0.1:1/live", stream_key="old-owner-key")
+    async with node.http.delete(node.url(f"/api/v1/rooms/{room['slug']}"), headers=room["headers"]) as r:
+        assert r.status == 204
+    async with node.http.post(node.url("/api/v1/rooms"), json={"title": "Reused slug", "slug": room["slug"]},
+                              headers=room["headers"]) as r:
+        assert r.status == 201, await r.text()
+    assert await _targets(node, room) == []
+    assert "relay" not in await room_json(node, room["slug"], room["headers"])

@@ -50,9 +50,16 @@ def setup(app: web.Application, hub: Callable[[], StreamHub]) -> Lifecycle:
         events = app[EVENTS]
         manager.listeners.append(lambda t, s: events.emit(
             RelayStateChanged(t.slug, "target", s.state, s.reason, t.id, t.name)))
+
+        def on_event(event: object) -> None:
+            if isinstance(event, RoomDeleted):  # a new room with this slug gets none of its targets
+                manager.forget(event.slug)
+
+        unsubscribe = events.subscribe(on_event)
         hub().add_output_factory(manager.output)
         app[ROOM_EXTRAS].append(_room_extras(app))
         yield
+        unsubscribe()
         await tasks.wait(timeout=5.0)
         await tasks.close()
 

@@ -137,6 +137,13 @@ class RelayManager:
         self._status_slug[target.id] = target.slug
         return output
 
+    def forget(self, slug: str) -> None:
+        """The room was deleted: its targets stop and are dropped (their rows went with it)."""
+        session = self._sessions.pop(slug, None)
+        for target in self._targets.pop(slug, []):
+            self._stop_output(target.id, session)
+            self._status.pop(target.id, None)
+
     def statuses(self) -> list[TargetStatus]:
         """The status of every enabled target (for metrics)."""
         return [self.status(t.id) for targets in self._targets.values() for t in targets]
