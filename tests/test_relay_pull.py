@@ -87,17 +87,14 @@ async def test_pull_from_nginx_rtmp_plays_the_source_frames(node_factory: Any) -
         room = await make_room(node)
         status, body = await _set_source(node, room, source_url=f"{nginx.url}/cam1")
         assert status == 200, body
-        await wait_for(lambda: _pulling(node, room), what="the puller connected to nginx")
+        # nginx logs (at info level) each player's play command: the puller has subscribed.
+        await wait_for(lambda: "play: name='cam1'" in nginx.log(), timeout=30, what="the puller playing on nginx")
         sent = await publish_async(f"{nginx.url}/cam1", seconds=3.0, fps=FPS, gop=FPS, realtime=True)
         await wait_playlist(node, room["slug"], lambda t: "#EXT-X-ENDLIST" in t, timeout=40)
         frames, _, codecs = await read_hls_async(node.url(f"/hls/{room['slug']}/index.m3u8"))
         assert abs(frames - sent.video_frames) <= 1 and "h264" in codecs, (frames, sent, codecs)
     finally:
         await nginx.stop()
-
-
-async def _pulling(node: Any, room: dict[str, Any]) -> bool:
-    return await _source_state(node, room) == "connecting"
 
 
 async def test_publish_with_the_key_takes_precedence_over_the_pull(node_factory: Any, hls_server: str) -> None:
@@ -143,7 +140,7 @@ async def test_on_demand_pull_starts_on_first_playlist_request_and_stops_when_id
         async with node.http.get(node.url(f"/hls/{room['slug']}/index.m3u8")) as r:
             assert r.status == 200, await r.text()
             assert "#EXTINF" in await r.text()
-        await wait_for(lambda: _live(node, room), what="room live from the on-demand pull")
+        await wait_for(lambda: _watched_and_live(node, room), what="room live from the on-demand pull")
         # No more requests: after relay.idle_seconds the pull stops and the room is offline.
         await wait_for(lambda: _offline(node, room), timeout=15, what="on-demand pull stopped when idle")
         assert await _source_state(node, room) == "idle"
@@ -153,7 +150,10 @@ async def test_on_demand_pull_starts_on_first_playlist_request_and_stops_when_id
         await nginx.stop()
 
 
-async def _live(node: Any, room: dict[str, Any]) -> bool:
+async def _watched_and_live(node: Any, room: dict[str, Any]) -> bool:
+    """A viewer's playlist request (keeps the on-demand pull wanted), then: is the room live?"""
+    async with node.http.get(node.url(f"/hls/{room['slug']}/index.m3u8")) as r:
+        await r.read()
     return bool((await room_json(node, room["slug"]))["live"])
 
 
