@@ -208,6 +208,18 @@ class RoomsSettings:
 
 
 @dataclass
+class RelaySettings:
+    max_targets_per_room: int = 5
+    queue_units: int = 1000
+    queue_bytes: int = 8 * 1024 * 1024
+    connect_timeout: float = 10.0
+    retry_first: float = 1.0
+    retry_max: float = 30.0
+    idle_seconds: float = 30.0
+    send_buffer_bytes: int = 0
+
+
+@dataclass
 class LogSettings:
     level: str = "info"
     format: str = "text"
@@ -264,6 +276,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     s3: S3Settings = field(default_factory=S3Settings)
+    relay: RelaySettings = field(default_factory=RelaySettings)
 
     @property
     def data_path(self) -> Path:
@@ -362,6 +375,15 @@ class Settings:
             (0.1 <= self.recording.retention_interval <= 86400, "recording.retention_interval must be 0.1..86400 s"),
             (1 <= self.recording.max_clip_seconds <= 3600, "recording.max_clip_seconds must be 1..3600"),
             (self.recording.clips_per_minute >= 1, "recording.clips_per_minute must be >= 1"),
+            (0 <= self.relay.max_targets_per_room <= 50, "relay.max_targets_per_room must be 0..50"),
+            (self.relay.queue_units >= 16, "relay.queue_units must be >= 16"),
+            (self.relay.queue_bytes >= 65536, "relay.queue_bytes must be >= 65536"),
+            (0 < self.relay.connect_timeout <= 120, "relay.connect_timeout must be 0..120 s"),
+            (0 < self.relay.retry_first <= self.relay.retry_max,
+             "relay.retry_first must be > 0 and <= relay.retry_max"),
+            (self.relay.idle_seconds > 0, "relay.idle_seconds must be > 0"),
+            (self.relay.send_buffer_bytes == 0 or self.relay.send_buffer_bytes >= 4096,
+             "relay.send_buffer_bytes must be 0 (the OS default) or >= 4096"),
         ]
         for ok, message in checks:
             if not ok:

@@ -30,6 +30,7 @@ from livecast.core.backoff import Backoff
 from livecast.core.events import (
     CommentCreated,
     GiftSent,
+    RelayStateChanged,
     RoomCreated,
     StreamStarted,
     StreamStopped,
@@ -71,6 +72,11 @@ def event_data(event: object) -> tuple[str, dict[str, Any]] | None:
     if isinstance(event, GiftSent):
         return "gift.sent", {"room": event.slug, "id": event.gift_id, "user": event.user, "gift": event.gift,
                              "quantity": event.quantity, "value": event.value, "ts": event.ts}
+    if isinstance(event, RelayStateChanged):
+        data: dict[str, Any] = {"room": event.slug, "state": event.state, "reason": event.reason}
+        if event.kind == "target":
+            data.update({"target": event.target_id, "name": event.name})
+        return f"relay.{event.kind}", data
     return None
 
 

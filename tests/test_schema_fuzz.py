@@ -72,6 +72,14 @@ include-operation-id = "delete_rooms_slug"
 parameters = {{ "path.slug" = "fuzz-doomed" }}
 
 [[operations]]
+include-operation-id = "patch_rooms_slug_targets_id"
+parameters = {{ "path.id" = 1 }}
+
+[[operations]]
+include-operation-id = "delete_rooms_slug_targets_id"
+parameters = {{ "path.id" = 2 }}
+
+[[operations]]
 include-operation-id = "post_auth_logout"
 headers = {{ Authorization = "Bearer {tokens['fuzzbye']}" }}
 """)

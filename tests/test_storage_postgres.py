@@ -18,14 +18,14 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from pg import PgCluster
 
-from livecast.storage import chat, ledger, migrate, recordings, rooms, users
+from livecast.storage import chat, ledger, migrate, recordings, rooms, sources, targets, users
 from livecast.storage.database import Params, Row
 from livecast.storage.dialect import numbered_placeholders
 from livecast.storage.errors import ForeignKeyViolation, StorageError, UniqueViolation
 from livecast.storage.migrations import LATEST
 
 ALL_STATEMENTS = (*migrate.STATEMENTS, *users.STATEMENTS, *rooms.STATEMENTS, *chat.STATEMENTS,
-                  *ledger.STATEMENTS, *recordings.STATEMENTS)
+                  *ledger.STATEMENTS, *recordings.STATEMENTS, *targets.STATEMENTS, *sources.STATEMENTS)
 
 
 @pytest.fixture

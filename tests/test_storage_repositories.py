@@ -24,7 +24,7 @@ from livecast.chat.store import ChatRoomSettings, ChatStore, InsufficientCoins
 from livecast.config import AuthSettings
 from livecast.core.errors import Conflict, RoomNotFound
 from livecast.rooms import RoomService
-from livecast.storage import chat, ledger, migrate, rooms, users
+from livecast.storage import chat, ledger, migrate, rooms, sources, targets, users
 from livecast.storage.database import Database, Executor, Params, Row
 from livecast.storage.errors import StorageError, UniqueViolation
 from livecast.storage.migrations import LATEST, MIGRATIONS
@@ -185,7 +185,7 @@ async def test_chat_store_bans_likes_comments_and_gifts(db: MemoryDatabase, auth
 async def test_every_statement_is_registered_for_the_postgresql_check() -> None:
     """Every SQL constant of a repository module is in its STATEMENTS (what the PostgreSQL
     preparation test enumerates), so no statement escapes that check."""
-    for module in (users, rooms, chat, ledger, migrate):
+    for module in (users, rooms, chat, ledger, migrate, targets, sources):
         constants = {v for k, v in vars(module).items()
                      if k.isupper() and not k.startswith("_") and isinstance(v, str)
                      and v.split(" ", 1)[0] in ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE")}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +21,18 @@ from livecast.core.events import RoomCreated, RoomDeleted, StreamKeyRotated
 from livecast.keys import BOUND_PORTS, EVENTS, ROOM_EXTRAS, ROOMS, SETTINGS, USERS
 from livecast.rooms import DESCRIPTION_MAX, DESCRIPTION_PATTERN, OWNER_ONLY, TITLE_MAX, TITLE_PATTERN, Room
 from livecast.users import User
+
+# Components that own more room fields (the relay: source_url, source_on_demand) handle a
+# PATCH's fields of theirs: ``await updater(room, body)`` validates, applies and returns
+# True when it found any.
+RoomUpdater = Callable[[Room, dict[str, Any]], Awaitable[bool]]
+# The relay's pull source URL (validated with this same pattern): rtmp(s)/rtsp, or an HLS playlist.
+_SOURCE_AUTHORITY = (r"([A-Za-z0-9._~%!$&'()*+,;=:-]+@)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])"
+                     r"(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}))?")
+_PATH = r"[\x21\x22\x24-\x3e\x40-\x7e]"  # printable ASCII but ? and #
+SOURCE_URL_PATTERN = (rf"^(|(rtmps?|rtsp)://{_SOURCE_AUTHORITY}(/{_PATH}*)?(\?[\x21-\x7e]*)?"
+                      rf"|https?://{_SOURCE_AUTHORITY}/{_PATH}*\.m3u8(\?[\x21-\x7e]*)?)$")
+ROOM_UPDATERS: web.AppKey[list[RoomUpdater]] = web.AppKey("room_updaters")
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +138,14 @@ async def get_room(request: web.Request) -> web.Response:
 async def update_room(request: web.Request) -> web.Response:
     user, room = await _managed_room(request)
     data = await read_body(request)
+    handled = [await updater(room, data) for updater in request.app.get(ROOM_UPDATERS, [])]
     if data.get("title") is None and data.get("description") is None:
-        raise ValidationError("nothing to update: give title and/or description")
-    room = await request.app[ROOMS].update(room.slug, title=data.get("title"),
-                                           description=data.get("description"))
+        if not any(handled):
+            raise ValidationError("nothing to update: give title and/or description")
+        room = await request.app[ROOMS].require(room.slug)
+    else:
+        room = await request.app[ROOMS].update(room.slug, title=data.get("title"),
+                                               description=data.get("description"))
     return web.json_response({"room": room_json(request, room, user)}, headers=NO_STORE)
 
 
@@ -177,9 +194,13 @@ openapi.add_schema("RoomCreate", {"type": "object", "required": ["title"], "prop
              "description": "null or absent = derived from the title"}}})
 # At least one of title and description, given (not null).
 openapi.add_schema("RoomUpdate", {"type": "object", "properties": {
-    "title": {**_TITLE, "nullable": True}, "description": _DESCRIPTION},
+    "title": {**_TITLE, "nullable": True}, "description": _DESCRIPTION,
+    "source_url": {"type": "string", "maxLength": 2000, "pattern": SOURCE_URL_PATTERN,
+                   "description": "relay: pull the room from this URL ('' removes it)"},
+    "source_on_demand": {"type": "boolean", "description": "relay: pull only while viewers ask for it"}},
     "anyOf": [{"required": ["title"], "properties": {"title": {"type": "string"}}},
-              {"required": ["description"], "properties": {"description": {"type": "string"}}}]})
+              {"required": ["description"], "properties": {"description": {"type": "string"}}},
+              {"required": ["source_url"]}, {"required": ["source_on_demand"]}]})
 openapi.add_schema("StreamKey", {"type": "object", "properties": {
     "stream_key": {"type": "string"}, "rtmp_url": {"type": "string"}}})
 

@@ -38,6 +38,7 @@ from livecast.observe import setup as setup_observability
 from livecast.recording import component as recording
 from livecast.recording.metrics import RecordingCollector
 from livecast.recording.recorder import RecorderStats
+from livecast.relay import component as relay
 from livecast.web import routes as web_routes
 
 
@@ -61,7 +62,9 @@ def build(app: web.Application, settings: Settings) -> None:
     recordings_api.setup(app)
     clips_api.setup(app)
     vod_routes.setup(app)
+    parts.append(relay.setup(app, lambda: app[ingest.HUB], extras))  # before the media path: stops after it
     parts.append(ingest.setup(app, extras))
+    parts.append(relay.pulls(app, lambda: app[ingest.SESSIONS]))  # needs the media path's session manager
     leases = cluster_state.setup(app, settings)
     if leases is not None:
         parts.append(leases)  # after the media path: it wraps the RTMP listener's publish hook
@@ -82,6 +85,7 @@ def build(app: web.Application, settings: Settings) -> None:
         parts.append(thumbnails)
     metrics.register(ClusterCollector(app.get(LEASES), lambda: _pool_stats(app)))
     metrics.register(RecordingCollector(recorder_stats))
+    metrics.register(relay.collector(app))
     parts.append(observe_metrics.loop_lag_ctx)
     web_routes.setup(app, media_origins=lambda: cluster_api.media_origins(app))
     if settings.server.demo:

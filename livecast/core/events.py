@@ -90,3 +90,16 @@ class GiftSent:
     quantity: int
     value: int
     ts: str
+
+
+@dataclass(frozen=True)
+class RelayStateChanged:
+    """A push target (``kind`` "target", with its id and name) or a pull source (``kind``
+    "source") of a room changed state; ``reason`` never holds a key or credentials."""
+
+    slug: str
+    kind: str
+    state: str
+    reason: str | None = None
+    target_id: int | None = None
+    name: str | None = None

@@ -6,6 +6,7 @@ import {
 } from "./common.js";
 import { RenditionHealth } from "./renditions.js";
 import "./dashboard-recordings.js";
+import { attachRelay } from "./relay.js";
 
 const REFRESH_MS = 3000;
 const $ = (id) => document.getElementById(id);
@@ -119,6 +120,7 @@ class RoomPanel {
           h("button", { type: "button", class: "btn btn-danger", onclick: () => this.remove() }, "Delete…"))),
       h("div", { class: "dash-grid" }, obs, health, h("section", { class: "panel" }, h("h3", {}, "Details"), this.editForm),
         moderation));
+    attachRelay(this.el.querySelector(".dash-grid"), room.slug);
     this.update(room);
     this.loadModeration();
   }

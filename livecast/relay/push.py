@@ -1,0 +1,260 @@
+"""The push side of a relay: one target's connection, fed from the room's queued output.
+
+``PushSink`` is the sink of a ``QueuedOutput`` (its own bounded queue that drops to the
+next keyframe), so a slow or stalled target never delays the room or the other targets.
+In the output's task it connects (TCP or TLS, the RTMP handshake, connect and publish,
+bounded by ``connect_timeout``), sends the decoder configuration and metadata, and then
+forwards each unit as an FLV tag body, unchanged (Enhanced RTMP tags for HEVC/AV1, by
+``media.flv``). A write the target does not take within ``connect_timeout`` drops the
+connection; so does the server closing it. The sink then retries with backoff (units
+meanwhile are dropped and counted) and resumes at the next keyframe. A refusal (the
+server's ``_error`` or an error ``onStatus``, e.g. a bad key) is final for this session:
+state ``failed`` with the server's reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+from livecast.config import RelaySettings
+from livecast.core.backoff import Backoff
+from livecast.core.media import MediaUnit, Track
+from livecast.media.flv import FlvEncodeError, audio_tag_body, video_tag_body
+from livecast.relay.client import Published, Refused, RtmpClientProtocol
+from livecast.relay.targets import PushTarget, TargetStatus, split_url
+from livecast.rtmp.chunks import ProtocolError
+
+log = logging.getLogger(__name__)
+
+StateListener = Callable[[PushTarget, TargetStatus], None]
+_HIGH_WATER = 64 * 1024  # asyncio's default: drain() returns at once below it
+
+
+class TargetRefused(Exception):
+    """The target server refused the connection or the publish."""
+
+
+class PushSink:
+    """Sends one live session of a room to one push target."""
+
+    def __init__(self, target: PushTarget, status: TargetStatus, settings: RelaySettings,
+                 on_state: StateListener) -> None:
+        self.target = target
+        self.status = status
+        self.settings = settings
+        self._on_state = on_state
+        self._backoff = Backoff(settings.retry_first, settings.retry_max, jitter=0.1)
+        self._retry_at = 0.0
+        self._proto: RtmpClientProtocol | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._listen: asyncio.Task[None] | None = None
+        self._configs: dict[Track, MediaUnit] = {}
+        self._metadata: dict[str, Any] | None = None
+        self._need_key = True
+        self._failed = False
+        self._set_state("connecting", None)
+
+    def __repr__(self) -> str:
+        return f"PushSink({self.target.slug}->{self.target.name!r})"
+
+    # -- Sink ----------------------------------------------------------------------
+    async def write(self, unit: MediaUnit) -> None:
+        if unit.config:
+            self._configs[unit.track] = unit
+        fresh = self._proto is None or not self._proto.live
+        if not await self._ready():
+            if not unit.config:
+                self.status.dropped += 1
+            return
+        if fresh and unit.config:
+            return  # sent with the configuration on connecting
+        if self._need_key and unit.track is Track.VIDEO and not unit.config:
+            if not unit.keyframe:  # after (re)connecting, video resumes at a keyframe
+                self.status.dropped += 1
+                return
+            self._need_key = False
+        await self._send_unit(unit)
+
+    async def set_metadata(self, values: dict[str, Any]) -> None:
+        self._metadata = dict(values)
+        if self._proto is not None and self._proto.live:
+            self._proto.send_metadata(self._metadata)
+            await self._flush()
+
+    async def close(self) -> None:
+        if self._proto is not None and self._writer is not None:
+            self._proto.unpublish()
+            try:
+                await self._flush()
+            except (OSError, TimeoutError):
+                pass
+        await self._disconnect()
+        if not self._failed:  # idle; the last error stays as the reason until the next session
+            self._set_state("idle", self.status.reason if self.status.state == "retrying" else None)
+
+    # -- connection ----------------------------------------------------------------
+    async def _ready(self) -> bool:
+        if self._proto is not None and self._proto.live:
+            return True
+        if self._failed or time.monotonic() < self._retry_at:
+            return False
+        try:
+            await asyncio.wait_for(self._connect(), self.settings.connect_timeout)
+        except TargetRefused as err:
+            await self._disconnect()
+            self._failed = True
+            self._set_state("failed", self._redact(str(err)))
+            log.warning("push target %s of room %s refused the stream: %s",
+                        self.target.name, self.target.slug, self.status.reason)
+            return False
+        except (OSError, ProtocolError, TimeoutError, EOFError, ssl.SSLError) as err:
+            await self._disconnect()
+            self._retry(_reason(err))
+            return False
+        self._backoff.reset()
+        self._set_state("live", None)
+        return True
+
+    async def _connect(self) -> None:
+        host, port, app, tls = split_url(self.target.url)
+        context = _tls_context(self.target.verify_tls) if tls else None
+        self._reader, self._writer = await asyncio.open_connection(
+            host, port, ssl=context, server_hostname=host if tls else None)
+        sock = self._writer.get_extra_info("socket")
+        if self.settings.send_buffer_bytes and sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.settings.send_buffer_bytes)
+        scheme = "rtmps" if tls else "rtmp"
+        self._proto = RtmpClientProtocol(f"{scheme}://{host}:{port}/{app}", app, self.target.key)
+        await self._flush()
+        while True:
+            data = await self._reader.read(65536)
+            if not data:
+                raise EOFError("the target closed the connection")
+            for event in self._proto.receive(data):
+                if isinstance(event, Refused):
+                    raise TargetRefused(event.reason)
+                if isinstance(event, Published):
+                    await self._after_publish()
+                    return
+            await self._flush()
+
+    async def _after_publish(self) -> None:
+        assert self._proto is not None and self._reader is not None
+        self._need_key = True
+        if self._metadata:
+            self._proto.send_metadata(self._metadata)
+        for unit in self._configs.values():
+            self._queue_unit(unit)
+        await self._flush()
+        self._listen = asyncio.get_running_loop().create_task(self._read_loop(self._reader, self._proto),
+                                                              name=f"push-read-{self.target.id}")
+
+    async def _read_loop(self, reader: asyncio.StreamReader, proto: RtmpClientProtocol) -> None:
+        """Answers pings and notices a close or a late refusal."""
+        reason = "the target closed the connection"
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                events = proto.receive(data)
+                refused = [e for e in events if isinstance(e, Refused)]
+                if refused:
+                    reason = refused[0].reason
+                    break
+                if self._writer is not None and proto is self._proto:
+                    self._writer.write(proto.data_to_send())
+        except (OSError, ProtocolError) as err:
+            reason = _reason(err)
+        if proto is self._proto:
+            proto.state = "closed"
+            self._retry(reason)
+
+    async def _disconnect(self) -> None:
+        listen, self._listen = self._listen, None
+        if listen is not None and listen is not asyncio.current_task():
+            listen.cancel()
+        writer, self._writer = self._writer, None
+        self._proto = None
+        if writer is not None:
+            writer.close()
+            try:
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            except (OSError, TimeoutError, ssl.SSLError):
+                pass
+
+    def _retry(self, reason: str) -> None:
+        self._retry_at = time.monotonic() + self._backoff.next()
+        self.status.reconnects += 1
+        self._set_state("retrying", self._redact(reason))
+        log.info("push target %s of room %s: %s; retrying", self.target.name, self.target.slug,
+                 self.status.reason)
+
+    # -- media ---------------------------------------------------------------------
+    def _queue_unit(self, unit: MediaUnit) -> None:
+        assert self._proto is not None
+        try:
+            if unit.track is Track.VIDEO:
+                self._proto.send_video(unit.dts, video_tag_body(unit))
+            else:
+                self._proto.send_audio(unit.dts, audio_tag_body(unit))
+        except FlvEncodeError:
+            self.status.dropped += 1
+
+    async def _send_unit(self, unit: MediaUnit) -> None:
+        self._queue_unit(unit)
+        try:
+            await self._flush()
+        except (OSError, TimeoutError) as err:
+            reason = "the target stopped reading" if isinstance(err, TimeoutError) else _reason(err)
+            await self._disconnect()
+            self._retry(reason)
+
+    async def _flush(self) -> None:
+        if self._proto is None or self._writer is None:
+            return
+        data = self._proto.data_to_send()
+        if data:
+            self._writer.write(data)
+            self.status.bytes_sent += len(data)
+            # Waiting (bounded) only when the transport holds more than its high-water mark:
+            # a timer per unit would cost more than sending it.
+            if self._writer.transport.get_write_buffer_size() > _HIGH_WATER:
+                await asyncio.wait_for(self._writer.drain(), self.settings.connect_timeout)
+
+    # -- state ---------------------------------------------------------------------
+    def _set_state(self, state: str, reason: str | None) -> None:
+        changed = state != self.status.state
+        self.status.state, self.status.reason = state, reason
+        if changed:
+            self.status.since = time.time()
+            try:
+                self._on_state(self.target, self.status)
+            except Exception:
+                log.exception("push target state listener failed")
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self.target.key, "***") if self.target.key else text
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, TimeoutError):
+        return "timed out"
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return f"TLS certificate verification failed: {err.verify_message}"
+    return f"{type(err).__name__}: {err}"[:300]
+
+
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
