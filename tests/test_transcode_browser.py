@@ -26,7 +26,8 @@ async def _status(page: Any) -> dict[str, Any]:
         return {time: v.currentTime, state: box.dataset.state, engine: p ? p.engine : null,
                 levels: hls ? hls.levels.map(l => l.height) : [], current: hls ? hls.currentLevel : null,
                 menu: q && !q.hidden ? [...q.querySelectorAll('option')].map(o => o.textContent) : null,
-                playing: q ? q.querySelector('#quality-playing').textContent : null,
+                playing: q && q.querySelector('#quality-playing')
+                    ? q.querySelector('#quality-playing').textContent : null,
                 playFrom: box.dataset.playFrom || null, videoHeight: v.videoHeight};
     }""")
 
