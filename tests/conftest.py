@@ -86,7 +86,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if module not in DB_MODULES or metafunc.definition.get_closest_marker("sqlite_only"):
         backends = ["sqlite"]
     if backends != ["sqlite"]:
-        metafunc.parametrize("db_backend", backends, indirect=True)
+        # the PostgreSQL runs start a cluster and a database per test: part of the slow set
+        params = [pytest.param(b, marks=pytest.mark.slow) if b == "postgresql" else b for b in backends]
+        metafunc.parametrize("db_backend", params, indirect=True)
 
 
 @pytest.fixture(scope="session")
