@@ -315,9 +315,13 @@ class RoomService:
             return None
         return room
 
-    async def set_live(self, slug: str, live: bool) -> bool:
-        """Mark a room live (``started_at`` = now) or offline; False if there is no such room."""
-        return await self.repo.set_live(slug, live, utc_now() if live else None) > 0
+    async def set_live(self, slug: str, live: bool, owner: str = "") -> bool:
+        """Mark a room live (``started_at`` = now) under ``owner`` (the live run's token), or
+        offline if ``owner`` is the one that set it live; False if nothing changed (no such
+        room, or it is live under another owner: another origin took it over)."""
+        if live:
+            return await self.repo.set_live(slug, utc_now(), owner) > 0
+        return await self.repo.set_offline(slug, owner) > 0
 
     async def set_all_offline(self) -> int:
         return await self.repo.set_all_offline()

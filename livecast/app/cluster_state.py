@@ -75,6 +75,9 @@ async def _lifecycle(app: web.Application, *, leases: RoomLeases, claimed: dict[
             return False
         timeline = await leases.claim(slug)
         claimed[slug] = Resume(timeline.next_sequence, timeline.discontinuities) if timeline else None
+        if rtmp.full(slug):  # filled up during the claim: the listener refuses it, so let go
+            claimed.pop(slug, None)
+            tasks.spawn(leases.release(slug), name=f"release-{slug}")
         return True
 
     def on_event(event: object) -> None:

@@ -11,6 +11,7 @@ when a room goes live and ``StreamStopped`` when it stops (not across a takeover
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any, Protocol
 
 from livecast.core.events import Event, StreamStarted, StreamStopped
@@ -33,7 +34,8 @@ class Source(Protocol):
 
 
 class LiveState(Protocol):
-    async def set_live(self, slug: str, live: bool) -> Any: ...
+    async def set_live(self, slug: str, live: bool, owner: str) -> Any:
+        """``owner``: a token of this live run; only the run that set a room live clears it."""
 
 
 class EventSink(Protocol):
@@ -75,6 +77,7 @@ class SessionManager:
         self._live_state = live_state
         self._events = events
         self._sessions: dict[str, PublishSession] = {}
+        self._runs: dict[str, str] = {}  # slug -> token of its live run here (across local takeovers)
         self._tasks = Supervisor("live-state")
 
     def __len__(self) -> int:
@@ -93,7 +96,8 @@ class SessionManager:
             log.info("room %s: %s takes over from %s", slug, source.peer, old.source.peer)
             old.source.stop(None)
         if previous is None:
-            self._tasks.spawn(self._set_live(slug, True), name=f"live-{slug}")
+            run = self._runs[slug] = uuid.uuid4().hex
+            self._tasks.spawn(self._set_live(slug, True, run), name=f"live-{slug}")
             self._events.emit(StreamStarted(slug, {"peer": source.peer}))
         return session
 
@@ -102,7 +106,8 @@ class SessionManager:
             del self._sessions[session.slug]
         if not self.hub.stop(session.stream):
             return False  # superseded: the room stays live with its new source
-        self._tasks.spawn(self._set_live(session.slug, False), name=f"offline-{session.slug}")
+        run = self._runs.pop(session.slug, "")
+        self._tasks.spawn(self._set_live(session.slug, False, run), name=f"offline-{session.slug}")
         self._events.emit(StreamStopped(session.slug))
         return True
 
@@ -117,8 +122,11 @@ class SessionManager:
         await self._tasks.wait()
         await self._tasks.close()
 
-    async def _set_live(self, slug: str, live: bool) -> None:
+    async def _set_live(self, slug: str, live: bool, run: str) -> None:
         try:
-            await self._live_state.set_live(slug, live)
+            changed = await self._live_state.set_live(slug, live, run)
+            if not live:
+                log.info("room %s: %s", slug, "marked offline" if changed else
+                         "live flag left as is (live under another run: taken over)")
         except Exception:
             log.exception("could not record room %s as %s", slug, "live" if live else "offline")

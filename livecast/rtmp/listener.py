@@ -85,6 +85,11 @@ class RtmpServer:
         self._more_servers: list[asyncio.base_events.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
 
+    def full(self, slug: str) -> bool:
+        """A new publish of ``slug`` would be refused: ``ingest.max_publishers`` rooms are live
+        here (a room already live here may always be taken over)."""
+        return self.sessions.get(slug) is None and len(self.sessions.hub) >= self.settings.ingest.max_publishers
+
     @property
     def port(self) -> int:
         assert self._server is not None and self._server.sockets
@@ -300,6 +305,9 @@ class RtmpConnection(asyncio.Protocol):
                 self._flush()
                 self.abort(None)
                 return
+            if server.full(room.slug):  # before the hook: a refused publish claims nothing, asks nobody
+                self._refuse_full(req, room.slug)
+                return
             if server.publish_hook is not None and not await server.publish_hook(room.slug, self.peer, self.app):
                 if self._closing:
                     return
@@ -315,15 +323,10 @@ class RtmpConnection(asyncio.Protocol):
                 self.proto.reject_publish(req, "NetStream.Publish.BadName", "already publishing")
                 self._flush()
                 return
-            slug = room.slug
-            if server.sessions.get(slug) is None and len(server.sessions.hub) >= server.settings.ingest.max_publishers:
-                server.gate.refusals.note("server_full", self.host,
-                                          f"{self.peer} publish to {slug} rejected: max_publishers reached")
-                self.proto.reject_publish(req, "NetStream.Publish.Rejected", "server is full")
-                self._flush()
-                self.abort(None)
+            if server.full(room.slug):  # filled up while the hook ran
+                self._refuse_full(req, room.slug)
                 return
-            self._begin_publish(req, slug)
+            self._begin_publish(req, room.slug)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -336,6 +339,13 @@ class RtmpConnection(asyncio.Protocol):
                 self.transport.resume_reading()
         self._handle(backlog)
         self._hold_if_congested()
+
+    def _refuse_full(self, req: PublishRequested, slug: str) -> None:
+        self.server.gate.refusals.note("server_full", self.host,
+                                       f"{self.peer} publish to {slug} rejected: max_publishers reached")
+        self.proto.reject_publish(req, "NetStream.Publish.Rejected", "server is full")
+        self._flush()
+        self.abort(None)
 
     def _begin_publish(self, req: PublishRequested, slug: str) -> None:
         server = self.server

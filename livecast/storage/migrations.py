@@ -297,11 +297,18 @@ _POSTGRESQL_5 = """
     ALTER TABLE rooms ADD COLUMN source_on_demand INTEGER NOT NULL DEFAULT 0
 """
 
+# HA (issue 15): who set a room live (a token per live run on one origin), so that only
+# that origin's stop clears the flag after another origin took the room over.
+_ALL_6 = """
+    ALTER TABLE rooms ADD COLUMN live_owner TEXT NOT NULL DEFAULT ''
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, _SQLITE_1, _POSTGRESQL_1),
     Migration(2, _SQLITE_2, _POSTGRESQL_2),
     Migration(3, _SQLITE_3, _POSTGRESQL_3),
     Migration(4, _SQLITE_4, _POSTGRESQL_4),
     Migration(5, _SQLITE_5, _POSTGRESQL_5),
+    Migration(6, _ALL_6, _ALL_6),
 ]
 LATEST = max(m.version for m in MIGRATIONS)

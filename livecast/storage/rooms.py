@@ -33,8 +33,11 @@ BY_KEY_HASH = _SELECT + " WHERE r.stream_key_hash = ?"
 UPDATE_TEXT = "UPDATE rooms SET title = COALESCE(?, title), description = COALESCE(?, description) WHERE slug = ?"
 DELETE = "DELETE FROM rooms WHERE slug = ?"
 SET_KEY = "UPDATE rooms SET stream_key = ?, stream_key_hash = ? WHERE slug = ?"
-SET_LIVE = "UPDATE rooms SET live = ?, started_at = ? WHERE slug = ?"
-ALL_OFFLINE = "UPDATE rooms SET live = 0, started_at = NULL WHERE live != 0"
+SET_LIVE = "UPDATE rooms SET live = 1, started_at = ?, live_owner = ? WHERE slug = ?"
+# Only the live run that set the flag clears it: after a takeover by another origin, the
+# old origin's stop changes nothing.
+SET_OFFLINE = "UPDATE rooms SET live = 0, started_at = NULL, live_owner = '' WHERE slug = ? AND live_owner = ?"
+ALL_OFFLINE = "UPDATE rooms SET live = 0, started_at = NULL, live_owner = '' WHERE live != 0"
 
 _ORDER = " ORDER BY r.live DESC, r.id DESC LIMIT ?"
 _OWNER = "r.owner_id = ?"
@@ -49,7 +52,7 @@ def list_sql(by_owner: bool, after: bool) -> str:
 
 STATEMENTS: tuple[str, ...] = (
     LOCK_OWNER, COUNT_OWNED, SLUGS_LIKE, INSERT, BY_SLUG, BY_OWNER, BY_KEY_HASH, UPDATE_TEXT, DELETE,
-    SET_KEY, SET_LIVE, ALL_OFFLINE,
+    SET_KEY, SET_LIVE, SET_OFFLINE, ALL_OFFLINE,
     *(list_sql(o, a) for o in (False, True) for a in (False, True)),
 )
 
@@ -120,8 +123,12 @@ class RoomRepository:
     async def set_key(self, slug: str, key: str, key_hash: str) -> int:
         return await self.db.execute(SET_KEY, (key, key_hash, slug))
 
-    async def set_live(self, slug: str, live: bool, started_at: str | None) -> int:
-        return await self.db.execute(SET_LIVE, (int(live), started_at, slug))
+    async def set_live(self, slug: str, started_at: str, owner: str) -> int:
+        return await self.db.execute(SET_LIVE, (started_at, owner, slug))
+
+    async def set_offline(self, slug: str, owner: str) -> int:
+        """Clear the flag if ``owner`` set it; 0 when the room is live under another owner."""
+        return await self.db.execute(SET_OFFLINE, (slug, owner))
 
     async def set_all_offline(self) -> int:
         return await self.db.execute(ALL_OFFLINE)

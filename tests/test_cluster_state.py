@@ -1,0 +1,140 @@
+"""Cluster-state correctness across origins sharing PostgreSQL and Redis (separate OS
+processes): the database's ``live`` flag survives the old origin's stop after a takeover,
+and a publish refused for "server full" holds no lease."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from helpers import make_room, rtmp_url, segment_uris, wait_for, wait_playlist
+from pg import PgCluster
+from publisher import PublishFailed, start_publisher
+
+from livecast.config import AuthSettings
+from livecast.rooms import RoomService
+from livecast.storage.postgres import PostgresDatabase
+from livecast.storage.sqlite import SqliteDatabase
+from livecast.users import UserService
+
+FPS = 30
+HLS = {"segment_duration": 1.0, "window": 6}
+LEASE = 1.5
+
+
+async def origins(cluster: Any, pg_server: PgCluster, name: str, **extra: Any) -> tuple[Any, Any]:
+    redis = await cluster.redis()
+    url = pg_server.url(await pg_server.create_database(name))
+    sections = {"database": {"url": url}, "cluster": {"redis": redis.url, "lease_seconds": LEASE}, "hls": HLS}
+    a = await cluster.node("a", **sections, **extra)
+    b = await cluster.node("b", **sections)
+    return a, b
+
+
+async def test_only_the_live_run_that_set_the_flag_clears_it(tmp_path: Path, pg_server: PgCluster) -> None:
+    """On both backends: run "b" takes the room over from run "a"; a's late stop changes
+    nothing, b's stop clears the flag (a conditional UPDATE, no read-then-write)."""
+    backends: list[SqliteDatabase | PostgresDatabase] = [
+        SqliteDatabase(tmp_path / "live.db"), PostgresDatabase(pg_server.url(await pg_server.create_database("runs")))]
+    for db in backends:
+        await db.open()
+        users = UserService(db, AuthSettings(bcrypt_rounds=4))
+        try:
+            owner = await users.create_user("streamer", "pw pw pw 1")
+            rooms = RoomService(db)
+            slug = (await rooms.create(owner, "Run room")).slug
+            assert await rooms.set_live(slug, True, "a")
+            assert await rooms.set_live(slug, True, "b")  # the takeover
+            assert not await rooms.set_live(slug, False, "a")  # the old run's stop, late
+            assert await _db_live(rooms, slug)
+            assert await rooms.set_live(slug, False, "b")
+            assert not await _db_live(rooms, slug)
+        finally:
+            users.close()
+            await db.close()
+
+
+async def _db_live(rooms: RoomService, slug: str) -> bool:
+    room = await rooms.get(slug)
+    assert room is not None
+    return room.live
+
+
+async def listed(node: Any) -> list[tuple[str, bool]]:
+    """(slug, live) of every room, in the list's order (live rooms first)."""
+    async with node.http.get(node.url("/api/v1/rooms")) as r:
+        assert r.status == 200, await r.text()
+        return [(room["slug"], room["live"]) for room in (await r.json())["rooms"]]
+
+
+async def test_the_old_origins_stop_after_a_takeover_leaves_the_room_live(cluster: Any,
+                                                                         pg_server: PgCluster) -> None:
+    a, b = await origins(cluster, pg_server, "liveflag")
+    room = await make_room(a)
+    slug = room["slug"]
+    newer = (await make_room(a, "Newer room"))["slug"]  # listed first unless ``slug`` is live
+    first = await start_publisher(rtmp_url(a, room["stream_key"]), seconds=60.0, fps=FPS, gop=FPS, realtime=True)
+    second = None
+    try:
+        await wait_for(lambda: _first_is(a, (slug, True)), timeout=15, what="the room listed live")
+        await wait_playlist(a, slug, lambda t: len(segment_uris(t)) >= 2)
+        second = await start_publisher(rtmp_url(b, room["stream_key"]), seconds=60.0, fps=FPS, gop=FPS,
+                                       realtime=True)
+        # A drops its publisher; its stop, whenever it lands, leaves the room live (on B)
+        await wait_for(lambda: re.search(rf"room {slug}: (marked offline|live flag left)", a.log_text()),
+                       timeout=3 * LEASE + 10, what="A's stop after the takeover")
+        await wait_playlist(b, slug, lambda t: len(segment_uris(t)) >= 1)
+        # the list's order is the database's flag on every origin; ``live`` is the holder's word
+        await wait_for(lambda: _first_is(b, (slug, True)), what="B lists the room first and live")
+        assert (await listed(b))[:2] == [(slug, True), (newer, False)]
+        assert [s for s, _ in await listed(a)][:2] == [slug, newer]
+    finally:
+        await first.stop()
+        if second is not None:
+            await second.stop()
+    try:
+        await first.result(timeout=15)
+    except PublishFailed:
+        pass  # dropped by A: what a taken-over encoder sees
+    # B's own stop clears it
+    await wait_for(lambda: _first_is(b, (newer, False)), timeout=15, what="B's stop clears the flag")
+    assert (slug, False) in await listed(a)
+
+
+async def _first_is(node: Any, expected: tuple[str, bool]) -> bool:
+    rooms = await listed(node)
+    return bool(rooms) and rooms[0] == expected
+
+
+async def test_a_publish_refused_as_server_full_holds_no_lease(cluster: Any, pg_server: PgCluster) -> None:
+    """A (ingest.max_publishers = 1) is full: a publish of a room B holds is refused without
+    taking the room from B, and a publish of an idle room leaves no lease behind."""
+    a, b = await origins(cluster, pg_server, "full", ingest={"max_publishers": 1})
+    redis = aioredis.from_url(a.sections["cluster"]["redis"], decode_responses=True)
+    on_a, on_b, idle = await make_room(a, "On A"), await make_room(a, "On B"), await make_room(a, "Idle")
+    publishers = [await start_publisher(rtmp_url(node, r["stream_key"]), seconds=60.0, fps=FPS, gop=FPS,
+                                        realtime=True) for node, r in ((a, on_a), (b, on_b))]
+    try:
+        await wait_playlist(a, on_a["slug"], lambda t: len(segment_uris(t)) >= 1)
+        await wait_playlist(b, on_b["slug"], lambda t: len(segment_uris(t)) >= 1)
+        held_by_b = await redis.get(f"livecast:lease:{on_b['slug']}")
+        assert held_by_b and held_by_b.endswith(b.base)
+        for r in (on_b, idle):
+            refused = await start_publisher(rtmp_url(a, r["stream_key"]), seconds=5.0, fps=FPS, gop=FPS)
+            try:
+                await refused.result(timeout=30)
+                raise AssertionError("a publish to a full origin went through")
+            except PublishFailed as err:
+                assert "server is full" in str(err) or "Rejected" in str(err), err
+        assert await redis.get(f"livecast:lease:{idle['slug']}") is None
+        assert await redis.get(f"livecast:lease:{on_b['slug']}") == held_by_b  # B still holds it
+        assert "server_full" in a.log_text() or "max_publishers reached" in a.log_text()
+        before = await wait_playlist(b, on_b["slug"], lambda t: len(segment_uris(t)) >= 1)
+        await wait_playlist(b, on_b["slug"], lambda t: segment_uris(t)[-1] != segment_uris(before)[-1])
+        assert "taken over" not in b.log_text()
+    finally:
+        for p in publishers:
+            await p.stop()
+        await redis.aclose()
