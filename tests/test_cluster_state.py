@@ -138,3 +138,31 @@ async def test_a_publish_refused_as_server_full_holds_no_lease(cluster: Any, pg_
         for p in publishers:
             await p.stop()
         await redis.aclose()
+
+
+async def _login(node: Any, name: str) -> tuple[int, str | None]:
+    async with node.http.post(node.url("/api/v1/auth/login"), json={"username": name, "password": "wrong pw 1"}) as r:
+        if r.status >= 500:
+            raise AssertionError(await r.text())
+        return r.status, r.headers.get("Retry-After")
+
+
+async def test_login_throttling_is_shared_by_the_origins_through_redis(cluster: Any) -> None:
+    """Failed logins split across A and B count as on one origin; when Redis goes away each
+    origin falls back to its own limits (with a warning), never a 500."""
+    redis = await cluster.redis()
+    sections = {"cluster": {"redis": redis.url, "lease_seconds": LEASE},
+                "auth": {"login_attempts_per_user": 4, "login_attempts_per_client": 100}}
+    a, b = await cluster.node("a", **sections), await cluster.node("b", **sections)
+    for node in (a, b, a, b):
+        assert (await _login(node, "victim"))[0] == 401
+    for node in (a, b):
+        status, retry_after = await _login(node, "victim")
+        assert status == 429 and retry_after is not None and int(retry_after) >= 1
+    assert (await _login(b, "someone"))[0] == 401  # another name from the same address still may try
+
+    await redis.stop()
+    # each origin on its own now: its own four failures, then 429
+    assert [(await _login(a, "outage"))[0] for _ in range(5)] == [401] * 4 + [429]
+    assert (await _login(b, "outage"))[0] == 401
+    assert "rate limits: Redis unreachable" in a.log_text()

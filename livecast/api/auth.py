@@ -26,7 +26,7 @@ from livecast.cluster import client_ip
 from livecast.core.errors import Forbidden, RateLimited, Unauthorized, ValidationError
 from livecast.keys import SETTINGS, USERS
 from livecast.passwords import Busy
-from livecast.core.ratelimit import RateLimiter
+from livecast.core.ratelimit import Limiter, LimiterFactory, local_limiter
 from livecast.users import USERNAME_RE, User
 
 log = logging.getLogger(__name__)
@@ -39,39 +39,43 @@ routes = web.RouteTableDef()
 
 @dataclass
 class AuthLimits:
-    failures_per_client: RateLimiter  # failed logins per address
-    failures_per_client_user: RateLimiter  # failed logins per (address, username)
-    logins_per_client: RateLimiter  # every login request per address
-    registrations_per_client: RateLimiter
+    failures_per_client: Limiter  # failed logins per address
+    failures_per_client_user: Limiter  # failed logins per (address, username)
+    logins_per_client: Limiter  # every login request per address
+    registrations_per_client: Limiter
 
-    def login_wait(self, client: str, client_user: str | None) -> float:
-        return max(self.failures_per_client.retry_after(client), self.logins_per_client.retry_after(client),
-                   self.failures_per_client_user.retry_after(client_user) if client_user else 0.0)
+    async def login_wait(self, client: str, client_user: str | None) -> float:
+        return max(await self.failures_per_client.retry_after(client),
+                   await self.logins_per_client.retry_after(client),
+                   await self.failures_per_client_user.retry_after(client_user) if client_user else 0.0)
 
-    def login_hit(self, client: str, client_user: str | None) -> None:
-        self.failures_per_client.hit(client)
-        self.logins_per_client.hit(client)
+    async def login_hit(self, client: str, client_user: str | None) -> None:
+        await self.failures_per_client.hit(client)
+        await self.logins_per_client.hit(client)
         if client_user:
-            self.failures_per_client_user.hit(client_user)
+            await self.failures_per_client_user.hit(client_user)
 
-    def forgive_failure(self, client: str, client_user: str | None) -> None:
-        self.failures_per_client.refund(client)
+    async def forgive_failure(self, client: str, client_user: str | None) -> None:
+        await self.failures_per_client.refund(client)
         if client_user:
-            self.failures_per_client_user.refund(client_user)
+            await self.failures_per_client_user.refund(client_user)
 
 
 AUTH_LIMITS: web.AppKey[AuthLimits] = web.AppKey("auth_limits")
 _CALLER: web.RequestKey[tuple[User | None, str | None]] = web.RequestKey("livecast_caller")
 
 
-def setup_limits(app: web.Application) -> None:
+def setup_limits(app: web.Application, make: LimiterFactory = local_limiter) -> None:
+    """The login and registration limits, from ``make`` (this process's, or the cluster's
+    shared through Redis)."""
     auth = app[SETTINGS].auth
     window = auth.login_window_seconds
     app[AUTH_LIMITS] = AuthLimits(
-        failures_per_client=RateLimiter(max(1, auth.login_attempts_per_client), window),
-        failures_per_client_user=RateLimiter(max(1, auth.login_attempts_per_user), window),
-        logins_per_client=RateLimiter(max(1, auth.login_requests_per_client), window),
-        registrations_per_client=RateLimiter(max(1, auth.register_per_address), auth.register_window_seconds),
+        failures_per_client=make("login-failures", max(1, auth.login_attempts_per_client), window),
+        failures_per_client_user=make("login-failures-user", max(1, auth.login_attempts_per_user), window),
+        logins_per_client=make("logins", max(1, auth.login_requests_per_client), window),
+        registrations_per_client=make("registrations", max(1, auth.register_per_address),
+                                      auth.register_window_seconds),
     )
 
 
@@ -144,14 +148,14 @@ async def register(request: web.Request) -> web.Response:
     username, password = _required(data, "username"), _required(data, "password")
     users.validate_new(username, password, email=data.get("email"))  # a 400 costs no attempt
     limiter, client = request.app[AUTH_LIMITS].registrations_per_client, _client_key(request)
-    wait = limiter.hit(client)
+    wait = await limiter.hit(client)
     if wait > 0:
         log.warning("registration rate limit hit from %s", client)
         raise RateLimited("too many registrations from this address, try again later", retry_after=wait)
     try:
         user = await users.create_user(username, password, email=data.get("email"))
     except Busy:
-        limiter.refund(client)  # nothing was done; the client may simply retry
+        await limiter.refund(client)  # nothing was done; the client may simply retry
         raise
     return web.json_response({"user": user.to_private_json()}, status=201)
 
@@ -168,11 +172,11 @@ async def login(request: web.Request) -> web.Response:
     client = _client_key(request)
     user_key = username.lower() if USERNAME_RE.fullmatch(username) else None
     client_user = f"{client} {user_key}" if user_key else None  # never the name alone
-    wait = limits.login_wait(client, client_user)
+    wait = await limits.login_wait(client, client_user)
     if wait > 0:
         log.warning("login rate limit hit from %s", client)
         raise RateLimited("too many login attempts, try again later", retry_after=wait)
-    limits.login_hit(client, client_user)
+    await limits.login_hit(client, client_user)
     users = request.app[USERS]
     try:
         user = await users.authenticate(username, password)
@@ -180,10 +184,10 @@ async def login(request: web.Request) -> web.Response:
         log.info("failed login for %s from %s", user_key or "<invalid name>", client)
         raise
     except Busy:
-        limits.forgive_failure(client, client_user)
-        limits.logins_per_client.refund(client)
+        await limits.forgive_failure(client, client_user)
+        await limits.logins_per_client.refund(client)
         raise
-    limits.forgive_failure(client, client_user)
+    await limits.forgive_failure(client, client_user)
     session = await users.create_session(user)
     settings = request.app[SETTINGS].auth
     response = web.json_response(

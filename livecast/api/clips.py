@@ -10,7 +10,7 @@ from aiohttp import web
 from livecast.api import openapi, paging
 from livecast.api.auth import NO_STORE, current_user, read_body, require_user
 from livecast.core.errors import Forbidden, NotFound, RateLimited
-from livecast.core.ratelimit import RateLimiter
+from livecast.core.ratelimit import Limiter, LimiterFactory, local_limiter
 from livecast.keys import ROOMS, SETTINGS
 from livecast.recording.clips import CLIPS, Clip
 from livecast.recording.service import Recording
@@ -19,7 +19,7 @@ from livecast.users import User
 log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
-CLIP_LIMIT: web.AppKey[RateLimiter] = web.AppKey("clip_limit")
+CLIP_LIMIT: web.AppKey[Limiter] = web.AppKey("clip_limit")
 
 
 def _manages(user: User | None, owner_id: int) -> bool:
@@ -42,7 +42,7 @@ async def create_clip(request: web.Request) -> web.Response:
     user = await require_user(request)
     room = await request.app[ROOMS].require(request.match_info["slug"])
     data = await read_body(request)
-    wait = request.app[CLIP_LIMIT].hit(str(user.id))
+    wait = await request.app[CLIP_LIMIT].hit(str(user.id))
     if wait > 0:
         raise RateLimited("too many clips; try again later", retry_after=wait)
 
@@ -80,9 +80,9 @@ async def delete_clip(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application, limiters: LimiterFactory = local_limiter) -> None:
     settings = app[SETTINGS].recording
-    app[CLIP_LIMIT] = RateLimiter(settings.clips_per_minute, 60.0)
+    app[CLIP_LIMIT] = limiters("clips", settings.clips_per_minute, 60.0)
     app.add_routes(routes)
 
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from livecast.api import admin, auth, openapi, rooms
+from livecast.core.ratelimit import LimiterFactory, local_limiter
 from livecast.keys import DB, ROOMS, SETTINGS, USERS
 from livecast.rooms import RoomService
 from livecast.users import UserService
@@ -15,9 +16,11 @@ from livecast.users import UserService
 log = logging.getLogger(__name__)
 
 
-def setup(app: web.Application) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Register the routes and the services' start-up. Call after the database context."""
-    auth.setup_limits(app)
+def setup(app: web.Application, limiters: LimiterFactory = local_limiter
+          ) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Register the routes and the services' start-up. Call after the database context.
+    ``limiters`` makes the login and registration limits (shared through Redis in a cluster)."""
+    auth.setup_limits(app, limiters)
     app.add_routes(auth.routes)
     app.add_routes(rooms.routes)
     app.add_routes(admin.routes)

@@ -24,9 +24,11 @@ from livecast.chat.metrics import ChatCollector
 from livecast.chat.ws import CHAT
 from livecast.cluster.leases import LEASES
 from livecast.cluster.metrics import ClusterCollector
+from livecast.cluster.ratelimit import RedisLimits
 from livecast.cluster.registry import Registry
 from livecast.cluster.shared_registry import SharedRegistry
 from livecast.config import Settings
+from livecast.core.ratelimit import LimiterFactory, local_limiter
 from livecast.delivery import vod as vod_routes
 from livecast.ingest import component as ingest
 from livecast.ingest.metrics import IngestCollector
@@ -45,7 +47,10 @@ from livecast.web import routes as web_routes
 def build(app: web.Application, settings: Settings) -> None:
     parts: list[Lifecycle] = [_database(settings)]
     parts.append(webhooks.setup(app))  # before ingest and chat: its queue drains after their last events
-    parts.append(api_routes.setup(app))
+    limiters = _limiters(settings)
+    if isinstance(limiters, RedisLimits):
+        parts.append(_closing_limits(limiters))
+    parts.append(api_routes.setup(app, limiters))
     registry = _registry(settings)
     cluster_api.setup(app, registry)
     if isinstance(registry, SharedRegistry):
@@ -60,7 +65,7 @@ def build(app: web.Application, settings: Settings) -> None:
     recorder_stats = RecorderStats()
     parts.append(recording.lifecycle(settings, lambda: app[ingest.HLS], recorder_stats))
     recordings_api.setup(app)
-    clips_api.setup(app)
+    clips_api.setup(app, limiters)
     vod_routes.setup(app)
     parts.append(relay.setup(app, lambda: app[ingest.HUB], extras))  # before the media path: stops after it
     parts.append(ingest.setup(app, extras))
@@ -117,6 +122,23 @@ def _registry(settings: Settings) -> Registry:
     if cluster.redis:
         return SharedRegistry(cluster.redis, cluster.heartbeat_timeout, cluster.heartbeat_interval)
     return Registry(cluster.heartbeat_timeout)
+
+
+def _limiters(settings: Settings) -> LimiterFactory:
+    """Login, registration and clip limits: shared through Redis when ``cluster.redis`` is set."""
+    if settings.cluster.redis:
+        return RedisLimits(settings.cluster.redis)
+    return local_limiter
+
+
+def _closing_limits(limits: RedisLimits) -> Lifecycle:
+    async def shared_limits(app: web.Application) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await limits.close()
+
+    return shared_limits
 
 
 def _shared_registry(registry: SharedRegistry) -> Lifecycle:

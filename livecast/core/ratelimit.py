@@ -8,6 +8,10 @@ Memory is bounded twice: each key keeps at most ``limit`` timestamps, and at mos
 ``max_keys`` keys are kept. Keys are held in least-recently-hit order; a key whose
 newest hit is older than the window is equivalent to an absent key and is dropped
 first, and when the table is still full the least recently hit key is evicted.
+
+``Limiter`` is the interface the API's limits use (awaited): ``LocalLimiter`` wraps a
+``RateLimiter`` (a single node), ``livecast.cluster.ratelimit`` keeps the windows in Redis so
+that the cluster's origins count as one.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from typing import Protocol
 
 Clock = Callable[[], float]
 
@@ -92,3 +97,39 @@ class RateLimiter:
             del self._hits[key]
         while len(self._hits) >= self.max_keys:
             self._hits.popitem(last=False)
+
+
+class Limiter(Protocol):
+    """A rate limit whose state may live elsewhere (Redis, shared by the cluster's origins):
+    the same three calls as ``RateLimiter``, awaited."""
+
+    async def hit(self, key: str) -> float: ...
+
+    async def retry_after(self, key: str) -> float: ...
+
+    async def refund(self, key: str) -> None: ...
+
+
+# (name, limit, window seconds) -> a limiter; ``name`` keeps limits apart in a shared store.
+LimiterFactory = Callable[[str, int, float], Limiter]
+
+
+class LocalLimiter:
+    """A ``RateLimiter`` of this process behind the ``Limiter`` interface (one node's default)."""
+
+    def __init__(self, limit: int, window: float, *, max_keys: int = 10_000) -> None:
+        self.local = RateLimiter(limit, window, max_keys=max_keys)
+
+    async def hit(self, key: str) -> float:
+        return self.local.hit(key)
+
+    async def retry_after(self, key: str) -> float:
+        return self.local.retry_after(key)
+
+    async def refund(self, key: str) -> None:
+        self.local.refund(key)
+
+
+def local_limiter(name: str, limit: int, window: float) -> Limiter:
+    """The ``LimiterFactory`` of a single node: every limit in this process."""
+    return LocalLimiter(limit, window)
