@@ -1,6 +1,7 @@
 """Two origins as separate OS processes sharing one real PostgreSQL: migrations when both
 start at once, and the writes that once relied on SQLite's single writer (unique names,
-the coin ledger, slug allocation, key rotation) racing across the two machines."""
+the coin ledger, slug allocation, key rotation) racing across the two machines, sent
+straight to the origins and through an edge in front of each."""
 
 from __future__ import annotations
 
@@ -108,3 +109,30 @@ async def test_two_origins_share_postgresql_without_races(cluster: Any, pg_serve
         assert (await r.json())["room"]["stream_key"] in keys
     for node in (a, b):
         assert "pg-secret-pw" not in node.log_text()  # the URL's password never reaches a log
+
+
+async def test_gift_and_registration_races_through_edges(cluster: Any, pg_server: PgCluster) -> None:
+    """The same races sent through edges: E1 in front of A, E2 in front of B."""
+    a, b, _ = await two_origins(cluster, pg_server)
+    e1, e2 = await asyncio.gather(cluster.node("e1", role="edge", origin=a), cluster.node("e2", role="edge", origin=b))
+    for i in range(3):
+        statuses = sorted(await asyncio.gather(register(e1, f"edgy{i}"), register(e2, f"Edgy{i}")))
+        assert statuses == [201, 409], statuses
+    assert await register(e1, "edgestreamer") == 201 and await register(e2, "edgefan") == 201
+    streamer, fan = await login(e1, "edgestreamer"), await login(e2, "edgefan")
+    async with e2.http.post(e2.url("/api/v1/rooms"), json={"title": "Edged"}, headers=streamer) as r:
+        assert r.status == 201, await r.text()
+        slug = (await r.json())["room"]["slug"]
+
+    async def gift(node: Any, http: aiohttp.ClientSession) -> int:
+        async with http.post(node.url(f"/api/v1/rooms/{slug}/gifts"), json={"gift": "rose"}, headers=fan) as r:
+            if r.status == 409:
+                assert (await r.json())["error"]["code"] == "insufficient_coins"
+            return r.status
+
+    async with aiohttp.ClientSession() as http:
+        results = Counter(await asyncio.gather(*(gift(e1 if i % 2 else e2, http) for i in range(100))))
+    assert results == Counter({201: SIGNUP_COINS // ROSE, 409: 100 - SIGNUP_COINS // ROSE}), results
+    fan_coins, streamer_coins = (await me(e1, fan))["coins"], (await me(e2, streamer))["coins"]
+    assert fan_coins == SIGNUP_COINS % ROSE
+    assert fan_coins + streamer_coins == 2 * SIGNUP_COINS  # conserved
