@@ -8,6 +8,11 @@ The EventBus subscriber only enqueues into a bounded queue (full: the event is d
 and logged), so ingest and chat never wait. One worker task takes events off the queue
 and starts one delivery per URL (at most ``MAX_IN_FLIGHT`` at a time) on one shared
 ``aiohttp.ClientSession``; a delivery retries with exponential backoff.
+
+A delivery's id is derived from the event's identity when it has one (a comment's or a
+gift's id, a room's slug; ``identify``): every origin that sees the same event makes the
+same id. With ``claims`` set (a cluster sharing Redis), a delivery is sent only by the
+origin that claims its id first, so an event several origins would send goes out once.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
@@ -80,6 +85,31 @@ def event_data(event: object) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
+def event_identity(event: object) -> str | None:
+    """What makes an event the same on every origin that sees it; None: nothing does (a
+    fresh random delivery id)."""
+    if isinstance(event, CommentCreated):
+        return f"comment:{event.comment_id}"
+    if isinstance(event, GiftSent):
+        return f"gift:{event.gift_id}"
+    if isinstance(event, RoomCreated):
+        return f"room.created:{event.slug}:{event.owner}:{event.title}"
+    return None
+
+
+# An event's cluster-wide identity: None = none (sent), "" = not to be sent from this origin.
+Identify = Callable[[object], str | None]
+
+
+class Claims(Protocol):
+    """Claims a delivery id once across the cluster (Redis SET NX with an expiry)."""
+
+    async def claim(self, delivery_id: str) -> bool:
+        """True for the first claimant; also True when the store cannot be asked (a
+        duplicate is better than a lost event)."""
+        ...
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -87,11 +117,12 @@ def _now() -> str:
 class Delivery:
     """One serialised event: the exact bytes every URL receives."""
 
-    __slots__ = ("body", "id", "name")
+    __slots__ = ("body", "id", "name", "shared")
 
-    def __init__(self, name: str, data: dict[str, Any]) -> None:
+    def __init__(self, name: str, data: dict[str, Any], identity: str | None = None) -> None:
         self.name = name
-        self.id = uuid.uuid4().hex
+        self.shared = identity is not None  # other origins may make the same delivery
+        self.id = hashlib.sha256(f"{name} {identity}".encode()).hexdigest()[:32] if identity else uuid.uuid4().hex
         self.body = json.dumps({"event": name, "id": self.id, "ts": _now(), "data": data},
                                separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -111,6 +142,9 @@ class Webhooks:
         self.dropped = 0
         self.delivered = 0
         self.failed = 0
+        self.claimed_elsewhere = 0  # shared deliveries another origin sent
+        self.identify: Identify = event_identity
+        self.claims: Claims | None = None
         self._worker: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -122,12 +156,17 @@ class Webhooks:
         if not self.settings.urls:
             return
         found = event_data(event)
-        if found is not None:
-            self.enqueue(*found)
+        if found is None:
+            return
+        identity = self.identify(event)
+        if identity == "":
+            log.debug("webhook %s for %s: not sent from this origin", found[0], type(event).__name__)
+            return
+        self.enqueue(*found, identity=identity)
 
-    def enqueue(self, name: str, data: dict[str, Any]) -> None:
+    def enqueue(self, name: str, data: dict[str, Any], identity: str | None = None) -> None:
         try:
-            self.queue.put_nowait(Delivery(name, data))
+            self.queue.put_nowait(Delivery(name, data, identity))
         except asyncio.QueueFull:
             self.dropped += 1
             log.warning("webhook queue full (%d): dropped %s (%d dropped so far)",
@@ -136,6 +175,10 @@ class Webhooks:
     async def _run(self) -> None:
         while True:
             item = await self.queue.get()
+            if item.shared and self.claims is not None and not await self.claims.claim(item.id):
+                self.claimed_elsewhere += 1
+                log.debug("webhook %s %s: sent by another origin", item.name, item.id)
+                continue
             for url in self.settings.urls:
                 await self._slots.acquire()
                 task = asyncio.get_running_loop().create_task(self._deliver(url, item))

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from helpers import make_room, rtmp_url, segment_uris, wait_for, wait_playlist
+from aiohttp import web
+from helpers import make_room, register_and_login, rtmp_url, segment_uris, wait_for, wait_playlist
 from pg import PgCluster
 from publisher import PublishFailed, start_publisher
+from test_chat_support import connect, post
 
 from livecast.config import AuthSettings
 from livecast.rooms import RoomService
@@ -166,3 +168,71 @@ async def test_login_throttling_is_shared_by_the_origins_through_redis(cluster: 
     assert [(await _login(a, "outage"))[0] for _ in range(5)] == [401] * 4 + [429]
     assert (await _login(b, "outage"))[0] == 401
     assert "rate limits: Redis unreachable" in a.log_text()
+
+
+class Hooks:
+    """A real HTTP receiver counting webhook deliveries by event name."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.events.append(await request.json())
+        return web.Response(status=204)
+
+    def names(self) -> list[str]:
+        return [e["event"] for e in self.events]
+
+
+async def test_a_broadcast_continued_on_another_origin_is_one_webhook_broadcast(cluster: Any,
+                                                                              pg_server: PgCluster) -> None:
+    """A and B send webhooks to the same receiver: a publish on A taken over on B is one
+    ``stream.started`` and, when B's publisher stops, one ``stream.stopped`` (the takeover's
+    stop on A is not sent, B's start is claimed by A's delivery); a comment once."""
+    hooks = Hooks()
+    app = web.Application()
+    app.router.add_post("/hook", hooks.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+        a, b = await origins(cluster, pg_server, "hooks", webhooks={"urls": [url]})
+        b.sections["webhooks"] = {"urls": [url]}
+        await b.restart()  # now with the same webhook URL as A
+        room = await make_room(a)
+        slug = room["slug"]
+        first = await start_publisher(rtmp_url(a, room["stream_key"]), seconds=60.0, fps=FPS, gop=FPS,
+                                      realtime=True)
+        second = None
+        try:
+            await wait_for(lambda: "stream.started" in hooks.names(), timeout=15, what="A's stream.started")
+            await wait_playlist(a, slug, lambda t: len(segment_uris(t)) >= 1)
+            second = await start_publisher(rtmp_url(b, room["stream_key"]), seconds=3.0, fps=FPS, gop=FPS,
+                                           realtime=True)
+            await wait_for(lambda: re.search(rf"room {slug}: (marked offline|live flag left)", a.log_text()),
+                           timeout=3 * LEASE + 10, what="A's stop after the takeover")
+            await second.result()
+        finally:
+            await first.stop()
+            if second is not None:
+                await second.stop()
+        await wait_for(lambda: "stream.stopped" in hooks.names(), timeout=15, what="B's stream.stopped")
+        fan = await register_and_login(b)
+        ws, _ = await connect(b, slug, fan)
+        await post(ws, "once")
+        await ws.close()
+        await wait_for(lambda: "comment.created" in hooks.names(), timeout=15, what="the comment's webhook")
+        # everything above has been delivered; a last event on A flushes A's queue behind it
+        await make_room(a, "Flush")
+        await wait_for(lambda: hooks.names().count("room.created") == 2, timeout=15, what="the flush")
+        names = hooks.names()
+        assert names.count("stream.started") == 1 and names.count("stream.stopped") == 1, names
+        assert names.count("comment.created") == 1, names
+        started, stopped = (next(e for e in hooks.events if e["event"] == n) for n in ("stream.started",
+                                                                                       "stream.stopped"))
+        assert names.index("stream.started") < names.index("stream.stopped")
+        assert started["data"]["room"] == stopped["data"]["room"] == slug
+    finally:
+        await runner.cleanup()

@@ -5,6 +5,11 @@ A publish, once authorised, claims the room's lease (the publish hook): a room a
 origin holds is taken over (that origin drops its publisher), and a room whose holder
 died continues its playlist here (``HlsService.resume_provider``). Each new segment
 records the timeline; a stream's end releases the lease.
+
+Webhooks: a broadcast continued on another origin (takeover, failover) is one broadcast:
+its ``stream.started`` and ``stream.stopped`` carry the broadcast's id, every delivery with
+an identity is claimed once in Redis, and the stop of an origin the room was taken from
+is not sent.
 """
 
 from __future__ import annotations
@@ -16,14 +21,16 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from livecast.app.lifecycle import Lifecycle
+from livecast.cluster.claims import DeliveryClaims
 from livecast.cluster.leases import LEASES, RoomLeases, Timeline
 from livecast.config import Settings
-from livecast.core.events import StreamStopped
+from livecast.core.events import StreamStarted, StreamStopped
 from livecast.core.tasks import Supervisor
 from livecast.delivery.holder import HolderPull
 from livecast.hls.service import HlsService, Resume
 from livecast.ingest import component as ingest
 from livecast.keys import BOUND_PORTS, EVENTS
+from livecast.webhooks import WEBHOOKS, event_identity
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +58,20 @@ def setup(app: web.Application, settings: Settings) -> Lifecycle | None:
     hls.resume_provider = lambda slug: claimed.pop(slug, None)
     hls.add_listener(lambda slug: _record(hls, leases, slug))
     leases.on_lost(lambda slug: app[ingest.SESSIONS].kick(slug, "taken over on another origin"))
-    return functools.partial(_lifecycle, leases=leases, claimed=claimed, pull=pull)
+    claims = DeliveryClaims(settings.cluster.redis, leases.ident)
+    hooks = app[WEBHOOKS]
+    hooks.identify, hooks.claims = functools.partial(_identify, leases), claims
+    return functools.partial(_lifecycle, leases=leases, claimed=claimed, pull=pull, claims=claims)
+
+
+def _identify(leases: RoomLeases, event: object) -> str | None:
+    """A webhook event's identity across the cluster ("": not sent from here)."""
+    if isinstance(event, (StreamStarted, StreamStopped)):
+        if isinstance(event, StreamStopped) and leases.taken_over(event.slug):
+            return ""  # taken over: the broadcast goes on elsewhere
+        broadcast = leases.broadcasts.get(event.slug)
+        return f"{event.slug}:{broadcast}" if broadcast else None
+    return event_identity(event)
 
 
 def _self_url(app: web.Application, settings: Settings) -> str:
@@ -64,7 +84,7 @@ def _self_url(app: web.Application, settings: Settings) -> str:
 
 
 async def _lifecycle(app: web.Application, *, leases: RoomLeases, claimed: dict[str, Resume | None],
-                     pull: HolderPull) -> AsyncIterator[None]:
+                     pull: HolderPull, claims: DeliveryClaims) -> AsyncIterator[None]:
     await leases.start()
     rtmp = app[ingest.RTMP]
     previous = rtmp.publish_hook
@@ -94,3 +114,4 @@ async def _lifecycle(app: web.Application, *, leases: RoomLeases, claimed: dict[
         await tasks.close()
         await leases.close()
         await pull.close()
+        await claims.close()

@@ -76,13 +76,15 @@ class Timeline:
     discontinuities: int  # discontinuity tags so far, listed or not
     updated: float = 0.0  # unix time of the write
     ended: bool = False  # the publisher stopped (not: its origin died)
+    broadcast: str = ""  # one id per broadcast, kept by the origins that continue it
 
     @classmethod
     def parse(cls, raw: str | bytes) -> Timeline | None:
         try:
             data = json.loads(raw)
             return cls(str(data["prefix"]), int(data["next_sequence"]), int(data["discontinuities"]),
-                       float(data.get("updated", 0.0)), bool(data.get("ended", False)))
+                       float(data.get("updated", 0.0)), bool(data.get("ended", False)),
+                       str(data.get("broadcast", "")))
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -102,6 +104,8 @@ class RoomLeases:
         self._self_url = self_url
         self._holders: dict[str, tuple[float, str | None]] = {}  # slug -> (looked up at, holder URL)
         self.held: set[str] = set()
+        self.broadcasts: dict[str, str] = {}  # slug -> the broadcast this node publishes or last published
+        self._taken: set[str] = set()  # rooms taken from this node whose local stop is still to come
         self.degraded = False
         self.claims = 0
         self.takeovers = 0  # rooms this node took from another live holder
@@ -157,12 +161,28 @@ class RoomLeases:
                 log.info("room %s: continuing its timeline (the previous holder's lease lapsed)", slug)
         except (RedisError, OSError) as err:
             self._degrade(err)
-            self.held.add(slug)
+            self._hold(slug, None)
             return None
         self._recover()
         self.claims += 1
+        timeline = Timeline.parse(raw) if raw else None
+        self._hold(slug, timeline)
+        return timeline
+
+    def _hold(self, slug: str, timeline: Timeline | None) -> None:
+        """Held from now on; a broadcast still going on (not ended) keeps its id."""
         self.held.add(slug)
-        return Timeline.parse(raw) if raw else None
+        self._taken.discard(slug)
+        going_on = timeline is not None and not timeline.ended and timeline.broadcast
+        self.broadcasts[slug] = timeline.broadcast if timeline is not None and going_on else uuid.uuid4().hex[:16]
+
+    def taken_over(self, slug: str) -> bool:
+        """True once after another node took ``slug`` from this one (its local stop is not
+        the broadcast's end)."""
+        if slug in self._taken:
+            self._taken.discard(slug)
+            return True
+        return False
 
     def advance(self, slug: str, timeline: Timeline) -> None:
         """Record where the room's playlist stands (written soon, coalesced)."""
@@ -266,7 +286,8 @@ class RoomLeases:
                     self._degrade(err)
 
     async def _write(self, slug: str, timeline: Timeline) -> None:
-        stamped = dataclasses.replace(timeline, updated=time.time())
+        stamped = dataclasses.replace(timeline, updated=time.time(),
+                                      broadcast=timeline.broadcast or self.broadcasts.get(slug, ""))
         await self._scripts["advance"](keys=[LEASE + slug, TIMELINE + slug],
                                        args=[self.node, json.dumps(asdict(stamped)), TIMELINE_TTL])
 
@@ -281,6 +302,7 @@ class RoomLeases:
 
     def _lose(self, slug: str) -> None:
         self.held.discard(slug)
+        self._taken.add(slug)
         self._pending.pop(slug, None)
         self.lost += 1
         log.info("room %s: taken over by another origin; dropping the local publisher", slug)
