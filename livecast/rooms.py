@@ -323,5 +323,9 @@ class RoomService:
             return await self.repo.set_live(slug, utc_now(), owner) > 0
         return await self.repo.set_offline(slug, owner) > 0
 
+    async def live_runs(self) -> builtins.list[tuple[str, str]]:
+        """(slug, owner token) of every room flagged live."""
+        return await self.repo.live_runs()
+
     async def set_all_offline(self) -> int:
         return await self.repo.set_all_offline()

@@ -26,10 +26,12 @@ HLS = {"segment_duration": 1.0, "window": 6}
 LEASE = 1.5
 
 
-async def origins(cluster: Any, pg_server: PgCluster, name: str, **extra: Any) -> tuple[Any, Any]:
+async def origins(cluster: Any, pg_server: PgCluster, name: str, hls: dict[str, Any] = HLS,
+                  **extra: Any) -> tuple[Any, Any]:
+    """A (with ``extra`` sections) and B sharing PostgreSQL and Redis."""
     redis = await cluster.redis()
     url = pg_server.url(await pg_server.create_database(name))
-    sections = {"database": {"url": url}, "cluster": {"redis": redis.url, "lease_seconds": LEASE}, "hls": HLS}
+    sections = {"database": {"url": url}, "cluster": {"redis": redis.url, "lease_seconds": LEASE}, "hls": hls}
     a = await cluster.node("a", **sections, **extra)
     b = await cluster.node("b", **sections)
     return a, b
@@ -236,3 +238,25 @@ async def test_a_broadcast_continued_on_another_origin_is_one_webhook_broadcast(
         assert started["data"]["room"] == stopped["data"]["room"] == slug
     finally:
         await runner.cleanup()
+
+
+async def test_an_origin_start_leaves_rooms_live_elsewhere_and_a_dead_holders_room_goes_offline(
+        cluster: Any, pg_server: PgCluster) -> None:
+    """B's restart does not clear the flag of a room live on A; once A is killed and the
+    publisher does not come back within ``hls.reconnect_grace``, the room is marked offline."""
+    a, b = await origins(cluster, pg_server, "sweep", hls={**HLS, "reconnect_grace": 1.0})
+    room = await make_room(a)
+    slug = room["slug"]
+    newer = (await make_room(a, "Newer room"))["slug"]
+    publisher = await start_publisher(rtmp_url(a, room["stream_key"]), seconds=60.0, fps=FPS, gop=FPS,
+                                      realtime=True)
+    try:
+        await wait_for(lambda: _first_is(a, (slug, True)), timeout=15, what="the room listed live")
+        await b.restart()
+        assert [s for s, _ in await listed(b)][:2] == [slug, newer]  # still live after B's start
+        await a.kill()
+    finally:
+        await publisher.stop()
+    await wait_for(lambda: _first_is(b, (newer, False)), timeout=3 * LEASE + 20,
+                   what="the dead holder's room marked offline")
+    assert f"room {slug}: marked offline (no origin holds it)" in b.log_text()

@@ -34,7 +34,9 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     room_service = RoomService(db)
     app[USERS] = users
     app[ROOMS] = room_service
-    offline = await room_service.set_all_offline()
+    # One origin: nothing is live before it starts. Several (cluster.redis): rooms live on
+    # the others stay live; the lease sweep (app/cluster_state) clears rooms nobody holds.
+    offline = 0 if app[SETTINGS].cluster.redis else await room_service.set_all_offline()
     if offline:
         log.info("marked %d room(s) offline after start-up", offline)
     await users.warm_up()

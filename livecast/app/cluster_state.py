@@ -14,6 +14,7 @@ is not sent.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -25,14 +26,17 @@ from livecast.cluster.claims import DeliveryClaims
 from livecast.cluster.leases import LEASES, RoomLeases, Timeline
 from livecast.config import Settings
 from livecast.core.events import StreamStarted, StreamStopped
-from livecast.core.tasks import Supervisor
+from livecast.core.tasks import Supervisor, cancel_and_wait
 from livecast.delivery.holder import HolderPull
 from livecast.hls.service import HlsService, Resume
 from livecast.ingest import component as ingest
-from livecast.keys import BOUND_PORTS, EVENTS
+from livecast.keys import BOUND_PORTS, EVENTS, ROOMS
+from livecast.rooms import RoomService
 from livecast.webhooks import WEBHOOKS, event_identity
 
 log = logging.getLogger(__name__)
+
+SWEEP_MIN_SECONDS = 5.0
 
 
 
@@ -61,7 +65,7 @@ def setup(app: web.Application, settings: Settings) -> Lifecycle | None:
     claims = DeliveryClaims(settings.cluster.redis, leases.ident)
     hooks = app[WEBHOOKS]
     hooks.identify, hooks.claims = functools.partial(_identify, leases), claims
-    return functools.partial(_lifecycle, leases=leases, claimed=claimed, pull=pull, claims=claims)
+    return functools.partial(_lifecycle, leases=leases, claimed=claimed, pull=pull, claims=claims, grace=grace)
 
 
 def _identify(leases: RoomLeases, event: object) -> str | None:
@@ -83,12 +87,34 @@ def _self_url(app: web.Application, settings: Settings) -> str:
     return f"http://{host}:{app[BOUND_PORTS].get('http', settings.server.http_port)}"
 
 
+async def _sweep_forever(app: web.Application, leases: RoomLeases, grace: float) -> None:
+    """Rooms flagged live in the database that no origin holds (their holder died and the
+    publisher did not come back within ``grace``) are marked offline; also right at start,
+    in place of a single node's "everything offline"."""
+    while True:
+        try:
+            await _sweep(app[ROOMS], leases, grace)
+        except Exception:
+            log.exception("live-flag sweep failed")
+        await asyncio.sleep(max(3 * leases.lease_seconds, SWEEP_MIN_SECONDS))
+
+
+async def _sweep(rooms: RoomService, leases: RoomLeases, grace: float) -> None:
+    for slug, owner in await rooms.live_runs():
+        held = await leases.held_anywhere(slug)
+        if held is None:
+            return  # Redis away: nobody can tell, leave the flags
+        if not held and not await leases.moving(slug, grace) and await rooms.set_live(slug, False, owner):
+            log.info("room %s: marked offline (no origin holds it)", slug)
+
+
 async def _lifecycle(app: web.Application, *, leases: RoomLeases, claimed: dict[str, Resume | None],
-                     pull: HolderPull, claims: DeliveryClaims) -> AsyncIterator[None]:
+                     pull: HolderPull, claims: DeliveryClaims, grace: float) -> AsyncIterator[None]:
     await leases.start()
     rtmp = app[ingest.RTMP]
     previous = rtmp.publish_hook
     tasks = Supervisor("leases")
+    sweeper = asyncio.create_task(_sweep_forever(app, leases, grace), name="live-sweep")
 
     async def claim_on_publish(slug: str, peer: str, app_name: str) -> bool:
         if previous is not None and not await previous(slug, peer, app_name):
@@ -110,6 +136,7 @@ async def _lifecycle(app: web.Application, *, leases: RoomLeases, claimed: dict[
         yield
     finally:
         unsubscribe()
+        await cancel_and_wait(sweeper)
         await tasks.wait()
         await tasks.close()
         await leases.close()

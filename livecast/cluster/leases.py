@@ -217,6 +217,14 @@ class RoomLeases:
         timeline = await self._timeline(slug)
         return timeline is not None and not timeline.ended and time.time() - timeline.updated <= within
 
+    async def held_anywhere(self, slug: str) -> bool | None:
+        """Whether any node holds ``slug`` now; None when Redis does not answer."""
+        try:
+            return bool(await self._client.exists(LEASE + slug))
+        except (RedisError, OSError) as err:
+            self._degrade(err)
+            return None
+
     async def holder_url(self, slug: str) -> str | None:
         """The HTTP base URL of the other origin holding ``slug``; None when this one holds
         it, nobody does, or Redis is unreachable. Cached for a third of a lease."""

@@ -37,6 +37,7 @@ SET_LIVE = "UPDATE rooms SET live = 1, started_at = ?, live_owner = ? WHERE slug
 # Only the live run that set the flag clears it: after a takeover by another origin, the
 # old origin's stop changes nothing.
 SET_OFFLINE = "UPDATE rooms SET live = 0, started_at = NULL, live_owner = '' WHERE slug = ? AND live_owner = ?"
+LIVE_RUNS = "SELECT slug, live_owner FROM rooms WHERE live != 0"
 ALL_OFFLINE = "UPDATE rooms SET live = 0, started_at = NULL, live_owner = '' WHERE live != 0"
 
 _ORDER = " ORDER BY r.live DESC, r.id DESC LIMIT ?"
@@ -52,7 +53,7 @@ def list_sql(by_owner: bool, after: bool) -> str:
 
 STATEMENTS: tuple[str, ...] = (
     LOCK_OWNER, COUNT_OWNED, SLUGS_LIKE, INSERT, BY_SLUG, BY_OWNER, BY_KEY_HASH, UPDATE_TEXT, DELETE,
-    SET_KEY, SET_LIVE, SET_OFFLINE, ALL_OFFLINE,
+    SET_KEY, SET_LIVE, SET_OFFLINE, LIVE_RUNS, ALL_OFFLINE,
     *(list_sql(o, a) for o in (False, True) for a in (False, True)),
 )
 
@@ -129,6 +130,10 @@ class RoomRepository:
     async def set_offline(self, slug: str, owner: str) -> int:
         """Clear the flag if ``owner`` set it; 0 when the room is live under another owner."""
         return await self.db.execute(SET_OFFLINE, (slug, owner))
+
+    async def live_runs(self) -> list[tuple[str, str]]:
+        """(slug, live_owner) of every room flagged live."""
+        return [(str(r["slug"]), str(r["live_owner"])) for r in await self.db.fetch_all(LIVE_RUNS)]
 
     async def set_all_offline(self) -> int:
         return await self.db.execute(ALL_OFFLINE)
