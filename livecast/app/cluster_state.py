@@ -62,6 +62,7 @@ def setup(app: web.Application, settings: Settings) -> Lifecycle | None:
     hls.resume_provider = lambda slug: claimed.pop(slug, None)
     hls.add_listener(lambda slug: _record(hls, leases, slug))
     leases.on_lost(lambda slug: app[ingest.SESSIONS].kick(slug, "taken over on another origin"))
+    leases.active = lambda slug: app[ingest.SESSIONS].get(slug) is not None
     claims = DeliveryClaims(settings.cluster.redis, leases.ident)
     hooks = app[WEBHOOKS]
     hooks.identify, hooks.claims = functools.partial(_identify, leases), claims

@@ -112,6 +112,9 @@ class RoomLeases:
         self.failovers = 0  # rooms this node continued after the holder's lease lapsed
         self.lost = 0  # rooms taken from this node
         self._on_lost: list[LostHandler] = []
+        # Whether a room still has a publisher here: a claim whose publish never began (the
+        # encoder left during the claim, the publish was refused after it) is let go.
+        self.active: Callable[[str], bool] = lambda slug: True
         self._client = aioredis.from_url(url, socket_timeout=lease_seconds / 2,
                                          socket_connect_timeout=lease_seconds / 2)
         self._scripts = {name: self._client.register_script(src) for name, src in
@@ -258,6 +261,9 @@ class RoomLeases:
                     self._degrade(err)
                 else:
                     self._recover()
+            for slug in [s for s in self.held if not self.active(s)]:
+                log.info("room %s: no publisher here any more; releasing its lease", slug)
+                await self.release(slug)
             for slug in list(self.held):
                 try:
                     still = await self._scripts["renew"](keys=[LEASE + slug], args=[self.node, self._ms])
