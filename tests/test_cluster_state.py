@@ -15,6 +15,7 @@ from pg import PgCluster
 from publisher import PublishFailed, start_publisher
 from test_chat_support import connect, post
 
+from livecast.cluster.ratelimit import RedisLimits
 from livecast.config import AuthSettings
 from livecast.rooms import RoomService
 from livecast.storage.postgres import PostgresDatabase
@@ -151,12 +152,40 @@ async def _login(node: Any, name: str) -> tuple[int, str | None]:
         return r.status, r.headers.get("Retry-After")
 
 
+async def _register(node: Any, name: str) -> int:
+    account = {"username": name, "password": "pw pw pw 1"}
+    async with node.http.post(node.url("/api/v1/auth/register"), json=account) as r:
+        assert r.status < 500, await r.text()
+        return r.status
+
+
+async def test_shared_limiter_windows_in_redis(cluster: Any) -> None:
+    """The Redis limiter itself: a window shared by two stores (two origins), peeking
+    records nothing, a refund frees the newest slot, and an outage falls back per store."""
+    redis = await cluster.redis()
+    one, two = RedisLimits(redis.url), RedisLimits(redis.url)
+    try:
+        x, y = one("t", 2, 30.0), two("t", 2, 30.0)
+        assert [await x.hit("k"), await y.retry_after("k"), await y.hit("k")] == [0.0, 0.0, 0.0]
+        assert 29.0 < await x.hit("k") <= 30.0  # full: the third hit waits for the oldest to leave
+        assert 29.0 < await y.retry_after("k") <= 30.0
+        assert await y.hit("other") == 0.0  # keys are apart
+        await y.refund("k")
+        assert await x.hit("k") == 0.0 and await y.hit("k") > 0
+        await redis.stop()
+        assert [await x.hit("k"), await x.hit("k"), await x.hit("k") > 0] == [0.0, 0.0, True]  # on its own
+        assert one.degraded and not two.degraded
+    finally:
+        await one.close()
+        await two.close()
+
+
 async def test_login_throttling_is_shared_by_the_origins_through_redis(cluster: Any) -> None:
     """Failed logins split across A and B count as on one origin; when Redis goes away each
     origin falls back to its own limits (with a warning), never a 500."""
     redis = await cluster.redis()
     sections = {"cluster": {"redis": redis.url, "lease_seconds": LEASE},
-                "auth": {"login_attempts_per_user": 4, "login_attempts_per_client": 100}}
+                "auth": {"login_attempts_per_user": 4, "login_attempts_per_client": 100, "register_per_address": 3}}
     a, b = await cluster.node("a", **sections), await cluster.node("b", **sections)
     for node in (a, b, a, b):
         assert (await _login(node, "victim"))[0] == 401
@@ -164,6 +193,8 @@ async def test_login_throttling_is_shared_by_the_origins_through_redis(cluster: 
         status, retry_after = await _login(node, "victim")
         assert status == 429 and retry_after is not None and int(retry_after) >= 1
     assert (await _login(b, "someone"))[0] == 401  # another name from the same address still may try
+    registered = [await _register(node, f"reg{i}") for i, node in enumerate((a, b, a, b))]
+    assert registered == [201, 201, 201, 429]  # registrations per address, across the origins
 
     await redis.stop()
     # each origin on its own now: its own four failures, then 429
