@@ -104,7 +104,7 @@ class RoomLeases:
         self._self_url = self_url
         self._holders: dict[str, tuple[float, str | None]] = {}  # slug -> (looked up at, holder URL)
         self.held: set[str] = set()
-        self.broadcasts: dict[str, str] = {}  # slug -> the broadcast this node publishes or last published
+        self.broadcasts: dict[str, str] = {}  # slug -> the broadcast this node publishes
         self._taken: set[str] = set()  # rooms taken from this node whose local stop is still to come
         self.degraded = False
         self.claims = 0
@@ -198,6 +198,7 @@ class RoomLeases:
         if slug not in self.held:
             return
         self.held.discard(slug)
+        self.broadcasts.pop(slug, None)  # ended: a later start here (a pull, say) is another broadcast
         pending = self._pending.pop(slug, None) or await self._timeline(slug)
         try:
             if pending is not None:
@@ -316,6 +317,7 @@ class RoomLeases:
 
     def _lose(self, slug: str) -> None:
         self.held.discard(slug)
+        self.broadcasts.pop(slug, None)
         self._taken.add(slug)
         self._pending.pop(slug, None)
         self.lost += 1
