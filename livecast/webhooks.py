@@ -10,7 +10,7 @@ and starts one delivery per URL (at most ``MAX_IN_FLIGHT`` at a time) on one sha
 ``aiohttp.ClientSession``; a delivery retries with exponential backoff.
 
 A delivery's id is derived from the event's identity when it has one (a comment's or a
-gift's id, a room's slug; ``identify``): every origin that sees the same event makes the
+gift's id; on a cluster also a broadcast's; ``identify``): every origin that sees the same event makes the
 same id. With ``claims`` set (a cluster sharing Redis), a delivery is sent only by the
 origin that claims its id first, so an event several origins would send goes out once.
 """
@@ -86,14 +86,13 @@ def event_data(event: object) -> tuple[str, dict[str, Any]] | None:
 
 
 def event_identity(event: object) -> str | None:
-    """What makes an event the same on every origin that sees it; None: nothing does (a
-    fresh random delivery id)."""
+    """What makes an event the same on every origin that sees it (its row in the shared
+    database); None: nothing does (a fresh random delivery id; e.g. a room created, deleted
+    and created again under the same name is two events)."""
     if isinstance(event, CommentCreated):
-        return f"comment:{event.comment_id}"
+        return f"comment:{event.slug}:{event.comment_id}"
     if isinstance(event, GiftSent):
-        return f"gift:{event.gift_id}"
-    if isinstance(event, RoomCreated):
-        return f"room.created:{event.slug}:{event.owner}:{event.title}"
+        return f"gift:{event.slug}:{event.gift_id}"
     return None
 
 
