@@ -13,6 +13,8 @@ from aiohttp import web
 from helpers import make_room, register_and_login, rtmp_url, segment_uris, wait_for, wait_playlist
 from pg import PgCluster
 from publisher import PublishFailed, start_publisher
+from rtmp_attack import crafted_publish
+from rtmp_craft import command_message
 from test_chat_support import connect, post
 
 from livecast.cluster.ratelimit import RedisLimits
@@ -291,3 +293,24 @@ async def test_an_origin_start_leaves_rooms_live_elsewhere_and_a_dead_holders_ro
     await wait_for(lambda: _first_is(b, (newer, False)), timeout=3 * LEASE + 20,
                    what="the dead holder's room marked offline")
     assert f"room {slug}: marked offline (no origin holds it)" in b.log_text()
+
+
+async def test_a_lease_claimed_for_a_publish_that_never_began_is_released(cluster: Any) -> None:
+    """A second publish on a connection already publishing is refused after its room's lease
+    was claimed ("already publishing"): the next renewal finds no publisher and lets go."""
+    redis_server = await cluster.redis()
+    a = await cluster.node("a", cluster={"redis": redis_server.url, "lease_seconds": LEASE}, hls=HLS)
+    redis = aioredis.from_url(redis_server.url, decode_responses=True)
+    first, second = await make_room(a, "First"), await make_room(a, "Second")
+    reader, writer = await crafted_publish(a, first["stream_key"])
+    try:
+        writer.write(command_message("createStream", 4, None))
+        writer.write(command_message("publish", 5, None, second["stream_key"], "live", stream_id=2, csid=8))
+        await writer.drain()
+        await wait_for(lambda: f"room {second['slug']}: no publisher here any more" in a.log_text(),
+                       timeout=3 * LEASE + 5, what="the stray lease released")
+        assert await redis.get(f"livecast:lease:{second['slug']}") is None
+        assert await redis.get(f"livecast:lease:{first['slug']}")  # the real publish keeps its own
+    finally:
+        writer.close()
+        await redis.aclose()
