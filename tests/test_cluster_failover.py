@@ -143,8 +143,9 @@ async def test_edge_with_two_origins_follows_the_room_across_a_failover(cluster:
     A comment acknowledged before the kill stays in the history; comments and gifts sent
     through B reach a viewer on E."""
     a, b = await origins(cluster, pg_server)
+    # chat.bus defaults to cluster.redis on edges too: E hosts its viewers' chat sockets
     edge = await cluster.node("e", role="edge", origin=SimpleNamespace(base=f"{a.base},{b.base}"), hls=HLS,
-                              chat={"bus": a.sections["cluster"]["redis"]})
+                              cluster={"redis": a.sections["cluster"]["redis"]})
     room = await make_room(edge)  # the API through the edge (to A)
     slug = room["slug"]
     fan = await register_and_login(edge)
