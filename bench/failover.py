@@ -3,10 +3,13 @@
 ``failover``: origins A and B (PostgreSQL and Redis shared, started here), edge E listing
 both; ffmpeg pushes a real-time 320x240 clip (1 s GOP, 1 s segments) to one origin; that
 origin is SIGKILLed and ffmpeg is restarted against the other one at once (what OBS's
-reconnect through a balancer does). Per round: kill -> publisher accepted by the other
-origin (the room is live there), -> first new segment in E's playlist, -> a player
-polling E as hls.js does gets that segment's bytes (it advances again). The killed origin
-is restarted for the next round.
+reconnect through a balancer does). A real player watches through E all along: headless
+Chromium (Debian's ``chromium``, through Playwright) on E's room page with hls.js. Per
+round: kill -> publisher accepted by the other origin (the room is live there), -> first
+new segment in E's playlist, -> a client polling E gets that segment's bytes, -> the
+player advancing again: ``video.currentTime`` passes the end of what it had buffered when
+the origin died (it shows the new origin's media). The killed origin is restarted for the
+next round.
 
     python bench/failover.py failover --rounds 5
 
@@ -36,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import playwright.async_api as playwright_api
 from benchnode import free_port, spawn_server, wait_ready
 from pgserver import PgServer
 
@@ -43,6 +47,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from procs import NodeProcess, RedisProcess, node_sections  # noqa: E402  (the tests' process launcher)
+from test_web_ui import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (the browser tests' Chromium)
+
+PLAYER = """() => { const v = document.getElementById('video'), b = v.buffered;
+    return {time: v.currentTime, buffered: b.length ? b.end(b.length - 1) : 0,
+            state: document.getElementById('player').dataset.state}; }"""
 PASSWORD = "bench password 1"
 
 
@@ -159,8 +168,13 @@ async def until(check: Any, timeout: float = 60.0) -> float:
     raise SystemExit("timed out")
 
 
-async def failover_round(http: aiohttp.ClientSession, clip: Path, live: NodeProcess, other: NodeProcess,
-                         edge: NodeProcess, slug: str, key: str) -> tuple[float, float, float]:
+async def player(page: Any) -> dict[str, Any]:
+    status: dict[str, Any] = await page.evaluate(PLAYER)
+    return status
+
+
+async def failover_round(http: aiohttp.ClientSession, browser: Any, clip: Path, live: NodeProcess,
+                         other: NodeProcess, edge: NodeProcess, slug: str, key: str) -> tuple[float, ...]:
     publisher = await push(clip, live, key)
     newest = 0
 
@@ -174,11 +188,16 @@ async def failover_round(http: aiohttp.ClientSession, clip: Path, live: NodeProc
         return False
 
     await until(lambda: edge_has(newest + 3))
+    page = await browser.new_page()
+    await page.goto(edge.url(f"/r/{slug}?player=hls.js"))
+    start = (await until_value(lambda: playing_from(page, 0.0)))["time"]
+    await until_value(lambda: playing_from(page, start + 1.0))  # it plays
+    await edge_has(0)  # the newest segment E lists now
     before = newest
     killed = time.monotonic()
     await live.kill()
-    publisher.kill()
-    await publisher.wait()
+    held = (await player(page))["buffered"]  # all of the dead origin's media it will ever get
+    await stop(publisher)  # it may have ended already: its origin died under it
     publisher = await push(clip, other, key)
 
     async def other_live() -> bool:
@@ -197,11 +216,38 @@ async def failover_round(http: aiohttp.ClientSession, clip: Path, live: NodeProc
         async with http.get(edge.url(f"/hls/{slug}/{new[0]}")) as r:
             return r.status == 200 and len(await r.read()) > 0
 
-    advanced = await until(player_gets_it)
-    publisher.kill()
-    await publisher.wait()
+    fetched = await until(player_gets_it)
+    await until_value(lambda: playing_from(page, held))
+    advanced = time.monotonic()
+    await page.close()
+    await stop(publisher)
     await live.start()  # back for the next round
-    return reconnected - killed, segment - killed, advanced - killed
+    return reconnected - killed, segment - killed, fetched - killed, advanced - killed
+
+
+async def stop(publisher: asyncio.subprocess.Process) -> None:
+    if publisher.returncode is None:
+        try:
+            publisher.kill()
+        except ProcessLookupError:
+            pass  # exited between the check and the signal
+    await publisher.wait()
+
+
+async def playing_from(page: Any, past: float) -> dict[str, Any] | None:
+    """The player's status once it plays beyond ``past`` seconds of media, else None."""
+    status = await player(page)
+    return status if status["state"] == "playing" and status["time"] > past else None
+
+
+async def until_value(check: Any, timeout: float = 60.0) -> Any:
+    """The first truthy value of ``await check()`` (polled every 20 ms)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := await check():
+            return value
+        await asyncio.sleep(0.02)
+    raise SystemExit("timed out")
 
 
 async def failover_bench(args: argparse.Namespace) -> None:
@@ -212,6 +258,7 @@ async def failover_bench(args: argparse.Namespace) -> None:
     pg.start()
     redis = RedisProcess(work / "redis")
     await redis.start()
+    nodes: list[NodeProcess] = []
     try:
         url = pg.create_database("failover")
         extra: dict[str, dict[str, Any]] = {
@@ -219,11 +266,14 @@ async def failover_bench(args: argparse.Namespace) -> None:
             "hls": {"segment_duration": 1.0, "window": 6}, "log": {"level": "warning"}}
         a = NodeProcess(work / "a", node_sections(work / "a" / "data", "origin", "", **extra))
         b = NodeProcess(work / "b", node_sections(work / "b" / "data", "origin", "", **extra))
+        nodes.extend((a, b))
         await asyncio.gather(a.start(), b.start())
         edge = NodeProcess(work / "e", node_sections(work / "e" / "data", "edge", f"{a.base},{b.base}",
                                                      log={"level": "warning"}))
+        nodes.append(edge)
         await edge.start()
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession() as http, playwright_api.async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
             creds = {"username": "bench", "password": PASSWORD}
             await http.post(a.url("/api/v1/auth/register"), json=creds)
             async with http.post(a.url("/api/v1/auth/login"), json=creds) as r:
@@ -234,16 +284,19 @@ async def failover_bench(args: argparse.Namespace) -> None:
             rounds = []
             for i in range(args.rounds):
                 live, other = (a, b) if i % 2 == 0 else (b, a)
-                rounds.append(await failover_round(http, clip, live, other, edge, room["slug"], room["stream_key"]))
+                rounds.append(await failover_round(http, browser, clip, live, other, edge, room["slug"],
+                                                   room["stream_key"]))
                 print(f"round {i + 1}: reconnected {rounds[-1][0]:.2f} s, new segment at the edge "
-                      f"{rounds[-1][1]:.2f} s, player advancing {rounds[-1][2]:.2f} s", flush=True)
-        for proc in (edge, a, b):
-            await proc.stop()
+                      f"{rounds[-1][1]:.2f} s, its bytes fetched {rounds[-1][2]:.2f} s, "
+                      f"hls.js advancing again {rounds[-1][3]:.2f} s", flush=True)
+            await browser.close()
     finally:
+        for proc in reversed(nodes):
+            await proc.stop()
         await redis.stop()
         pg.stop()
     for i, name in enumerate(("kill -> publisher reconnected", "kill -> new segment at the edge",
-                              "kill -> player advancing")):
+                              "kill -> its bytes fetched from E", "kill -> hls.js advancing again")):
         values = [r[i] for r in rounds]
         print(f"{name:<34} p50 {statistics.median(values):.2f} s   max {max(values):.2f} s")
 
@@ -251,7 +304,7 @@ async def failover_bench(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    f = sub.add_parser("failover", help="five failovers: kill to reconnect, to new segment, to player")
+    f = sub.add_parser("failover", help="five failovers: kill to reconnect, to new segment, to the player advancing")
     f.add_argument("--rounds", type=int, default=5)
     f.add_argument("--lease", type=float, default=5.0)
     p = sub.add_parser("api", help="API requests/s on SQLite versus PostgreSQL")

@@ -28,6 +28,7 @@ class Published:
     video_frames: int
     audio_frames: int
     seconds: float
+    started: float = 0.0  # wall clock (time.time()) when the connection was open and media began
 
 
 def _video_frame(i: int, width: int, height: int) -> av.VideoFrame:
@@ -54,9 +55,16 @@ def publish(
     gop: int | None = None,
     realtime: bool = False,
     stop: threading.Event | None = None,
+    clock_origin: float | None = None,
 ) -> Published:
-    """Publish ``seconds`` of media to ``url``; blocking (run it in a thread)."""
+    """Publish ``seconds`` of media to ``url``; blocking (run it in a thread).
+
+    With ``clock_origin`` (a ``time.time()``), the media timestamps follow that capture
+    clock, as a camera's do: an encoder that reconnects at wall time ``t`` goes on at media
+    time ``t - clock_origin``, so the media lost in between shows as a gap in timestamps.
+    """
     out = av.open(url, "w", format="flv", options={"rw_timeout": "10000000"})
+    started = time.time()
     vs = out.add_stream(video, rate=fps) if video else None
     if vs is not None:
         vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
@@ -73,6 +81,8 @@ def publish(
     n_audio = int(seconds * 44100 / 1024) if aus is not None else 0
     sent_video = sent_audio = 0
     start = time.monotonic()
+    skew = max(0.0, started - clock_origin) if clock_origin is not None else 0.0
+    v0, a0 = int(skew * fps), int(skew * 44100 / 1024)  # first frame numbers on the capture clock
     vi = ai = 0
     try:
         while vi < n_video or ai < n_audio:
@@ -86,7 +96,7 @@ def publish(
                     time.sleep(delay)
             if v_time <= a_time:
                 assert vs is not None
-                for pkt in vs.encode(_video_frame(vi, width, height)):
+                for pkt in vs.encode(_video_frame(v0 + vi, width, height)):
                     out.mux(pkt)
                 vi += 1
             else:
@@ -95,7 +105,7 @@ def publish(
                 for plane in frame.planes:
                     plane.update(bytes(plane.buffer_size))
                 frame.sample_rate = 44100
-                frame.pts = ai * 1024
+                frame.pts = (a0 + ai) * 1024
                 frame.time_base = Fraction(1, 44100)
                 for pkt in aus.encode(frame):
                     out.mux(pkt)
@@ -109,7 +119,7 @@ def publish(
                 out.mux(pkt)
     finally:
         out.close()
-    return Published(sent_video, sent_audio, sent_video / fps if fps else 0.0)
+    return Published(sent_video, sent_audio, sent_video / fps if fps else 0.0, started)
 
 
 def read_hls(url: str) -> tuple[int, float, list[str]]:
@@ -135,6 +145,23 @@ def read_hls(url: str) -> tuple[int, float, list[str]]:
         return frames, duration, codecs
     finally:
         container.close()
+
+
+def read_hls_frames(url: str) -> dict[str, Any]:
+    """Decode the video of an HLS stream to its end with PyAV: the presentation time (s) of
+    every decoded frame, in order, and the FFmpeg messages of level error or worse."""
+    times: list[float] = []
+    with av.logging.Capture() as logs:
+        container = av.open(url, options={"http_persistent": "0"})
+        try:
+            vstream = container.streams.video[0]
+            for frame in container.decode(vstream):
+                if frame.pts is not None:
+                    times.append(float(frame.pts * vstream.time_base))
+        finally:
+            container.close()
+    errors = [f"{name}: {message.strip()}" for level, name, message in logs if level <= av.logging.ERROR]
+    return {"times": times, "errors": errors}
 
 
 class PublishFailed(Exception):
@@ -181,15 +208,30 @@ async def read_hls_async(url: str, timeout: float = 60.0) -> tuple[int, float, l
     return frames, duration, codecs
 
 
+async def read_hls_frames_async(url: str, timeout: float = 60.0) -> dict[str, Any]:
+    """``read_hls_frames`` in a child process: {"times": [...], "errors": [...]}."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "frames", url, stdout=asyncio.subprocess.PIPE, stderr=None,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"decoding {url} failed: {err.decode(errors='replace')[-2000:]}")
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
+
+
 def _main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["publish", "read"])
+    ap.add_argument("mode", choices=["publish", "read", "frames"])
     ap.add_argument("url")
     ap.add_argument("kwargs", nargs="?", default="{}")
     args = ap.parse_args()
     av.logging.set_level(av.logging.ERROR)
     if args.mode == "read":
         print(json.dumps(read_hls(args.url)))
+        return
+    if args.mode == "frames":
+        print(json.dumps(read_hls_frames(args.url)))
         return
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from types import SimpleNamespace
 from typing import Any
 
 from helpers import make_room, register_and_login, rtmp_url, segment_uris, wait_for, wait_playlist
 from pg import PgCluster
-from publisher import PublishFailed, read_hls_async, start_publisher
+from publisher import PublishFailed, read_hls_frames_async, start_publisher
 from test_chat_support import connect, next_frame, post
 
 FPS = 30
@@ -134,34 +135,66 @@ async def test_a_room_published_on_b_plays_from_a(cluster: Any, pg_server: PgClu
 
 
 async def test_edge_with_two_origins_follows_the_room_across_a_failover(cluster: Any, pg_server: PgCluster) -> None:
-    """E lists A and B; a real-time publish to A is read through E by PyAV's HLS demuxer;
-    A is SIGKILLed mid-stream and the publisher reconnects to B: E's playlist goes on with
-    rising sequence numbers and one discontinuity, and the reader reads both sides."""
+    """E lists A and B; a real-time publish to A is read through E by PyAV's HLS demuxer,
+    which decodes every frame; A is SIGKILLed mid-stream and the publisher reconnects to B
+    (its timestamps follow its capture clock, as a camera's do): E's playlist goes on with
+    rising sequence numbers and one discontinuity; the reader decodes both sides with no
+    error, and the media lost at the join is at most the reconnect delay plus two segments.
+    A comment acknowledged before the kill stays in the history; comments and gifts sent
+    through B reach a viewer on E."""
     a, b = await origins(cluster, pg_server)
-    edge = await cluster.node("e", role="edge", origin=SimpleNamespace(base=f"{a.base},{b.base}"), hls=HLS)
+    # chat.bus defaults to cluster.redis on edges too: E hosts its viewers' chat sockets
+    edge = await cluster.node("e", role="edge", origin=SimpleNamespace(base=f"{a.base},{b.base}"), hls=HLS,
+                              cluster={"redis": a.sections["cluster"]["redis"]})
     room = await make_room(edge)  # the API through the edge (to A)
     slug = room["slug"]
-    first = await start_publisher(rtmp_url(a, room["stream_key"]), seconds=60.0, fps=FPS, gop=FPS, realtime=True)
+    fan = await register_and_login(edge)
+    viewer, _ = await connect(edge, slug)
+    capture_clock = time.time()
+    first = await start_publisher(rtmp_url(a, room["stream_key"]), seconds=60.0, fps=FPS, gop=FPS, realtime=True,
+                                  clock_origin=capture_clock)
     try:
         before = await wait_playlist(edge, slug, lambda t: len(segment_uris(t)) >= 3)
-        reader = asyncio.create_task(read_hls_async(edge.url(f"/hls/{slug}/index.m3u8"), timeout=90))
+        reader = asyncio.create_task(read_hls_frames_async(edge.url(f"/hls/{slug}/index.m3u8"), timeout=90))
+        on_a, _ = await connect(a, slug, fan)
+        acked = await post(on_a, "before the kill")
         # the reader is attached and playing while the stream moves on by a segment
         await wait_playlist(edge, slug, lambda t: max(sequences(t)) > max(sequences(before)))
+        killed_at = time.time()
         await a.kill()
     finally:
         await first.stop()
-    second = await start_publisher(rtmp_url(b, room["stream_key"]), seconds=5.0, fps=FPS, gop=FPS, realtime=True)
+    second = await start_publisher(rtmp_url(b, room["stream_key"]), seconds=5.0, fps=FPS, gop=FPS, realtime=True,
+                                   clock_origin=capture_clock)
     after = await wait_playlist(edge, slug, lambda t: any(s > max(sequences(before)) + 3 for s in sequences(t)),
                                 timeout=30)
-    await second.result()
+    reconnect_delay = (await second.result()).started - killed_at  # SIGKILL -> B accepted the publish
     assert "#EXT-X-DISCONTINUITY" in after
     assert sequences(after) == sorted(sequences(after))
-    frames, _, _ = await reader  # no error, across the join
-    # A's side gives the reader at most ~4.5 s (3 listed segments + 1.5 s), B's 5 s at 30 fps:
-    # more than 150 frames were read from both
-    assert frames > 5 * FPS, frames
+    read = await reader
+    assert read["errors"] == []  # no decoder (or demuxer) error, across the join
+    times = read["times"]
+    steps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    assert min(steps) > 0, "media time went backwards at the join"
+    join = steps.index(max(steps))
+    # the largest gap is the join: nothing was captured between the kill and B's start
+    assert max(steps) >= reconnect_delay - 1 / FPS, (max(steps), reconnect_delay)
+    assert max(steps) <= reconnect_delay + 2 * HLS["segment_duration"], (max(steps), reconnect_delay)
+    assert join + 1 >= 2 * FPS, "frames decoded from A's side"  # at least the 2 segments listed on attach
+    assert len(times) - join - 1 >= 4 * FPS, "frames decoded from B's side"  # most of B's 5 s
     async with edge.http.get(edge.url(f"/api/v1/rooms/{slug}")) as r:
         assert r.status == 200  # the edge's API calls go on through B
+    async with edge.http.get(edge.url(f"/api/v1/rooms/{slug}/comments")) as r:
+        assert acked["id"] in [c["id"] for c in (await r.json())["comments"]]
+    on_b, _ = await connect(b, slug, fan)
+    await post(on_b, "after the kill")
+    await next_frame(viewer, "comment", lambda f: f["text"] == "after the kill")
+    async with b.http.post(b.url(f"/api/v1/rooms/{slug}/gifts"), json={"gift": "rose"}, headers=fan["headers"]) as r:
+        assert r.status == 201, await r.text()
+    gift = await next_frame(viewer, "gift")
+    assert gift["gift"] == "rose" and gift["user"]["username"] == fan["user"]["username"]
+    for ws in (viewer, on_b):
+        await ws.close()
 
 
 async def test_an_origin_that_loses_redis_keeps_serving_its_rooms_and_says_degraded(cluster: Any) -> None:

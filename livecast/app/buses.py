@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from livecast.chat.bus.base import ChatBus
 from livecast.chat.bus.memory import InProcessBus
 from livecast.chat.bus.redis import RedisBus
-from livecast.config import ChatSettings, ConfigError
+from livecast.config import ChatSettings, ConfigError, Settings
+
+
+def chat_settings(settings: Settings) -> ChatSettings:
+    """``[chat]`` with its bus defaulting to the cluster's Redis (``cluster.redis``) when
+    ``chat.bus`` names none: origins and edges of one cluster then share room events."""
+    if settings.chat.bus or not settings.cluster.redis:
+        return settings.chat
+    return dataclasses.replace(settings.chat, bus=settings.cluster.redis)
 
 
 def make_bus(settings: ChatSettings, heartbeat: float = 2.0, ttl: float = 7.0) -> ChatBus:

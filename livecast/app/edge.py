@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from livecast.app.buses import make_bus
+from livecast.app.buses import chat_settings, make_bus
 from livecast.app.lifecycle import run_in_order
 from livecast.config import Settings
 from livecast.edge import component, heartbeat
@@ -18,9 +18,9 @@ from livecast.web import routes as web_routes
 
 
 def build(app: web.Application, settings: Settings) -> None:
-    shared = settings.chat.bus
-    bus = make_bus(settings.chat, settings.cluster.heartbeat_interval,
-                   settings.cluster.heartbeat_timeout) if shared else None
+    chat = chat_settings(settings)  # chat.bus, else the cluster's Redis
+    bus = make_bus(chat, settings.cluster.heartbeat_interval,
+                   settings.cluster.heartbeat_timeout) if chat.bus else None
     parts, source = component.setup(app, settings, bus)  # origin client, chat, heartbeat
     metrics = setup_observability(app, settings.metrics.per_room)
     metrics.register(EdgeCollector(source))

@@ -5,7 +5,6 @@ started in the order of ``parts`` below, stopped in reverse."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -16,7 +15,7 @@ from livecast.api import clips as clips_api
 from livecast.api import recordings as recordings_api
 from livecast.api import routes as api_routes
 from livecast.app import cluster_state
-from livecast.app.buses import make_bus
+from livecast.app.buses import chat_settings, make_bus
 from livecast.app.databases import open_database
 from livecast.app.lifecycle import Lifecycle, run_in_order
 from livecast.chat import routes as chat_routes
@@ -55,9 +54,7 @@ def build(app: web.Application, settings: Settings) -> None:
     cluster_api.setup(app, registry)
     if isinstance(registry, SharedRegistry):
         parts.append(_shared_registry(registry))
-    chat = settings.chat if settings.chat.bus or not settings.cluster.redis else \
-        dataclasses.replace(settings.chat, bus=settings.cluster.redis)  # the cluster's Redis by default
-    bus = make_bus(chat, settings.cluster.heartbeat_interval, settings.cluster.heartbeat_timeout)
+    bus = make_bus(chat_settings(settings), settings.cluster.heartbeat_interval, settings.cluster.heartbeat_timeout)
     extras = app[ROOM_EXTRAS] = RoomExtras()
     parts.append(chat_routes.setup(app, bus, extras))
     # Recording starts before the media path and stops after it: the last segments flushed

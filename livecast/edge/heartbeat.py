@@ -87,6 +87,7 @@ async def send(app: web.Application, *, timeout: float, healthy: bool | None = N
                         "set cluster.node_url to the URL viewers reach it by", url)
         state.node_url = url
     origin = app[ORIGIN]
+    target = origin.base  # the origin this heartbeat goes to (a failure moves the next one on)
     problem = ""
     try:
         async with origin.session.post(origin.url(PATH), json=body(app, url, healthy=healthy),
@@ -105,13 +106,13 @@ async def send(app: web.Application, *, timeout: float, healthy: bool | None = N
         state.failed += 1
         origin.failover()  # the next heartbeat tries another origin (if there are several)
         if not state.failing:
-            log.warning("edge heartbeat to %s failed (%s); retrying every %.1f s", origin.base, problem,
+            log.warning("edge heartbeat to %s failed (%s); retrying every %.1f s", target, problem,
                         app[SETTINGS].cluster.heartbeat_interval)
             state.failing = True
         return False
     state.sent += 1
     if state.failing:
-        log.info("edge heartbeat to %s works again", origin.base)
+        log.info("edge heartbeat to %s works again", target)
         state.failing = False
     return True
 
