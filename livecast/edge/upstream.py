@@ -125,6 +125,7 @@ class OriginClient:
         deadline = time.monotonic() + budget
         retry = Backoff(FIRST_BACKOFF, MAX_BACKOFF)
         last: Exception | None = None
+        answered = False  # the origin answered during this call: it is alive, whatever follows
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -137,10 +138,12 @@ class OriginClient:
                     if resp.status not in retry_statuses:
                         self._succeeded()
                         return Fetched(resp.status, resp.headers, body)
+                    answered = True
                     last = BadGateway(f"the origin answered {resp.status}")
             except TimeoutError:
                 last = GatewayTimeout("the origin did not answer in time")
-                self.failover()  # an origin that answers (even 503) is alive: stay with it
+                if not answered:  # an origin that answers (even 503) is alive: stay with it
+                    self.failover()
             except aiohttp.ClientError as err:
                 last = BadGateway(f"the origin is unreachable ({type(err).__name__})")
                 self.failover()
@@ -149,7 +152,8 @@ class OriginClient:
             if sleep <= 0:
                 break
             await asyncio.sleep(sleep)
-        self._failed(last)
+        if not answered:
+            self._failed(last)
         if isinstance(last, BadGateway | GatewayTimeout):
             raise last
         raise GatewayTimeout("the origin did not answer in time")
