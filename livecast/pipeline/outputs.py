@@ -21,9 +21,11 @@ lower: a publisher pushing faster than real time is held back in TCP instead of 
 megabytes in memory, and the sink reads payloads while they are still in the CPU cache.
 
 A sink whose methods are plain functions (``SyncSink``: the HLS segmenter, whose writes
-never wait) is called directly from the drain task, a batch at a time, without a
-coroutine per unit; an ``async`` sink (a push relay that awaits its socket) is awaited
-unit by unit. The drain task is woken once per batch of units, not once per unit.
+never wait) is fed from a loop callback (``call_soon``), a batch at a time: no task wake
+and no coroutine per unit, and still never inside the publisher's ``data_received``. Its
+task only waits for the end, so a supervisor can wait for the queue to drain on shutdown.
+An ``async`` sink (a push relay that awaits its socket) is awaited unit by unit in the
+output's task, which is woken once per batch of units, not once per unit.
 """
 
 from __future__ import annotations
@@ -92,11 +94,15 @@ class QueuedOutput:
         self.queued_bytes = 0
         self._queue: deque[object] = deque()
         self._sync = not inspect.iscoroutinefunction(sink.write)
-        self._waiter: asyncio.Future[None] | None = None  # set while the task waits for units
+        self._loop = asyncio.get_running_loop()
+        self._waiter: asyncio.Future[None] | None = None  # async sink: set while the task waits
+        self._scheduled = False  # sync sink: a batch callback is pending
+        self._finished = self._loop.create_future()  # sync sink: the queue drained and the sink closed
         self._dropping = False
         self._has_video = False
         self._closed = False
-        self.task = tasks.spawn(self._drain(), name=f"output-{stream.slug}")
+        drain = self._until_finished() if self._sync else self._drain()
+        self.task = tasks.spawn(drain, name=f"output-{stream.slug}")
 
     def __repr__(self) -> str:
         return f"QueuedOutput({self.sink!r})"
@@ -153,13 +159,54 @@ class QueuedOutput:
     def _push(self, item: object, size: int) -> None:
         self._queue.append(item)
         self.queued_bytes += size
+        if self._sync:
+            if not self._scheduled and not self._finished.done():
+                self._scheduled = True
+                self._loop.call_soon(self._run_batch)
+            return
         waiter = self._waiter
         if waiter is not None:  # wake the task once; later units join its batch
             self._waiter = None
             if not waiter.done():
                 waiter.set_result(None)
 
-    # -- the sink's side (the output's task) --------------------------------------------
+    # -- the sink's side: a sync sink, from loop callbacks -------------------------------
+    def _run_batch(self) -> None:
+        self._scheduled = False
+        if self._finished.done():
+            return
+        done = self._deliver_batch()
+        if self.behind and self._caught_up():
+            self.behind = False
+            self.stream.congestion(self, False)
+        if done:
+            self._finish_sync()
+        elif self._queue:
+            self._scheduled = True
+            self._loop.call_soon(self._run_batch)
+
+    def _finish_sync(self) -> None:
+        self._queue.clear()
+        self.queued_bytes = 0
+        if self.behind:
+            self.behind = False
+            self.stream.congestion(self, False)
+        try:
+            cast(SyncSink, self.sink).close()
+        except Exception:
+            log.exception("output %r failed to close in room %s", self, self.stream.slug)
+        if not self._finished.done():
+            self._finished.set_result(None)
+
+    async def _until_finished(self) -> None:
+        """A sync sink's task: it only waits for the end (or closes the sink if cancelled)."""
+        try:
+            await asyncio.shield(self._finished)
+        finally:
+            if not self._finished.done():
+                self._finish_sync()
+
+    # -- the sink's side: an async sink, in the output's task ---------------------------
     async def _drain(self) -> None:
         queue = self._queue
         loop = asyncio.get_running_loop()
@@ -169,7 +216,7 @@ class QueuedOutput:
                     self._waiter = loop.create_future()
                     await self._waiter
                     continue
-                done = self._deliver_batch() if self._sync else await self._deliver_async()
+                done = await self._deliver_async()
                 if self.behind and self._caught_up():
                     self.behind = False
                     self.stream.congestion(self, False)
@@ -234,9 +281,6 @@ class QueuedOutput:
 
     async def _close_sink(self) -> None:
         try:
-            if self._sync:
-                cast(SyncSink, self.sink).close()
-            else:
-                await cast(Sink, self.sink).close()
+            await cast(Sink, self.sink).close()
         except Exception:
             log.exception("output %r failed to close in room %s", self, self.stream.slug)
