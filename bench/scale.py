@@ -163,6 +163,10 @@ async def run_server(args: argparse.Namespace) -> None:
         "ingest": {"max_publishers": args.publishers + 10, "max_pending": max(256, args.publishers + 10),
                    "max_pending_per_address": max(256, args.publishers + 10)},
     })
+    if hasattr(settings, "transcode") and not args.thumbnails:
+        # Live thumbnails (a later feature) decode a keyframe per room every 10 s in a worker
+        # process that inherits this process's pinning to CPU 0: off unless --thumbnails.
+        settings.transcode.thumbnail_interval = 0
     from livecast.logs import setup_logging
 
     setup_logging(settings.log)
@@ -217,7 +221,7 @@ async def run_server(args: argparse.Namespace) -> None:
     late = max(r["lateness"] for r in pushed.values())
     q = statistics.quantiles(delays, n=100, method="inclusive")
     print(f"{args.publishers} publishers x {args.seconds:.0f} s of 1080p30 6 Mbit/s in real time; "
-          "server pinned to 1 core")
+          f"server pinned to 1 core; live thumbnails {'on' if args.thumbnails else 'off'}")
     print(f"segments listed: {len(delays)}; listing delay after the segment's last packet: "
           f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {delays[-1]:.1f} ms")
     print(f"server CPU {cpu:.1f} s over {wall:.1f} s = {100 * cpu / wall:.0f} % of one core; "
@@ -232,7 +236,8 @@ async def run_server(args: argparse.Namespace) -> None:
 def compare_trees(args: argparse.Namespace) -> None:
     """The server of ``args.before`` and of this tree, one fresh process per round each."""
     trees = {"before": args.before.resolve(), "after": HERE.parent.resolve()}
-    print(f"{args.publishers} publishers x {args.seconds:.0f} s, {args.rounds} rounds; "
+    print(f"{args.publishers} publishers x {args.seconds:.0f} s, {args.rounds} rounds, "
+          f"live thumbnails {'on' if args.thumbnails else 'off'}; "
           f"before = {trees['before']}, after = {trees['after']}")
     rows: dict[str, list[dict]] = {name: [] for name in trees}
     keys = ("p50_ms", "p99_ms", "max_ms", "cpu_pct", "late_ms")
@@ -242,7 +247,8 @@ def compare_trees(args: argparse.Namespace) -> None:
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH"))
                                                               if p))
             subprocess.run([sys.executable, __file__, "--publishers", str(args.publishers),
-                            "--seconds", str(args.seconds), "--json", str(out)],
+                            "--seconds", str(args.seconds), "--json", str(out),
+                            *(["--thumbnails"] if args.thumbnails else [])],
                            env=env, cwd=tree, check=True, stdout=subprocess.DEVNULL)
             r = json.loads(out.read_text())
             rows[name].append(r)
@@ -263,6 +269,7 @@ def main() -> None:
     ap.add_argument("--json", help=argparse.SUPPRESS)  # where a comparison round leaves its figures
     ap.add_argument("--before", type=Path, metavar="TREE", help="compare with the server of another checkout")
     ap.add_argument("--rounds", type=int, default=3, help="with --before: rounds of each")
+    ap.add_argument("--thumbnails", action="store_true", help="keep live thumbnails on (a worker on CPU 0)")
     args = ap.parse_args()
     if args.push:
         port, keys, clip, seconds, out = args.push
