@@ -234,3 +234,26 @@ async def test_a_lossless_output_congests_the_stream_instead_of_dropping() -> No
     await asyncio.wait_for(sink.closed.wait(), 30)
     await supervisor.close()
     assert outputs[0].dropped == 0 and sink.units == list(units)  # nothing dropped
+
+
+async def test_a_sync_sink_is_fed_after_the_write_returns_and_holds_the_source_back() -> None:
+    supervisor = Supervisor("test-sync-sink")
+    sink = Everything()  # plain methods: fed from loop callbacks, not a task per unit
+    hub = StreamHub()
+    outputs: list[QueuedOutput] = []
+    hub.add_output_factory(lambda s: outputs.append(QueuedOutput(s, sink, supervisor, lossless=True,
+                                                                 congest_bytes=64 * 1024)) or outputs[-1])
+    stream, _ = hub.start("room", "test")
+    relieved = asyncio.Event()
+    units = cached_units(2.0)
+    for unit in units:
+        stream.write(unit)
+    assert sink.units == []  # nothing reached the sink inside the publisher's write
+    assert stream.congested  # 64 KiB queued: the source is told to stop reading ...
+    stream.on_relief = relieved.set
+    await asyncio.wait_for(relieved.wait(), 30)  # ... until the output has caught up
+    assert not stream.congested
+    hub.stop(stream)
+    await asyncio.wait_for(supervisor.wait(), 30)
+    await supervisor.close()
+    assert outputs[0].dropped == 0 and sink.units == list(units)  # nothing dropped, in order
