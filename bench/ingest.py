@@ -9,6 +9,10 @@ the same run and the ratio is printed.
     python bench/ingest.py --publishers 1 --runs 3
     python bench/ingest.py --publishers 20 --runs 3
     python bench/ingest.py --publishers 4 --runs 3 --record      # recording to disk and to S3
+    python bench/ingest.py --publishers 20 --runs 3 --before /tmp/before   # this tree vs another
+
+``--before TREE`` runs the server from another checkout (``git archive <commit> | tar -x -C
+TREE``) and from this tree, interleaved run by run, and prints both and their ratio.
 
 ``--record`` measures the same server without recording, recording to disk and recording to
 S3 (a local SeaweedFS, whose own CPU is not counted) and prints the extra CPU of recording.
@@ -155,7 +159,9 @@ def run_publishers(clip: Path, urls: list[str]) -> float:
 class LivecastServer:
     name = "livecast"
 
-    def __init__(self, segment: float, container: str, env_overrides: dict[str, str] | None = None) -> None:
+    def __init__(self, segment: float, container: str, env_overrides: dict[str, str] | None = None,
+                 tree: Path | None = None) -> None:
+        """``tree``: the checkout whose ``livecast`` the server runs (default: this one)."""
         self.tmp = tempfile.mkdtemp(prefix="lcbench-")
         self.http, self.rtmp = free_port(), free_port()
         env = dict(os.environ, LIVECAST_HLS_SEGMENT_DURATION=str(segment), LIVECAST_HLS_CONTAINER=container,
@@ -164,10 +170,13 @@ class LivecastServer:
                    # every publisher comes from 127.0.0.1: lift #13's per-address pending cap
                    LIVECAST_INGEST_MAX_PENDING="1000", LIVECAST_INGEST_MAX_PENDING_PER_ADDRESS="1000")
         env.update(env_overrides or {})
+        tree = (tree or HERE.parent).resolve()
+        # ``python -m`` puts the working directory first on sys.path: run from the tree itself
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tree), env.get("PYTHONPATH", "")) if p)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "livecast", "serve", "--host", "127.0.0.1", "--http-port", str(self.http),
              "--rtmp-port", str(self.rtmp), "--data-dir", self.tmp],
-            env=env, stdout=subprocess.DEVNULL,
+            env=env, stdout=subprocess.DEVNULL, cwd=tree,
         )
         wait_port(self.http)
         wait_port(self.rtmp)
@@ -295,12 +304,16 @@ def main() -> None:
     ap.add_argument("--container", default="mpegts", choices=["mpegts", "fmp4"])
     ap.add_argument("--no-nginx", action="store_true")
     ap.add_argument("--record", action="store_true", help="compare no recording, recording to disk and to S3")
+    ap.add_argument("--before", type=Path, metavar="TREE", help="compare with the server of another checkout")
     args = ap.parse_args()
     if args.push:
         push(*args.push)
         return
     if args.record:
         record_overhead(args)
+        return
+    if args.before:
+        compare_trees(args)
         return
     clip = CACHE / f"clip-1080p30-6M-{args.seconds}s.flv"
     make_clip(clip, args.seconds)
@@ -335,6 +348,33 @@ def main() -> None:
         print(f"ratio livecast / nginx-rtmp CPU: {ratio:.2f}x")
     else:
         print("nginx with libnginx-mod-rtmp not installed: no baseline in this run")
+
+
+def compare_trees(args: argparse.Namespace) -> None:
+    """The server of ``args.before`` and of this tree, run after run (A, B, A, B, ...)."""
+    clip = CACHE / f"clip-1080p30-6M-{args.seconds}s.flv"
+    make_clip(clip, args.seconds)
+    info = av.open(str(clip))
+    clip_seconds = float(info.duration / 1_000_000)
+    info.close()
+    trees = {"before": args.before.resolve(), "after": HERE.parent.resolve()}
+    print(f"publishers: {args.publishers}; runs: {args.runs}; before = {trees['before']}, after = {trees['after']}")
+    rows: dict[str, list[dict]] = {name: [] for name in trees}
+    for run in range(args.runs):
+        for name, tree in trees.items():
+            r = measure(LivecastServer, clip, clip_seconds, args.publishers, segment=args.segment,
+                        container=args.container, tree=tree)
+            rows[name].append(r)
+            print(f"run {run + 1} {name:6s}: {r['cpu_per_stream_min']:.3f} CPU-s per stream-minute, "
+                  f"peak RSS {r['peak_rss_mib']:.0f} MiB, RSS growth {r['rss_growth_per_stream_mib']:.1f} MiB/stream, "
+                  f"wall {r['wall_s']:.1f} s", flush=True)
+    med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in rows.items()}
+    for name, m in med.items():
+        print(f"{name:6s} median: {m['cpu_per_stream_min']:.3f} CPU-s per stream-minute, "
+              f"peak RSS {m['peak_rss_mib']:.0f} MiB, RSS growth {m['rss_growth_per_stream_mib']:.1f} MiB/stream")
+    a, b = med["after"], med["before"]
+    print(f"after / before: CPU {a['cpu_per_stream_min'] / b['cpu_per_stream_min']:.2f}x, "
+          f"RSS growth per stream {a['rss_growth_per_stream_mib'] / b['rss_growth_per_stream_mib']:.2f}x")
 
 
 RECORDING_ON = {"LIVECAST_RECORDING_ENABLED": "true", "LIVECAST_RECORDING_MIN_FREE_BYTES": "0"}

@@ -9,6 +9,11 @@ being sent to the segment being listed (p50/p99/max), how far behind schedule an
 publisher fell, and the server's CPU share.
 
     python bench/scale.py --publishers 100 --seconds 40
+    python bench/scale.py --publishers 100 --seconds 30 --before /tmp/before --rounds 3
+
+``--before TREE`` runs the server of another checkout (``git archive <commit> | tar -x -C
+TREE``) and of this tree in turn, ``--rounds`` times each (A, B, A, B, ...), each in a
+fresh process, and prints every figure and the medians.
 
 Not a test: it prints figures for docs/PERFORMANCE.md.
 """
@@ -21,6 +26,7 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,8 +37,12 @@ sys.path.insert(0, str(HERE))
 
 import ingest  # noqa: E402
 
-from livecast.rtmp.amf import decode_values, encode_values  # noqa: E402
-from livecast.rtmp.chunks import ChunkReader, ChunkWriter, RtmpMessage  # noqa: E402
+try:
+    from livecast.rtmp.amf import decode_values, encode_values
+    from livecast.rtmp.chunks import ChunkReader, ChunkWriter, RtmpMessage
+except ImportError:  # a checkout from before #14 (``--before``)
+    from livecast.ingest.amf import decode_values, encode_values  # type: ignore[no-redef]
+    from livecast.ingest.chunks import ChunkReader, ChunkWriter, RtmpMessage  # type: ignore[no-redef]
 
 HANDSHAKE = 1536
 CHUNK = 4096
@@ -153,6 +163,10 @@ async def run_server(args: argparse.Namespace) -> None:
         "ingest": {"max_publishers": args.publishers + 10, "max_pending": max(256, args.publishers + 10),
                    "max_pending_per_address": max(256, args.publishers + 10)},
     })
+    if hasattr(settings, "transcode") and not args.thumbnails:
+        # Live thumbnails (a later feature) decode a keyframe per room every 10 s in a worker
+        # process that inherits this process's pinning to CPU 0: off unless --thumbnails.
+        settings.transcode.thumbnail_interval = 0
     from livecast.logs import setup_logging
 
     setup_logging(settings.log)
@@ -207,11 +221,44 @@ async def run_server(args: argparse.Namespace) -> None:
     late = max(r["lateness"] for r in pushed.values())
     q = statistics.quantiles(delays, n=100, method="inclusive")
     print(f"{args.publishers} publishers x {args.seconds:.0f} s of 1080p30 6 Mbit/s in real time; "
-          "server pinned to 1 core")
+          f"server pinned to 1 core; live thumbnails {'on' if args.thumbnails else 'off'}")
     print(f"segments listed: {len(delays)}; listing delay after the segment's last packet: "
           f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {delays[-1]:.1f} ms")
     print(f"server CPU {cpu:.1f} s over {wall:.1f} s = {100 * cpu / wall:.0f} % of one core; "
           f"most a publisher fell behind schedule: {late * 1000:.0f} ms")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "segments": len(delays), "p50_ms": q[49], "p99_ms": q[98], "max_ms": delays[-1],
+            "cpu_pct": 100 * cpu / wall, "late_ms": late * 1000,
+        }))
+
+
+def compare_trees(args: argparse.Namespace) -> None:
+    """The server of ``args.before`` and of this tree, one fresh process per round each."""
+    trees = {"before": args.before.resolve(), "after": HERE.parent.resolve()}
+    print(f"{args.publishers} publishers x {args.seconds:.0f} s, {args.rounds} rounds, "
+          f"live thumbnails {'on' if args.thumbnails else 'off'}; "
+          f"before = {trees['before']}, after = {trees['after']}")
+    rows: dict[str, list[dict]] = {name: [] for name in trees}
+    keys = ("p50_ms", "p99_ms", "max_ms", "cpu_pct", "late_ms")
+    for rnd in range(args.rounds):
+        for name, tree in trees.items():
+            out = Path(tempfile.mkdtemp(prefix="lcscale-cmp-")) / "result.json"
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH"))
+                                                              if p))
+            subprocess.run([sys.executable, __file__, "--publishers", str(args.publishers),
+                            "--seconds", str(args.seconds), "--json", str(out),
+                            *(["--thumbnails"] if args.thumbnails else [])],
+                           env=env, cwd=tree, check=True, stdout=subprocess.DEVNULL)
+            r = json.loads(out.read_text())
+            rows[name].append(r)
+            print(f"round {rnd + 1} {name:6s}: listing delay p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} / "
+                  f"max {r['max_ms']:.1f} ms; server CPU {r['cpu_pct']:.0f} %; "
+                  f"most behind {r['late_ms']:.0f} ms", flush=True)
+    for name, rs in rows.items():
+        m = {k: statistics.median(r[k] for r in rs) for k in keys}
+        print(f"{name:6s} median: listing delay p50 {m['p50_ms']:.1f} / p99 {m['p99_ms']:.1f} / "
+              f"max {m['max_ms']:.1f} ms; server CPU {m['cpu_pct']:.0f} %; most behind {m['late_ms']:.0f} ms")
 
 
 def main() -> None:
@@ -219,10 +266,17 @@ def main() -> None:
     ap.add_argument("--publishers", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=40)
     ap.add_argument("--push", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--json", help=argparse.SUPPRESS)  # where a comparison round leaves its figures
+    ap.add_argument("--before", type=Path, metavar="TREE", help="compare with the server of another checkout")
+    ap.add_argument("--rounds", type=int, default=3, help="with --before: rounds of each")
+    ap.add_argument("--thumbnails", action="store_true", help="keep live thumbnails on (a worker on CPU 0)")
     args = ap.parse_args()
     if args.push:
         port, keys, clip, seconds, out = args.push
         asyncio.run(pusher(int(port), keys.split(","), clip, float(seconds), out))
+        return
+    if args.before:
+        compare_trees(args)
         return
     os.sched_setaffinity(0, {0})
     import uvloop

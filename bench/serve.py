@@ -7,6 +7,11 @@ Besides wrk's figures it prints each server's CPU time per request (user and ker
 /proc), which says where the difference is even on a busy machine.
 
     python bench/serve.py --seconds 10 --connections 50
+    python bench/serve.py --seconds 10 --connections 50 --before /tmp/before --rounds 3
+
+``--before TREE`` serves from another checkout (``git archive <commit> | tar -x -C TREE``)
+and from this tree, both live at once, and runs wrk against them in turn (A, B, A, B, ...)
+instead of against nginx.
 
 Not a test: prints figures for docs/PERFORMANCE.md.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import re
 import shutil
 import signal
@@ -102,10 +108,54 @@ http {{
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def _row(server: str, what: str, r: dict[str, float]) -> str:
+    return (f"{server:8s} {what:8s}: {r['req_s']:9.0f} req/s  {r['bytes_s'] / 1e6:8.1f} MB/s  "
+            f"p99 {r['p99_ms']:7.2f} ms  non-2xx {r['non_2xx']}  "
+            f"CPU/request {r['user_us']:6.1f} us user {r['sys_us']:6.1f} us sys")
+
+
+def _live_segment(lc: ingest.LivecastServer, short: Path) -> tuple[str, str]:
+    """Publish the short clip once; (the playlist's base URL, its first segment's name)."""
+    url = lc.urls(1)[0]
+    ingest.run_publishers(short, [url])
+    time.sleep(0.5)
+    base = f"http://127.0.0.1:{lc.http}/hls/{lc.slugs[0]}/"
+    playlist = urllib.request.urlopen(base + "index.m3u8").read()
+    return base, [ln for ln in playlist.decode().splitlines() if ln and not ln.startswith("#")][0]
+
+
+def compare_trees(args: argparse.Namespace, short: Path) -> None:
+    """Two LiveCast servers, from ``args.before`` and from this tree, measured in turn."""
+    servers = {"before": ingest.LivecastServer(segment=2.0, container="mpegts", tree=args.before),
+               "after": None}
+    try:
+        servers["after"] = ingest.LivecastServer(segment=2.0, container="mpegts")
+        targets = {name: _live_segment(lc, short) for name, lc in servers.items() if lc}
+        print(f"wrk -t1 -c{args.connections} -d{args.seconds}s; {args.rounds} rounds; before = {args.before}")
+        rows: dict[tuple[str, str], list[dict[str, float]]] = {}
+        for rnd in range(args.rounds):
+            for what in ("segment", "playlist"):
+                for name, lc in servers.items():
+                    assert lc is not None
+                    base, segment_name = targets[name]
+                    r = wrk(base + (segment_name if what == "segment" else "index.m3u8"),
+                            args.seconds, args.connections, lc.proc.pid)
+                    rows.setdefault((name, what), []).append(r)
+                    print(f"round {rnd + 1} " + _row(name, what, r), flush=True)
+        for (name, what), rs in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0] != "before")):
+            print("median  " + _row(name, what, {k: statistics.median(r[k] for r in rs) for k in rs[0]}))
+    finally:
+        for lc in servers.values():
+            if lc:
+                lc.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=int, default=10, help="wrk duration per measurement")
     ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--before", type=Path, metavar="TREE", help="compare with the server of another checkout")
+    ap.add_argument("--rounds", type=int, default=3, help="with --before: rounds of each")
     args = ap.parse_args()
     clip = ingest.CACHE / "clip-1080p30-6M-60s.flv"
     ingest.make_clip(clip, 60)
@@ -113,6 +163,9 @@ def main() -> None:
     ingest.make_clip(short, 8)
 
     os.environ["LIVECAST_HLS_RECONNECT_GRACE"] = "3600"  # keep the ended playlist while we measure
+    if args.before:
+        compare_trees(args, short)
+        return
     lc = ingest.LivecastServer(segment=2.0, container="mpegts")
     www = Path(tempfile.mkdtemp(prefix="deliv-www-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     os.chmod(www, 0o755)
@@ -139,9 +192,7 @@ def main() -> None:
             rows[("livecast", what)] = wrk(base + name, args.seconds, args.connections, lc.proc.pid)
             rows[("nginx", what)] = wrk(nbase + name, args.seconds, args.connections, nginx_pid)
         for (server, what), r in rows.items():
-            print(f"{server:8s} {what:8s}: {r['req_s']:9.0f} req/s  {r['bytes_s'] / 1e6:8.1f} MB/s  "
-                  f"p99 {r['p99_ms']:7.2f} ms  non-2xx {r['non_2xx']}  "
-                  f"CPU/request {r['user_us']:6.1f} us user {r['sys_us']:6.1f} us sys")
+            print(_row(server, what, r))
         seg_ratio = rows[("livecast", "segment")]["bytes_s"] / rows[("nginx", "segment")]["bytes_s"]
         pl_ratio = rows[("livecast", "playlist")]["req_s"] / rows[("nginx", "playlist")]["req_s"]
         print(f"segment throughput livecast/nginx: {seg_ratio:.2f}x; playlist req/s livecast/nginx: {pl_ratio:.2f}x")

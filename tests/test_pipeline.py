@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 from typing import Any
 
 import pytest
@@ -29,24 +30,33 @@ def _ended(text: str) -> bool:
     return "#EXT-X-ENDLIST" in text
 
 
-async def test_hls_muxing_runs_in_the_outputs_task_not_in_data_received(node: Any, monkeypatch: Any) -> None:
-    tasks: list[str | None] = []
+def _callers() -> set[str]:
+    """The qualified names of every function on the current call stack."""
+    names: set[str] = set()
+    frame = sys._getframe(1)
+    while frame is not None:
+        names.add(frame.f_code.co_qualname)
+        frame = frame.f_back
+    return names
+
+
+async def test_hls_muxing_runs_in_the_outputs_drain_not_in_data_received(node: Any, monkeypatch: Any) -> None:
+    stacks: list[set[str]] = []
     original = StreamWriter.write
 
     def recording_write(self: StreamWriter, unit: MediaUnit) -> None:
-        try:
-            task = asyncio.current_task()
-        except RuntimeError:
-            task = None
-        tasks.append(task.get_name() if task is not None else None)  # None: a protocol callback
+        stacks.append(_callers())
         original(self, unit)
 
     monkeypatch.setattr(StreamWriter, "write", recording_write)
     room = await make_room(node)
     sent = await publish_async(rtmp_url(node, room["stream_key"]), seconds=3.0, fps=FPS, gop=FPS)
     await wait_playlist(node, room["slug"], _ended)
-    assert len(tasks) >= sent.video_frames + sent.audio_frames
-    assert set(tasks) == {f"output-{room['slug']}"}
+    assert len(stacks) >= sent.video_frames + sent.audio_frames
+    # every unit reaches the segmenter from the output's own drain (a loop callback of its
+    # own), never from inside the RTMP connection's data_received
+    assert all("QueuedOutput._run_batch" in stack for stack in stacks)
+    assert not any("RtmpConnection.data_received" in stack for stack in stacks)
     frames, _, _ = await read_hls_async(node.url(f"/hls/{room['slug']}/index.m3u8"))
     assert frames == sent.video_frames
 
@@ -224,3 +234,26 @@ async def test_a_lossless_output_congests_the_stream_instead_of_dropping() -> No
     await asyncio.wait_for(sink.closed.wait(), 30)
     await supervisor.close()
     assert outputs[0].dropped == 0 and sink.units == list(units)  # nothing dropped
+
+
+async def test_a_sync_sink_is_fed_after_the_write_returns_and_holds_the_source_back() -> None:
+    supervisor = Supervisor("test-sync-sink")
+    sink = Everything()  # plain methods: fed from loop callbacks, not a task per unit
+    hub = StreamHub()
+    outputs: list[QueuedOutput] = []
+    hub.add_output_factory(lambda s: outputs.append(QueuedOutput(s, sink, supervisor, lossless=True,
+                                                                 congest_bytes=64 * 1024)) or outputs[-1])
+    stream, _ = hub.start("room", "test")
+    relieved = asyncio.Event()
+    units = cached_units(2.0)
+    for unit in units:
+        stream.write(unit)
+    assert sink.units == []  # nothing reached the sink inside the publisher's write
+    assert stream.congested  # 64 KiB queued: the source is told to stop reading ...
+    stream.on_relief = relieved.set
+    await asyncio.wait_for(relieved.wait(), 30)  # ... until the output has caught up
+    assert not stream.congested
+    hub.stop(stream)
+    await asyncio.wait_for(supervisor.wait(), 30)
+    await supervisor.close()
+    assert outputs[0].dropped == 0 and sink.units == list(units)  # nothing dropped, in order

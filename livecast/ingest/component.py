@@ -39,7 +39,8 @@ HLS_SOURCE: web.AppKey[OriginSource] = web.AppKey("hls_source")
 
 class HlsSink:
     """Feeds one publisher session into the HLS service, in its queued output's task
-    (PyAV muxing stays off the RTMP read path)."""
+    (PyAV muxing stays off the RTMP read path). A ``SyncSink``: muxing never waits, so the
+    task calls it a batch at a time without a coroutine per unit."""
 
     def __init__(self, hls: HlsService, stream: LiveStream, rendition: str = DEFAULT_RENDITION) -> None:
         self.hls = hls
@@ -52,13 +53,13 @@ class HlsSink:
     def __repr__(self) -> str:
         return f"HlsSink({self.slug}/{self.rendition})"
 
-    async def write(self, unit: MediaUnit) -> None:
+    def write(self, unit: MediaUnit) -> None:
         self.writer.write(unit)
 
-    async def set_metadata(self, values: dict[str, Any]) -> None:
+    def set_metadata(self, values: dict[str, Any]) -> None:
         self.writer.set_metadata(values)
 
-    async def close(self) -> None:
+    def close(self) -> None:
         self.hls.publish_stopped(self.slug, self.writer)
 
 

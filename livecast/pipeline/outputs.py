@@ -15,15 +15,26 @@ A ``lossless`` output (the HLS output: it must keep every segment) never drops a
 bounds: it reports the stream as congested, and the source stops reading until the
 queue is down to half (an RTMP publisher then waits in TCP, as it did when muxing ran on
 the read path). Only a source that ignores this meets a hard cap of four times the
-bounds, where even a lossless output drops to the next keyframe.
+bounds, where even a lossless output drops to the next keyframe. A lossless output
+congests early, at ``congest_bytes`` (256 KiB by default) or its bounds, whichever is
+lower: a publisher pushing faster than real time is held back in TCP instead of piling
+megabytes in memory, and the sink reads payloads while they are still in the CPU cache.
+
+A sink whose methods are plain functions (``SyncSink``: the HLS segmenter, whose writes
+never wait) is fed from a loop callback (``call_soon``), a batch at a time: no task wake
+and no coroutine per unit, and still never inside the publisher's ``data_received``. Its
+task only waits for the end, so a supervisor can wait for the queue to drain on shutdown.
+An ``async`` sink (a push relay that awaits its socket) is awaited unit by unit in the
+output's task, which is woken once per batch of units, not once per unit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections import deque
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from livecast.core.media import MediaUnit, Track
 from livecast.core.tasks import Supervisor
@@ -33,6 +44,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_UNITS = 1000
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
+DEFAULT_CONGEST_BYTES = 256 * 1024  # lossless: where the source is held back
 _LOSSLESS_HARD_CAP = 4  # times the bounds
 _BATCH = 64  # units delivered before the drain task lets the loop serve others
 
@@ -43,6 +55,14 @@ class Sink(Protocol):
     async def write(self, unit: MediaUnit) -> None: ...
     async def set_metadata(self, values: dict[str, Any]) -> None: ...
     async def close(self) -> None: ...
+
+
+class SyncSink(Protocol):
+    """A sink whose methods never wait: called straight from the output's task."""
+
+    def write(self, unit: MediaUnit) -> None: ...
+    def set_metadata(self, values: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
 
 
 class _Metadata:
@@ -58,9 +78,9 @@ _CLOSE = object()
 class QueuedOutput:
     """A hub ``Output`` that hands units to ``sink`` through a bounded queue and a task."""
 
-    def __init__(self, stream: LiveStream, sink: Sink, tasks: Supervisor, *,
+    def __init__(self, stream: LiveStream, sink: Sink | SyncSink, tasks: Supervisor, *,
                  max_units: int = DEFAULT_MAX_UNITS, max_bytes: int = DEFAULT_MAX_BYTES,
-                 lossless: bool = False) -> None:
+                 lossless: bool = False, congest_bytes: int = DEFAULT_CONGEST_BYTES) -> None:
         self.stream = stream
         self.sink = sink
         self.lossless = lossless
@@ -69,15 +89,20 @@ class QueuedOutput:
         self.max_units = max_units * scale
         self.max_bytes = max_bytes * scale
         self._soft_units = max_units
-        self._soft_bytes = max_bytes
+        self._soft_bytes = min(max_bytes, congest_bytes) if lossless else max_bytes
         self.dropped = 0
         self.queued_bytes = 0
         self._queue: deque[object] = deque()
-        self._wake = asyncio.Event()
+        self._sync = not inspect.iscoroutinefunction(sink.write)
+        self._loop = asyncio.get_running_loop()
+        self._waiter: asyncio.Future[None] | None = None  # async sink: set while the task waits
+        self._scheduled = False  # sync sink: a batch callback is pending
+        self._finished = self._loop.create_future()  # sync sink: the queue drained and the sink closed
         self._dropping = False
         self._has_video = False
         self._closed = False
-        self.task = tasks.spawn(self._drain(), name=f"output-{stream.slug}")
+        drain = self._until_finished() if self._sync else self._drain()
+        self.task = tasks.spawn(drain, name=f"output-{stream.slug}")
 
     def __repr__(self) -> str:
         return f"QueuedOutput({self.sink!r})"
@@ -134,31 +159,73 @@ class QueuedOutput:
     def _push(self, item: object, size: int) -> None:
         self._queue.append(item)
         self.queued_bytes += size
-        self._wake.set()
+        if self._sync:
+            if not self._scheduled and not self._finished.done():
+                self._scheduled = True
+                self._loop.call_soon(self._run_batch)
+            return
+        waiter = self._waiter
+        if waiter is not None:  # wake the task once; later units join its batch
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
-    # -- the sink's side (the output's task) --------------------------------------------
+    # -- the sink's side: a sync sink, from loop callbacks -------------------------------
+    def _run_batch(self) -> None:
+        self._scheduled = False
+        if self._finished.done():
+            return
+        done = self._deliver_batch()
+        if self.behind and self._caught_up():
+            self.behind = False
+            self.stream.congestion(self, False)
+        if done:
+            self._finish_sync()
+        elif self._queue:
+            self._scheduled = True
+            self._loop.call_soon(self._run_batch)
+
+    def _finish_sync(self) -> None:
+        self._queue.clear()
+        self.queued_bytes = 0
+        if self.behind:
+            self.behind = False
+            self.stream.congestion(self, False)
+        try:
+            cast(SyncSink, self.sink).close()
+        except Exception:
+            log.exception("output %r failed to close in room %s", self, self.stream.slug)
+        if not self._finished.done():
+            self._finished.set_result(None)
+
+    async def _until_finished(self) -> None:
+        """A sync sink's task: it only waits for the end (or closes the sink if cancelled)."""
+        try:
+            await asyncio.shield(self._finished)
+        finally:
+            if not self._finished.done():
+                self._finish_sync()
+
+    # -- the sink's side: an async sink, in the output's task ---------------------------
     async def _drain(self) -> None:
         queue = self._queue
-        batch = 0
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 if not queue:
-                    self._wake.clear()
-                    await self._wake.wait()
-                    batch = 0
+                    self._waiter = loop.create_future()
+                    await self._waiter
                     continue
-                item = queue.popleft()
-                if item is _CLOSE:
-                    return
-                await self._deliver(item)
+                done = await self._deliver_async()
                 if self.behind and self._caught_up():
                     self.behind = False
                     self.stream.congestion(self, False)
-                batch += 1
-                if batch >= _BATCH:
-                    batch = 0
-                    await asyncio.sleep(0)  # a yield, not a delay
+                if done:
+                    return
+                if queue:
+                    await asyncio.sleep(0)  # a yield between batches, not a delay
         finally:
+            self._waiter = None
             queue.clear()
             self.queued_bytes = 0
             if self.behind:
@@ -166,14 +233,47 @@ class QueuedOutput:
                 self.stream.congestion(self, False)
             await self._close_sink()
 
+    def _deliver_batch(self) -> bool:
+        """Up to ``_BATCH`` items into a sync sink; True once the close marker is reached."""
+        queue = self._queue
+        sink = cast(SyncSink, self.sink)
+        for _ in range(min(len(queue), _BATCH)):
+            item = queue.popleft()
+            if item is _CLOSE:
+                return True
+            try:
+                if isinstance(item, MediaUnit):
+                    self.queued_bytes -= len(item.payload)
+                    sink.write(item)
+                else:
+                    sink.set_metadata(cast(_Metadata, item).values)
+            except Exception:
+                log.exception("output %r failed in room %s; it goes on with the next unit",
+                              self, self.stream.slug)
+        return False
+
+    async def _deliver_async(self) -> bool:
+        """Up to ``_BATCH`` items into an async sink, awaiting each; True at the close marker."""
+        queue = self._queue
+        for _ in range(min(len(queue), _BATCH)):
+            item = queue.popleft()
+            if item is _CLOSE:
+                return True
+            await self._deliver(item)
+            if self.behind and self._caught_up():
+                self.behind = False
+                self.stream.congestion(self, False)
+        return False
+
     async def _deliver(self, item: object) -> None:
+        sink = cast(Sink, self.sink)
         try:
             if isinstance(item, _Metadata):
-                await self.sink.set_metadata(item.values)
+                await sink.set_metadata(item.values)
                 return
             assert isinstance(item, MediaUnit)
             self.queued_bytes -= len(item.payload)
-            await self.sink.write(item)
+            await sink.write(item)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -181,6 +281,6 @@ class QueuedOutput:
 
     async def _close_sink(self) -> None:
         try:
-            await self.sink.close()
+            await cast(Sink, self.sink).close()
         except Exception:
             log.exception("output %r failed to close in room %s", self, self.stream.slug)
