@@ -111,7 +111,7 @@ class Broadcast:
                 self.discarding = True
                 self.queue.clear()
                 return
-            await self._store(self.queue.popleft())
+            await self._store_ready()
 
     async def _wait(self) -> None:
         self.wake.clear()
@@ -126,7 +126,22 @@ class Broadcast:
                     self.slug, free)
         return False
 
-    async def _store(self, item: _Pending) -> None:
+    async def _store_ready(self) -> None:
+        """Store every segment waiting now, then index those stored in one transaction (one
+        per segment in real time; fewer when segments arrive faster than storage takes them)."""
+        assert self.recording_id is not None
+        stored: list[StoredSegment] = []
+        for _ in range(len(self.queue)):
+            item = self.queue.popleft()
+            segment = await self._store(item)
+            if segment is not None:
+                stored.append(segment)
+        await self.recorder.repo.add_segments(self.recording_id, stored)
+        self.recorder.stats.segments_stored += len(stored)
+        self.recorder.stats.bytes_stored += sum(s.bytes for s in stored)
+
+    async def _store(self, item: _Pending) -> StoredSegment | None:
+        """Store one segment (and its init segment when new); the row to index, None if lost."""
         assert self.recording_id is not None
         segment, prefix = item.segment, recording_prefix(self.recording_id)
         init_key: str | None = None
@@ -135,20 +150,18 @@ class Broadcast:
                 key = f"{prefix}init{segment.init_id}.mp4"
                 if not await self._put(key, segment.init):
                     self._lost("init segment not stored")
-                    return
+                    return None
                 self._init = (segment.init_id, key)
             init_key = self._init[1]
         key = f"{prefix}{item.seq}.{EXTENSIONS[segment.kind]}"
         if not await self._put(key, segment.data):
             self._lost("segment not stored")
             await self.recorder.repo.add_gap(self.recording_id)
-            return
-        await self.recorder.repo.add_segment(self.recording_id, StoredSegment(
-            item.seq, key, init_key, item.media_start, segment.duration, segment.wall_start,
-            len(segment.data), self._gap or segment.discontinuity))
+            return None
+        row = StoredSegment(item.seq, key, init_key, item.media_start, segment.duration, segment.wall_start,
+                            len(segment.data), self._gap or segment.discontinuity)
         self._gap = False
-        self.recorder.stats.segments_stored += 1
-        self.recorder.stats.bytes_stored += len(segment.data)
+        return row
 
     async def _put(self, key: str, data: bytes) -> bool:
         settings = self.recorder.settings

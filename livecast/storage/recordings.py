@@ -28,7 +28,7 @@ BY_ROOM = _SELECT + " WHERE ro.slug = ? AND r.id < ? ORDER BY r.id DESC LIMIT ?"
 LIVE_IN_ROOM = _SELECT + " WHERE ro.slug = ? AND r.status = 'recording' ORDER BY r.id DESC LIMIT 1"
 ADD_SEGMENT = (
     "INSERT INTO recording_segments (recording_id, seq, object_key, init_key, media_start, duration,"
-    " program_date_time, bytes, discontinuity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+    " program_date_time, bytes, discontinuity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 ADD_TOTALS = "UPDATE recordings SET duration = duration + ?, bytes = bytes + ? WHERE id = ?"
 ADD_GAP = "UPDATE recordings SET gaps = gaps + 1 WHERE id = ?"
@@ -107,11 +107,19 @@ class RecordingRepository:
         return await self.db.insert(INSERT, (room_id, visibility, container, started_at))
 
     async def add_segment(self, recording_id: int, segment: StoredSegment) -> None:
+        await self.add_segments(recording_id, [segment])
+
+    async def add_segments(self, recording_id: int, segments: list[StoredSegment]) -> None:
+        """Index stored segments and add them to the running totals, in one transaction."""
+        if not segments:
+            return
         async with self.db.transaction() as tx:
-            await tx.insert(ADD_SEGMENT, (
-                recording_id, segment.seq, segment.object_key, segment.init_key, segment.media_start,
-                segment.duration, segment.program_date_time, segment.bytes, int(segment.discontinuity)))
-            await tx.execute(ADD_TOTALS, (segment.duration, segment.bytes, recording_id))
+            for segment in segments:
+                await tx.execute(ADD_SEGMENT, (
+                    recording_id, segment.seq, segment.object_key, segment.init_key, segment.media_start,
+                    segment.duration, segment.program_date_time, segment.bytes, int(segment.discontinuity)))
+            await tx.execute(ADD_TOTALS, (sum(s.duration for s in segments), sum(s.bytes for s in segments),
+                                          recording_id))
 
     async def add_gap(self, recording_id: int) -> None:
         await self.db.execute(ADD_GAP, (recording_id,))
