@@ -89,6 +89,45 @@ def _decode_mp4(data: bytes) -> tuple[int, float]:
     return len(times), (max(times) - min(times) + 1 / FPS) if times else 0.0
 
 
+async def test_record_is_a_room_field_set_with_patch(node_factory: Any) -> None:
+    """``record`` is in the room JSON (default: recording.enabled) and PATCH /api/v1/rooms/{slug}
+    sets it (null: back to the default); PUT .../recording stays as an alias."""
+    node = await node_factory(recording={"enabled": False, "min_free_bytes": 0}, hls={"segment_duration": 1.0})
+    room = await make_room(node)
+    slug, owner = room["slug"], room["headers"]
+    other = await register_and_login(node)
+
+    async def field() -> Any:
+        async with node.http.get(node.url(f"/api/v1/rooms/{slug}")) as r:
+            return (await r.json())["room"]["record"]
+
+    assert await field() is False
+    async with node.http.patch(node.url(f"/api/v1/rooms/{slug}"), json={"record": True},
+                               headers=other["headers"]) as r:
+        assert r.status == 403
+    async with node.http.patch(node.url(f"/api/v1/rooms/{slug}"), json={"record": "yes"}, headers=owner) as r:
+        assert r.status == 400 and (await r.json())["error"]["field"] == "record"
+    assert await field() is False
+    async with node.http.patch(node.url(f"/api/v1/rooms/{slug}"), json={"record": True}, headers=owner) as r:
+        assert r.status == 200 and (await r.json())["room"]["record"] is True
+    assert await field() is True
+    async with node.http.get(node.url(f"/api/v1/rooms/{slug}/recording")) as r:
+        assert (await r.json()) == {"record": True}
+    async with node.http.get(node.url("/api/v1/rooms")) as r:
+        assert [x["record"] for x in (await r.json())["rooms"] if x["slug"] == slug] == [True]
+    await publish_async(rtmp_url(node, room["stream_key"]), seconds=2, fps=FPS)
+    await _finished(node, slug)  # PATCH turned recording on for this broadcast
+
+    async with node.http.patch(node.url(f"/api/v1/rooms/{slug}"), json={"record": None, "title": "Renamed"},
+                               headers=owner) as r:
+        body = (await r.json())["room"]
+        assert r.status == 200 and body["record"] is False and body["title"] == "Renamed"
+    async with node.http.put(node.url(f"/api/v1/rooms/{slug}/recording"), json={"record": True},
+                             headers=owner) as r:
+        assert r.status == 200
+    assert await field() is True
+
+
 async def test_room_choice_and_private_recordings(node_factory: Any) -> None:
     node = await node_factory(recording={"enabled": False, "min_free_bytes": 0}, hls={"segment_duration": 1.0})
     room = await make_room(node)

@@ -44,6 +44,7 @@ ROOM_CHOICE = (
     "SELECT ro.id, rr.record FROM rooms ro LEFT JOIN room_recording rr ON rr.room_id = ro.id"
     " WHERE ro.slug = ?"
 )
+ALL_CHOICES = "SELECT ro.slug, rr.record FROM room_recording rr JOIN rooms ro ON ro.id = rr.room_id"
 CLEAR_CHOICE = "DELETE FROM room_recording WHERE room_id = ?"
 SET_CHOICE = "INSERT INTO room_recording (room_id, record) VALUES (?, ?)"
 
@@ -76,7 +77,7 @@ DELETE_CLIP = "DELETE FROM clips WHERE id = ?"
 
 STATEMENTS: tuple[str, ...] = (
     INSERT, BY_ID, BY_ROOM, LIVE_IN_ROOM, ADD_SEGMENT, ADD_TOTALS, ADD_GAP, SEGMENTS, FINISH, OPEN_IDS,
-    SET_VISIBILITY, DELETE, ROOM_CHOICE, CLEAR_CHOICE, SET_CHOICE, CHAT_COMMENTS, CHAT_GIFTS,
+    SET_VISIBILITY, DELETE, ROOM_CHOICE, ALL_CHOICES, CLEAR_CHOICE, SET_CHOICE, CHAT_COMMENTS, CHAT_GIFTS,
     FINISHED_OLDEST_FIRST, BYTES_BY_ROOM, INSERT_CLIP, CLIP_STORED, CLIP_BY_ID, CLIPS_BY_ROOM, DELETE_CLIP,
 )
 
@@ -164,6 +165,10 @@ class RecordingRepository:
             return None
         record = row["record"]
         return int(row["id"]), None if record is None else bool(record)
+
+    async def all_choices(self) -> dict[str, bool]:
+        """Every room's own choice, by slug (rooms following the default are absent)."""
+        return {str(row["slug"]): bool(row["record"]) for row in await self.db.fetch_all(ALL_CHOICES)}
 
     async def set_room_choice(self, room_id: int, record: bool | None) -> None:
         async with self.db.transaction() as tx:
