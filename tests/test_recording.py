@@ -446,3 +446,33 @@ async def test_low_disk_space_stops_recording_not_the_stream(node_factory: Any) 
 
     await wait_for(stopped, timeout=10, what="recording stopped for low disk space")
     assert await _recordings(node, room["slug"]) == []
+
+
+@pytest.mark.cluster
+async def test_two_origins_close_only_their_own_or_quiet_recordings(cluster: Any, pg_server: Any) -> None:
+    """Two origins share one PostgreSQL database. B restarting leaves A's recording in
+    progress alone (it closes only its own); once A is SIGKILLed, B closes A's recording as
+    interrupted after recording.stale_after without a sign of life from A."""
+    database = {"url": pg_server.url(await pg_server.create_database())}
+    recording = {**RECORDING, "stale_after": 3.0}
+    a = await cluster.node("a", recording=recording, database=database, hls={"segment_duration": 1.0},
+                           cluster={"node_url": "http://origin-a.invalid"})
+    b = await cluster.node("b", recording=recording, database=database, hls={"segment_duration": 1.0},
+                           cluster={"node_url": "http://origin-b.invalid"})
+    room = await make_room(a)
+    publisher = await start_publisher(rtmp_url(a, room["stream_key"]), seconds=60, fps=FPS, realtime=True)
+    try:
+        async def stored() -> int:
+            found = await _recordings(b, room["slug"])
+            return int(found[0]["duration"] > 1.5) if found else 0
+
+        await wait_for(stored, timeout=30, what="a recording in progress on origin a")
+        await b.restart()
+        found = await _recordings(b, room["slug"])
+        assert [r["status"] for r in found] == ["recording"]  # b's start left a's recording alone
+        await a.kill()
+    finally:
+        await publisher.stop()
+        await publisher.proc.wait()
+    closed = await _finished(b, room["slug"], status="interrupted")
+    assert closed["id"] == found[0]["id"] and closed["ended_at"] is not None

@@ -51,7 +51,7 @@ def lifecycle(settings: Settings, hls: Callable[[], HlsService], stats: Recorder
     async def recording(app: web.Application) -> AsyncIterator[None]:
         storage = make_storage(settings)
         repo = RecordingRepository(app[DB])
-        recorder = Recorder(settings.recording, storage, repo, stats=stats)
+        recorder = Recorder(settings.recording, storage, repo, stats=stats, node=settings.cluster.node_url)
         await recorder.start()
         hls().add_tap(recorder)
         app[RECORDER] = recorder

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 from livecast.config import RecordingSettings
 from livecast.core.backoff import Backoff
-from livecast.core.tasks import Supervisor
+from livecast.core.tasks import Supervisor, cancel_and_wait
 from livecast.hls.muxer import EXTENSIONS
 from livecast.hls.segmenter import Segment
 from livecast.recording.objects import ObjectStorage, StorageError
+from livecast.storage.errors import StorageError as DatabaseError
 from livecast.storage.recordings import RecordingRepository, StoredSegment
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,8 @@ class Broadcast:
             self.queue.clear()
             return False
         first = self.queue[0].segment
-        self.recording_id = await self.recorder.repo.create(choice[0], "public", first.kind, first.wall_start)
+        self.recording_id = await self.recorder.repo.create(choice[0], "public", first.kind, first.wall_start,
+                                                            self.recorder.node)
         log.info("room %s: recording %d started", self.slug, self.recording_id)
         return True
 
@@ -136,7 +138,7 @@ class Broadcast:
             segment = await self._store(item)
             if segment is not None:
                 stored.append(segment)
-        await self.recorder.repo.add_segments(self.recording_id, stored)
+        await self.recorder.repo.add_segments(self.recording_id, stored, self.recorder.clock())
         self.recorder.stats.segments_stored += len(stored)
         self.recorder.stats.bytes_stored += sum(s.bytes for s in stored)
 
@@ -188,14 +190,17 @@ class Recorder:
     """The HLS ``SegmentTap`` that records; ``start`` closes what a crash left open."""
 
     def __init__(self, settings: RecordingSettings, storage: ObjectStorage, repo: RecordingRepository,
-                 clock: Callable[[], float] = time.time, stats: RecorderStats | None = None) -> None:
+                 clock: Callable[[], float] = time.time, stats: RecorderStats | None = None,
+                 node: str = "") -> None:
         self.settings = settings
+        self.node = node  # cluster.node_url: the recordings this node makes carry it
         self.storage = storage
         self.repo = repo
         self.clock = clock
         self.stats = stats if stats is not None else RecorderStats()
         self._broadcasts: dict[tuple[str, str], Broadcast] = {}
         self._tasks = Supervisor("recorder")
+        self._keepalive: asyncio.Task[None] | None = None
 
     def segment(self, slug: str, prefix: str, segment: Segment) -> None:
         key = (slug, prefix)
@@ -226,12 +231,33 @@ class Recorder:
             self._broadcasts.pop(key, None)
 
     async def start(self) -> None:
-        interrupted = await self.repo.interrupt_open()
+        """Close what this node's last run left open; then keep this node's recordings in
+        progress alive and close other nodes' that went quiet (``recording.stale_after``)."""
+        interrupted = await self.repo.interrupt_open(self.node)
         if interrupted:
             log.warning("%d recording(s) left open by the last run are now interrupted: %s",
                         len(interrupted), interrupted)
+        self._keepalive = asyncio.create_task(self._keep_alive(), name="recorder-keepalive")
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.stale_after / 4)
+            try:
+                await self.check_liveness()
+            except DatabaseError as err:
+                log.warning("recordings keep-alive failed: %s", err)
+
+    async def check_liveness(self) -> None:
+        now = self.clock()
+        live = [b.recording_id for b in self._broadcasts.values() if b.recording_id is not None]
+        await self.repo.touch(live, now)
+        closed = await self.repo.interrupt_stale(self.node, now - self.settings.stale_after)
+        if closed:
+            log.warning("recording(s) of another node not seen alive for %.0f s are now interrupted: %s",
+                        self.settings.stale_after, closed)
 
     async def close(self, timeout: float = 10.0) -> None:
+        await cancel_and_wait(self._keepalive)
         for broadcast in list(self._broadcasts.values()):
             broadcast.end()
         await self._tasks.wait(timeout=timeout)
