@@ -204,6 +204,17 @@ class LivecastServer:
             made.append(seq + listed if "#EXT-X-ENDLIST" in text else -1)
         return made
 
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until every room's latest recording (if any) is complete: its CPU is counted."""
+        deadline = time.monotonic() + timeout
+        for slug in self.slugs:
+            while time.monotonic() < deadline:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/api/v1/rooms/{slug}/recordings") as r:
+                    found = json.loads(r.read())["recordings"]
+                if not found or found[0]["status"] != "recording":
+                    break
+                time.sleep(0.1)
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(20)
@@ -277,6 +288,7 @@ def measure(server_cls, clip: Path, clip_seconds: float, n: int, realtime: bool 
         cpu0 = proc_cpu(server.pids)
         wall = run_publishers(clip, urls, realtime)
         time.sleep(1.0)  # let the last segments be cut
+        getattr(server, "settle", lambda: None)()  # recordings: until the last segment is stored
         cpu = proc_cpu(server.pids) - cpu0
         peak = proc_rss_kib(server.pids, "VmHWM")
         made = server.segments_made(n)
