@@ -9,6 +9,7 @@ the same run and the ratio is printed.
     python bench/ingest.py --publishers 1 --runs 3
     python bench/ingest.py --publishers 20 --runs 3
     python bench/ingest.py --publishers 4 --runs 3 --record      # recording to disk and to S3
+    python bench/ingest.py --publishers 4 --runs 3 --record --realtime --seconds 20   # paced
     python bench/ingest.py --publishers 20 --runs 3 --before /tmp/before   # this tree vs another
 
 ``--before TREE`` runs the server from another checkout (``git archive <commit> | tar -x -C
@@ -94,14 +95,17 @@ def make_clip(path: Path, seconds: int, bitrate: str = "6M") -> None:
     tmp.rename(path)
 
 
-def push(clip: str, url: str) -> None:
-    """Remux the clip into an RTMP publish, no pacing (run as a subprocess)."""
+def push(clip: str, url: str, realtime: bool = False) -> None:
+    """Remux the clip into an RTMP publish, no pacing unless ``realtime`` (run as a subprocess)."""
     inp = av.open(clip)
     out = av.open(url, "w", format="flv")
     mapping = {s.index: out.add_stream_from_template(s) for s in inp.streams if s.type in ("video", "audio")}
+    start = time.monotonic()
     for pkt in inp.demux():
         if pkt.dts is None or pkt.stream.index not in mapping:
             continue
+        if realtime and (ahead := float(pkt.dts * pkt.time_base) - (time.monotonic() - start)) > 0:
+            time.sleep(ahead)
         pkt.stream = mapping[pkt.stream.index]
         out.mux(pkt)
     out.close()
@@ -147,9 +151,10 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"port {port} did not open")
 
 
-def run_publishers(clip: Path, urls: list[str]) -> float:
+def run_publishers(clip: Path, urls: list[str], realtime: bool = False) -> float:
     start = time.monotonic()
-    procs = [subprocess.Popen([sys.executable, __file__, "--push", str(clip), url]) for url in urls]
+    pace = ["--realtime"] if realtime else []
+    procs = [subprocess.Popen([sys.executable, __file__, "--push", str(clip), url, *pace]) for url in urls]
     for p in procs:
         if p.wait() != 0:
             raise RuntimeError("a publisher failed")
@@ -207,6 +212,17 @@ class LivecastServer:
             listed = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
             made.append(seq + listed if "#EXT-X-ENDLIST" in text else -1)
         return made
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until every room's latest recording (if any) is complete: its CPU is counted."""
+        deadline = time.monotonic() + timeout
+        for slug in self.slugs:
+            while time.monotonic() < deadline:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/api/v1/rooms/{slug}/recordings") as r:
+                    found = json.loads(r.read())["recordings"]
+                if not found or found[0]["status"] != "recording":
+                    break
+                time.sleep(0.1)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -272,15 +288,16 @@ rtmp {{
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def measure(server_cls, clip: Path, clip_seconds: float, n: int, **kw) -> dict:
+def measure(server_cls, clip: Path, clip_seconds: float, n: int, realtime: bool = False, **kw) -> dict:
     server = server_cls(**kw)
     try:
         urls = server.urls(n)
         time.sleep(0.5)
         rss_before = proc_rss_kib(server.pids)
         cpu0 = proc_cpu(server.pids)
-        wall = run_publishers(clip, urls)
+        wall = run_publishers(clip, urls, realtime)
         time.sleep(1.0)  # let the last segments be cut
+        getattr(server, "settle", lambda: None)()  # recordings: until the last segment is stored
         cpu = proc_cpu(server.pids) - cpu0
         peak = proc_rss_kib(server.pids, "VmHWM")
         made = server.segments_made(n)
@@ -305,9 +322,10 @@ def main() -> None:
     ap.add_argument("--no-nginx", action="store_true")
     ap.add_argument("--record", action="store_true", help="compare no recording, recording to disk and to S3")
     ap.add_argument("--before", type=Path, metavar="TREE", help="compare with the server of another checkout")
+    ap.add_argument("--realtime", action="store_true", help="publishers pace the clip in real time")
     args = ap.parse_args()
     if args.push:
-        push(*args.push)
+        push(*args.push, realtime=args.realtime)
         return
     if args.record:
         record_overhead(args)
@@ -399,15 +417,15 @@ def record_overhead(args: argparse.Namespace) -> None:
     try:
         for run in range(args.runs):
             for name, env in variants.items():
-                result = measure(LivecastServer, clip, clip_seconds, args.publishers, segment=args.segment,
-                                 container=args.container, env_overrides=env)
+                result = measure(LivecastServer, clip, clip_seconds, args.publishers, realtime=args.realtime,
+                                 segment=args.segment, container=args.container, env_overrides=env)
                 rows[name].append(result["cpu_per_stream_min"])
             print(f"run {run + 1}: " + "; ".join(f"{n} {r[-1]:.3f}" for n, r in rows.items()) + " cpu-s/stream-min")
     finally:
         weed.stop()
     base = statistics.median(rows["no recording"])
     print(f"publishers {args.publishers}, clip {clip_seconds:.0f} s 1080p30 6 Mbit/s, {args.container}, "
-          f"{args.runs} runs (medians):")
+          f"{'real time' if args.realtime else 'as fast as possible'}, {args.runs} runs (medians):")
     for name, values in rows.items():
         value = statistics.median(values)
         print(f"  {name:15s} {value:.3f} CPU-s per stream-minute ({(value / base - 1) * 100:+.1f}% vs no recording)")

@@ -248,6 +248,7 @@ class RecordingSettings:
     retention_interval: float = 300.0
     max_clip_seconds: int = 120
     clips_per_minute: int = 6
+    stale_after: float = 120.0  # another node's recording not seen alive this long is interrupted
 
 
 @dataclass
@@ -375,6 +376,7 @@ class Settings:
             (0.1 <= self.recording.retention_interval <= 86400, "recording.retention_interval must be 0.1..86400 s"),
             (1 <= self.recording.max_clip_seconds <= 3600, "recording.max_clip_seconds must be 1..3600"),
             (self.recording.clips_per_minute >= 1, "recording.clips_per_minute must be >= 1"),
+            (2 <= self.recording.stale_after <= 86400, "recording.stale_after must be 2..86400 s"),
             (0 <= self.relay.max_targets_per_room <= 50, "relay.max_targets_per_room must be 0..50"),
             (self.relay.queue_units >= 16, "relay.queue_units must be >= 16"),
             (self.relay.queue_bytes >= 65536, "relay.queue_bytes must be >= 65536"),

@@ -10,9 +10,11 @@ from aiohttp import web
 
 from livecast.api import openapi, paging
 from livecast.api.auth import NO_STORE, current_user, read_body, require_user
+from livecast.api.rooms import ROOM_UPDATERS, RoomUpdater
 from livecast.core.errors import Forbidden, NotFound, ValidationError
 from livecast.keys import ROOMS
 from livecast.recording.service import RECORDINGS, Recording
+from livecast.rooms import Room
 from livecast.users import User
 
 log = logging.getLogger(__name__)
@@ -122,7 +124,8 @@ async def get_room_recording(request: web.Request) -> web.Response:
 
 @routes.put("/api/v1/rooms/{slug}/recording")
 async def set_room_recording(request: web.Request) -> web.Response:
-    """Turn recording on or off for the room's next broadcasts (null: the server default)."""
+    """Turn recording on or off for the room's next broadcasts (null: the server default).
+    An alias of ``PATCH /api/v1/rooms/{slug}`` with ``{"record": ...}``."""
     user = await require_user(request)
     room = await request.app[ROOMS].require(request.match_info["slug"])
     if not room.is_managed_by(user):
@@ -136,6 +139,19 @@ async def set_room_recording(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     app.add_routes(routes)
+    app.setdefault(ROOM_UPDATERS, []).append(_room_updater(app))
+
+
+def _room_updater(app: web.Application) -> RoomUpdater:
+    """PATCH /api/v1/rooms/{slug} with ``record``: true, false or null (the server default)."""
+
+    async def update(room: Room, body: dict[str, Any]) -> bool:
+        if "record" not in body:
+            return False
+        await app[RECORDINGS].set_room_choice(room.slug, body["record"])
+        return True
+
+    return update
 
 
 _REC_PROPS: dict[str, Any] = {
@@ -194,6 +210,7 @@ openapi.document("POST", "/api/v1/recordings/{id}/signed-url",
                  query={"ttl": openapi.int_param(1, 7 * 86400, "seconds (default recording.signed_url_ttl)")})
 openapi.document("GET", "/api/v1/rooms/{slug}/recording", "Whether the room's broadcasts are recorded",
                  tags=["recordings"], responses={200: "RoomRecording", 404: "no such room"})
-openapi.document("PUT", "/api/v1/rooms/{slug}/recording", "Turn recording on or off (owner or admin)",
+openapi.document("PUT", "/api/v1/rooms/{slug}/recording",
+                 "Turn recording on or off (owner or admin); alias of PATCH /api/v1/rooms/{slug} with record",
                  tags=["recordings"], auth="user", body="RoomRecording",
                  responses={200: "RoomRecording", 403: "not the owner", 404: "no such room"})

@@ -177,6 +177,7 @@ _ROOM_PROPS: dict[str, Any] = {
     "renditions": {"type": "array", "items": {"type": "object"},
                    "description": "transcoding ladder: name, width, height, fps, codecs, health, dropped"},
     "thumbnail_url": {"type": "string", "nullable": True, "description": "live thumbnail (JPEG), or null"},
+    "record": {"type": "boolean", "description": "whether the room's broadcasts are recorded"},
 }
 openapi.add_schema("Room", {"type": "object", "properties": _ROOM_PROPS})
 openapi.add_schema("RoomEnvelope", {"type": "object", "properties": {"room": {"$ref": "#/components/schemas/Room"}}})
@@ -197,10 +198,12 @@ openapi.add_schema("RoomUpdate", {"type": "object", "properties": {
     "title": {**_TITLE, "nullable": True}, "description": _DESCRIPTION,
     "source_url": {"type": "string", "maxLength": 2000, "pattern": SOURCE_URL_PATTERN,
                    "description": "relay: pull the room from this URL ('' removes it)"},
-    "source_on_demand": {"type": "boolean", "description": "relay: pull only while viewers ask for it"}},
+    "source_on_demand": {"type": "boolean", "description": "relay: pull only while viewers ask for it"},
+    "record": {"type": "boolean", "nullable": True,
+               "description": "record the room's next broadcasts (null: the server's recording.enabled)"}},
     "anyOf": [{"required": ["title"], "properties": {"title": {"type": "string"}}},
               {"required": ["description"], "properties": {"description": {"type": "string"}}},
-              {"required": ["source_url"]}, {"required": ["source_on_demand"]}]})
+              {"required": ["source_url"]}, {"required": ["source_on_demand"]}, {"required": ["record"]}]})
 openapi.add_schema("StreamKey", {"type": "object", "properties": {
     "stream_key": {"type": "string"}, "rtmp_url": {"type": "string"}}})
 

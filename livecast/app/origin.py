@@ -60,7 +60,7 @@ def build(app: web.Application, settings: Settings) -> None:
     # Recording starts before the media path and stops after it: the last segments flushed
     # when the media path stops still reach storage.
     recorder_stats = RecorderStats()
-    parts.append(recording.lifecycle(settings, lambda: app[ingest.HLS], recorder_stats))
+    parts.append(recording.lifecycle(settings, lambda: app[ingest.HLS], recorder_stats, extras))
     recordings_api.setup(app)
     clips_api.setup(app, limiters)
     vod_routes.setup(app)

@@ -21,6 +21,7 @@ from livecast.recording.remux import Remuxer
 from livecast.recording.retention import Retention
 from livecast.recording.service import RECORDINGS, RecordingService
 from livecast.recording.vod import UrlSigner
+from livecast.rooms import RoomExtras
 from livecast.storage.recordings import ClipRepository, RecordingRepository
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,12 @@ def signing_key(settings: Settings) -> bytes:
     return secrets.token_bytes(32)
 
 
-def lifecycle(settings: Settings, hls: Callable[[], HlsService], stats: RecorderStats) -> Callable[
-        [web.Application], AsyncIterator[None]]:
+def lifecycle(settings: Settings, hls: Callable[[], HlsService], stats: RecorderStats,
+              room_extras: RoomExtras) -> Callable[[web.Application], AsyncIterator[None]]:
     async def recording(app: web.Application) -> AsyncIterator[None]:
         storage = make_storage(settings)
         repo = RecordingRepository(app[DB])
-        recorder = Recorder(settings.recording, storage, repo, stats=stats)
+        recorder = Recorder(settings.recording, storage, repo, stats=stats, node=settings.cluster.node_url)
         await recorder.start()
         hls().add_tap(recorder)
         app[RECORDER] = recorder
@@ -59,12 +60,17 @@ def lifecycle(settings: Settings, hls: Callable[[], HlsService], stats: Recorder
                                                      UrlSigner(signing_key(settings)),
                                                      settings.data_path / "recordings-cache", remuxer)
         app[CLIPS] = ClipService(service, ClipRepository(app[DB]))
+        await service.choices.load()
+        unregister = room_extras.register(service.choices.room_extra)
+        refresher = asyncio.create_task(service.choices.refresh_forever(), name="recording-choices")
         retention = Retention(settings.recording, repo, service.delete_by_id)
         sweeper = asyncio.create_task(retention.run_forever(), name="recording-retention") \
             if retention.active() else None
         try:
             yield
         finally:
+            unregister()
+            await cancel_and_wait(refresher)
             await cancel_and_wait(sweeper)
             remuxer.close()
             await recorder.close()

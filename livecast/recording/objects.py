@@ -1,7 +1,9 @@
 """Where recorded bytes live: one small interface, a local-disk backend and (s3.py) S3.
 
-``put`` returns only once the object is durable (disk: written, fsynced and renamed into
-place; S3: the PUT answered), so a caller may index the object right after.
+``put`` returns only once the object is durable (disk: written under its final name and
+fdatasynced, its directory fsynced; S3: the PUT answered), so a caller may index the object
+right after. A crash during a disk ``put`` leaves at worst a partial file that no index row
+names; deleting the recording (retention, or the owner) removes it with the rest.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import asyncio
 import logging
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -39,34 +42,57 @@ def _safe_key(key: str) -> str:
 
 
 class DiskStorage:
-    """Objects as files under ``root``; blocking file calls run in a thread."""
+    """Objects as files under ``root``; blocking file calls run on one thread of its own.
+
+    A write is one ``os.write`` of the whole body (no copy) into a file created under its
+    final name (``O_EXCL``) and ``fdatasync``; a new directory is fsynced (with its parent)
+    once, when it is created, and the object's directory after each object, so that the new
+    name is durable too (after the file's fdatasync that costs ext4 and xfs next to nothing).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="recording-disk")
+        self._dirs: set[Path] = set()  # directories known to exist durably
 
     def _path(self, key: str) -> Path:
         return self.root / _safe_key(key)
 
     async def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
         try:
-            await asyncio.to_thread(self._write, self._path(key), data)
+            await asyncio.get_running_loop().run_in_executor(self._pool, self._write, path, data)
         except OSError as err:
             raise StorageError(f"cannot store {key}: {err.strerror or err}") from err
 
-    @staticmethod
-    def _write(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fd = os.open(path.parent, os.O_RDONLY)
+    def _write(self, path: Path, data: bytes) -> None:
+        self._ensure_dir(path.parent)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         try:
-            os.fsync(fd)  # the rename itself is durable
-        finally:
+            fd = os.open(path, flags, 0o644)
+        except FileExistsError:  # left by a failed attempt or a crash: never indexed
+            path.unlink()
+            fd = os.open(path, flags, 0o644)
+        try:
+            view, done = memoryview(data), 0
+            while done < len(view):
+                done += os.write(fd, view[done:])
+            os.fdatasync(fd)
+        except BaseException:
             os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        _fsync_dir(path.parent)
+
+    def _ensure_dir(self, directory: Path) -> None:
+        if directory in self._dirs:
+            return
+        if not directory.is_dir():
+            directory.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(directory)
+            _fsync_dir(directory.parent)
+        self._dirs.add(directory)
 
     async def get(self, key: str) -> bytes | None:
         path = self._path(key)
@@ -83,6 +109,7 @@ class DiskStorage:
 
     async def delete_prefix(self, prefix: str) -> None:
         path = self._path(prefix.rstrip("/"))
+        self._dirs = {d for d in self._dirs if not d.is_relative_to(path)}
         await asyncio.to_thread(shutil.rmtree, path, True)
 
     def free_bytes(self) -> int | None:
@@ -95,4 +122,12 @@ class DiskStorage:
             return None
 
     async def close(self) -> None:
-        return None
+        self._pool.shutdown(wait=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 from livecast.config import RecordingSettings
 from livecast.core.backoff import Backoff
-from livecast.core.tasks import Supervisor
+from livecast.core.tasks import Supervisor, cancel_and_wait
 from livecast.hls.muxer import EXTENSIONS
 from livecast.hls.segmenter import Segment
 from livecast.recording.objects import ObjectStorage, StorageError
+from livecast.storage.errors import StorageError as DatabaseError
 from livecast.storage.recordings import RecordingRepository, StoredSegment
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,8 @@ class Broadcast:
             self.queue.clear()
             return False
         first = self.queue[0].segment
-        self.recording_id = await self.recorder.repo.create(choice[0], "public", first.kind, first.wall_start)
+        self.recording_id = await self.recorder.repo.create(choice[0], "public", first.kind, first.wall_start,
+                                                            self.recorder.node)
         log.info("room %s: recording %d started", self.slug, self.recording_id)
         return True
 
@@ -111,7 +113,7 @@ class Broadcast:
                 self.discarding = True
                 self.queue.clear()
                 return
-            await self._store(self.queue.popleft())
+            await self._store_ready()
 
     async def _wait(self) -> None:
         self.wake.clear()
@@ -126,7 +128,22 @@ class Broadcast:
                     self.slug, free)
         return False
 
-    async def _store(self, item: _Pending) -> None:
+    async def _store_ready(self) -> None:
+        """Store every segment waiting now, then index those stored in one transaction (one
+        per segment in real time; fewer when segments arrive faster than storage takes them)."""
+        assert self.recording_id is not None
+        stored: list[StoredSegment] = []
+        for _ in range(len(self.queue)):
+            item = self.queue.popleft()
+            segment = await self._store(item)
+            if segment is not None:
+                stored.append(segment)
+        await self.recorder.repo.add_segments(self.recording_id, stored, self.recorder.clock())
+        self.recorder.stats.segments_stored += len(stored)
+        self.recorder.stats.bytes_stored += sum(s.bytes for s in stored)
+
+    async def _store(self, item: _Pending) -> StoredSegment | None:
+        """Store one segment (and its init segment when new); the row to index, None if lost."""
         assert self.recording_id is not None
         segment, prefix = item.segment, recording_prefix(self.recording_id)
         init_key: str | None = None
@@ -135,20 +152,18 @@ class Broadcast:
                 key = f"{prefix}init{segment.init_id}.mp4"
                 if not await self._put(key, segment.init):
                     self._lost("init segment not stored")
-                    return
+                    return None
                 self._init = (segment.init_id, key)
             init_key = self._init[1]
         key = f"{prefix}{item.seq}.{EXTENSIONS[segment.kind]}"
         if not await self._put(key, segment.data):
             self._lost("segment not stored")
             await self.recorder.repo.add_gap(self.recording_id)
-            return
-        await self.recorder.repo.add_segment(self.recording_id, StoredSegment(
-            item.seq, key, init_key, item.media_start, segment.duration, segment.wall_start,
-            len(segment.data), self._gap or segment.discontinuity))
+            return None
+        row = StoredSegment(item.seq, key, init_key, item.media_start, segment.duration, segment.wall_start,
+                            len(segment.data), self._gap or segment.discontinuity)
         self._gap = False
-        self.recorder.stats.segments_stored += 1
-        self.recorder.stats.bytes_stored += len(segment.data)
+        return row
 
     async def _put(self, key: str, data: bytes) -> bool:
         settings = self.recorder.settings
@@ -175,14 +190,17 @@ class Recorder:
     """The HLS ``SegmentTap`` that records; ``start`` closes what a crash left open."""
 
     def __init__(self, settings: RecordingSettings, storage: ObjectStorage, repo: RecordingRepository,
-                 clock: Callable[[], float] = time.time, stats: RecorderStats | None = None) -> None:
+                 clock: Callable[[], float] = time.time, stats: RecorderStats | None = None,
+                 node: str = "") -> None:
         self.settings = settings
+        self.node = node  # cluster.node_url: the recordings this node makes carry it
         self.storage = storage
         self.repo = repo
         self.clock = clock
         self.stats = stats if stats is not None else RecorderStats()
         self._broadcasts: dict[tuple[str, str], Broadcast] = {}
         self._tasks = Supervisor("recorder")
+        self._keepalive: asyncio.Task[None] | None = None
 
     def segment(self, slug: str, prefix: str, segment: Segment) -> None:
         key = (slug, prefix)
@@ -213,12 +231,33 @@ class Recorder:
             self._broadcasts.pop(key, None)
 
     async def start(self) -> None:
-        interrupted = await self.repo.interrupt_open()
+        """Close what this node's last run left open; then keep this node's recordings in
+        progress alive and close other nodes' that went quiet (``recording.stale_after``)."""
+        interrupted = await self.repo.interrupt_open(self.node)
         if interrupted:
             log.warning("%d recording(s) left open by the last run are now interrupted: %s",
                         len(interrupted), interrupted)
+        self._keepalive = asyncio.create_task(self._keep_alive(), name="recorder-keepalive")
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.stale_after / 4)
+            try:
+                await self.check_liveness()
+            except DatabaseError as err:
+                log.warning("recordings keep-alive failed: %s", err)
+
+    async def check_liveness(self) -> None:
+        now = self.clock()
+        live = [b.recording_id for b in self._broadcasts.values() if b.recording_id is not None]
+        await self.repo.touch(live, now)
+        closed = await self.repo.interrupt_stale(self.node, now - self.settings.stale_after)
+        if closed:
+            log.warning("recording(s) of another node not seen alive for %.0f s are now interrupted: %s",
+                        self.settings.stale_after, closed)
 
     async def close(self, timeout: float = 10.0) -> None:
+        await cancel_and_wait(self._keepalive)
         for broadcast in list(self._broadcasts.values()):
             broadcast.end()
         await self._tasks.wait(timeout=timeout)

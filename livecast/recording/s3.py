@@ -1,4 +1,5 @@
-"""S3-compatible object storage (AWS, MinIO, SeaweedFS, ...) through aiobotocore.
+"""S3-compatible object storage (AWS, MinIO, SeaweedFS, ...) through aiobotocore; the
+recorder's PUTs go through the leaner ``s3put.S3Putter`` (same endpoint and credentials).
 
 ``recording.storage = "s3://bucket/prefix"``; endpoint, region and credentials come from
 ``[s3]`` (no credentials: unsigned requests). A PUT that S3 answered is durable. Errors of
@@ -20,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from livecast.config import S3Settings
 from livecast.recording.objects import StorageError, _safe_key
+from livecast.recording.s3put import PutFailed, S3Putter
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class S3Storage:
         self.settings = settings
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
+        self._putter = S3Putter(self.bucket, settings)
 
     async def _s3(self) -> Any:
         if self._client is None:
@@ -50,6 +53,7 @@ class S3Storage:
             # segment is in memory and TCP and S3's own Content-Length check cover it.
             config = Config(retries={"max_attempts": 1}, request_checksum_calculation="when_required",
                             response_checksum_validation="when_required", **_TIMEOUTS,
+                            s3={"payload_signing_enabled": False},
                             **({} if signed else {"signature_version": UNSIGNED}))
             creator = get_session().create_client(
                 "s3", region_name=s.region or None, endpoint_url=s.endpoint or None,
@@ -63,8 +67,8 @@ class S3Storage:
 
     async def put(self, key: str, data: bytes) -> None:
         try:
-            await (await self._s3()).put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
-        except (BotoCoreError, ClientError, OSError) as err:
+            await self._putter.put(self._key(key), data)
+        except PutFailed as err:
             raise StorageError(f"S3 PUT {key}: {err}") from err
 
     async def get(self, key: str) -> bytes | None:
@@ -100,5 +104,6 @@ class S3Storage:
         return None
 
     async def close(self) -> None:
+        await self._putter.close()
         await self._stack.aclose()
         self._client = None

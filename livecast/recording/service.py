@@ -17,6 +17,7 @@ from aiohttp import web
 from livecast.config import RecordingSettings
 from livecast.core.errors import Conflict, Forbidden, NotFound, RoomNotFound, ValidationError
 from livecast.recording.chatreplay import MediaClock, iso_ms, replay
+from livecast.recording.choices import RoomChoices
 from livecast.recording.objects import ObjectStorage, StorageError
 from livecast.recording.recorder import Recorder, recording_prefix
 from livecast.recording.remux import Remuxer
@@ -75,6 +76,7 @@ class RecordingService:
         self.cache_dir = cache_dir
         self.remuxer = remuxer
         self._building: dict[int, asyncio.Lock] = {}
+        self.choices = RoomChoices(repo, settings.enabled)
 
     async def list_room(self, slug: str, limit: int, before: int | None) -> list[Recording]:
         return [Recording.from_row(r) for r in await self.repo.by_room(slug, limit, before)]
@@ -208,6 +210,7 @@ class RecordingService:
         if choice is None:
             raise RoomNotFound("no such room")
         await self.repo.set_room_choice(choice[0], record)
+        self.choices.remember(slug, record)
         return self.settings.enabled if record is None else record
 
     async def room_choice(self, slug: str) -> bool:

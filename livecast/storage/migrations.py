@@ -303,6 +303,26 @@ _ALL_6 = """
     ALTER TABLE rooms ADD COLUMN live_owner TEXT NOT NULL DEFAULT ''
 """
 
+# Recordings with several origins (issue 16): the node that records each one (its
+# cluster.node_url; '' before this step) and when that node last showed it alive, so a node
+# closes only its own recordings at start and other nodes' once they have gone quiet. On
+# PostgreSQL the times of step 4 become DOUBLE PRECISION (REAL is 4 bytes there: UNIX times
+# to the nearest two minutes).
+_SQLITE_7 = """
+    ALTER TABLE recordings ADD COLUMN node TEXT NOT NULL DEFAULT '';
+    ALTER TABLE recordings ADD COLUMN seen_at REAL
+"""
+_POSTGRESQL_7 = """
+    ALTER TABLE recordings ADD COLUMN node TEXT NOT NULL DEFAULT '';
+    ALTER TABLE recordings ADD COLUMN seen_at DOUBLE PRECISION;
+    ALTER TABLE recordings ALTER COLUMN started_at TYPE DOUBLE PRECISION,
+        ALTER COLUMN ended_at TYPE DOUBLE PRECISION, ALTER COLUMN duration TYPE DOUBLE PRECISION;
+    ALTER TABLE recording_segments ALTER COLUMN media_start TYPE DOUBLE PRECISION,
+        ALTER COLUMN duration TYPE DOUBLE PRECISION, ALTER COLUMN program_date_time TYPE DOUBLE PRECISION;
+    ALTER TABLE clips ALTER COLUMN media_start TYPE DOUBLE PRECISION,
+        ALTER COLUMN duration TYPE DOUBLE PRECISION, ALTER COLUMN created_at TYPE DOUBLE PRECISION
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(1, _SQLITE_1, _POSTGRESQL_1),
     Migration(2, _SQLITE_2, _POSTGRESQL_2),
@@ -310,5 +330,6 @@ MIGRATIONS: list[Migration] = [
     Migration(4, _SQLITE_4, _POSTGRESQL_4),
     Migration(5, _SQLITE_5, _POSTGRESQL_5),
     Migration(6, _ALL_6, _ALL_6),
+    Migration(7, _SQLITE_7, _POSTGRESQL_7),
 ]
 LATEST = max(m.version for m in MIGRATIONS)

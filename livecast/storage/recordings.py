@@ -20,30 +20,38 @@ _COLUMNS = (
 )
 _SELECT = f"SELECT {_COLUMNS} FROM recordings r JOIN rooms ro ON ro.id = r.room_id"
 INSERT = (
-    "INSERT INTO recordings (room_id, status, visibility, container, started_at)"
-    " VALUES (?, 'recording', ?, ?, ?) RETURNING id"
+    "INSERT INTO recordings (room_id, status, visibility, container, started_at, node, seen_at)"
+    " VALUES (?, 'recording', ?, ?, ?, ?, ?) RETURNING id"
 )
 BY_ID = _SELECT + " WHERE r.id = ?"
 BY_ROOM = _SELECT + " WHERE ro.slug = ? AND r.id < ? ORDER BY r.id DESC LIMIT ?"
 LIVE_IN_ROOM = _SELECT + " WHERE ro.slug = ? AND r.status = 'recording' ORDER BY r.id DESC LIMIT 1"
 ADD_SEGMENT = (
     "INSERT INTO recording_segments (recording_id, seq, object_key, init_key, media_start, duration,"
-    " program_date_time, bytes, discontinuity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+    " program_date_time, bytes, discontinuity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-ADD_TOTALS = "UPDATE recordings SET duration = duration + ?, bytes = bytes + ? WHERE id = ?"
+ADD_TOTALS = "UPDATE recordings SET duration = duration + ?, bytes = bytes + ?, seen_at = ? WHERE id = ?"
+TOUCH = "UPDATE recordings SET seen_at = ? WHERE id = ? AND status = 'recording'"
 ADD_GAP = "UPDATE recordings SET gaps = gaps + 1 WHERE id = ?"
 SEGMENTS = (
     "SELECT seq, object_key, init_key, media_start, duration, program_date_time, bytes, discontinuity"
     " FROM recording_segments WHERE recording_id = ? ORDER BY seq"
 )
 FINISH = "UPDATE recordings SET status = ?, ended_at = ? WHERE id = ? AND status = 'recording'"
-OPEN_IDS = "SELECT id, started_at, duration FROM recordings WHERE status = 'recording'"
+OPEN_OF_NODE = (
+    "SELECT id, started_at, duration FROM recordings WHERE status = 'recording' AND (node = ? OR node = '')"
+)
+OPEN_STALE = (
+    "SELECT id, started_at, duration FROM recordings"
+    " WHERE status = 'recording' AND node != ? AND (seen_at IS NULL OR seen_at < ?)"
+)
 SET_VISIBILITY = "UPDATE recordings SET visibility = ? WHERE id = ?"
 DELETE = "DELETE FROM recordings WHERE id = ?"
 ROOM_CHOICE = (
     "SELECT ro.id, rr.record FROM rooms ro LEFT JOIN room_recording rr ON rr.room_id = ro.id"
     " WHERE ro.slug = ?"
 )
+ALL_CHOICES = "SELECT ro.slug, rr.record FROM room_recording rr JOIN rooms ro ON ro.id = rr.room_id"
 CLEAR_CHOICE = "DELETE FROM room_recording WHERE room_id = ?"
 SET_CHOICE = "INSERT INTO room_recording (room_id, record) VALUES (?, ?)"
 
@@ -75,8 +83,9 @@ CLIPS_BY_ROOM = _CLIP + " WHERE ro.slug = ? AND c.object_key IS NOT NULL AND c.i
 DELETE_CLIP = "DELETE FROM clips WHERE id = ?"
 
 STATEMENTS: tuple[str, ...] = (
-    INSERT, BY_ID, BY_ROOM, LIVE_IN_ROOM, ADD_SEGMENT, ADD_TOTALS, ADD_GAP, SEGMENTS, FINISH, OPEN_IDS,
-    SET_VISIBILITY, DELETE, ROOM_CHOICE, CLEAR_CHOICE, SET_CHOICE, CHAT_COMMENTS, CHAT_GIFTS,
+    INSERT, BY_ID, BY_ROOM, LIVE_IN_ROOM, ADD_SEGMENT, ADD_TOTALS, TOUCH, ADD_GAP, SEGMENTS, FINISH,
+    OPEN_OF_NODE, OPEN_STALE,
+    SET_VISIBILITY, DELETE, ROOM_CHOICE, ALL_CHOICES, CLEAR_CHOICE, SET_CHOICE, CHAT_COMMENTS, CHAT_GIFTS,
     FINISHED_OLDEST_FIRST, BYTES_BY_ROOM, INSERT_CLIP, CLIP_STORED, CLIP_BY_ID, CLIPS_BY_ROOM, DELETE_CLIP,
 )
 
@@ -103,15 +112,22 @@ class RecordingRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, room_id: int, visibility: str, container: str, started_at: float) -> int:
-        return await self.db.insert(INSERT, (room_id, visibility, container, started_at))
+    async def create(self, room_id: int, visibility: str, container: str, started_at: float,
+                     node: str = "") -> int:
+        return await self.db.insert(INSERT, (room_id, visibility, container, started_at, node, started_at))
 
-    async def add_segment(self, recording_id: int, segment: StoredSegment) -> None:
+    async def add_segments(self, recording_id: int, segments: list[StoredSegment], now: float = 0.0) -> None:
+        """Index stored segments and add them to the running totals (the recording seen alive
+        at ``now``), in one transaction."""
+        if not segments:
+            return
         async with self.db.transaction() as tx:
-            await tx.insert(ADD_SEGMENT, (
-                recording_id, segment.seq, segment.object_key, segment.init_key, segment.media_start,
-                segment.duration, segment.program_date_time, segment.bytes, int(segment.discontinuity)))
-            await tx.execute(ADD_TOTALS, (segment.duration, segment.bytes, recording_id))
+            for segment in segments:
+                await tx.execute(ADD_SEGMENT, (
+                    recording_id, segment.seq, segment.object_key, segment.init_key, segment.media_start,
+                    segment.duration, segment.program_date_time, segment.bytes, int(segment.discontinuity)))
+            await tx.execute(ADD_TOTALS, (sum(s.duration for s in segments), sum(s.bytes for s in segments),
+                                          now, recording_id))
 
     async def add_gap(self, recording_id: int) -> None:
         await self.db.execute(ADD_GAP, (recording_id,))
@@ -119,14 +135,29 @@ class RecordingRepository:
     async def finish(self, recording_id: int, status: str, ended_at: float) -> int:
         return await self.db.execute(FINISH, (status, ended_at, recording_id))
 
-    async def interrupt_open(self) -> list[int]:
-        """Recordings left ``recording`` by a server that stopped without closing them
-        become ``interrupted``, ending where their last stored segment ends."""
-        rows = await self.db.fetch_all(OPEN_IDS)
+    async def touch(self, recording_ids: list[int], now: float) -> None:
+        """The recording node shows these recordings in progress alive."""
+        if recording_ids:
+            async with self.db.transaction() as tx:
+                for recording_id in recording_ids:
+                    await tx.execute(TOUCH, (now, recording_id))
+
+    async def interrupt_open(self, node: str) -> list[int]:
+        """At ``node``'s start: the recordings it (or a node before migration 7) left
+        ``recording`` become ``interrupted``, ending where their last stored segment ends."""
+        return await self._interrupt(await self.db.fetch_all(OPEN_OF_NODE, (node,)))
+
+    async def interrupt_stale(self, node: str, seen_before: float) -> list[int]:
+        """Other nodes' recordings in progress not seen alive since ``seen_before``."""
+        return await self._interrupt(await self.db.fetch_all(OPEN_STALE, (node, seen_before)))
+
+    async def _interrupt(self, rows: list[Row]) -> list[int]:
+        closed = []
         for row in rows:
             ended = float(row["started_at"]) + float(row["duration"])
-            await self.finish(int(row["id"]), "interrupted", ended)
-        return [int(row["id"]) for row in rows]
+            if await self.finish(int(row["id"]), "interrupted", ended):  # 0: another node was first
+                closed.append(int(row["id"]))
+        return closed
 
     async def by_id(self, recording_id: int) -> Row | None:
         return await self.db.fetch_one(BY_ID, (recording_id,))
@@ -156,6 +187,10 @@ class RecordingRepository:
             return None
         record = row["record"]
         return int(row["id"]), None if record is None else bool(record)
+
+    async def all_choices(self) -> dict[str, bool]:
+        """Every room's own choice, by slug (rooms following the default are absent)."""
+        return {str(row["slug"]): bool(row["record"]) for row in await self.db.fetch_all(ALL_CHOICES)}
 
     async def set_room_choice(self, room_id: int, record: bool | None) -> None:
         async with self.db.transaction() as tx:
