@@ -42,15 +42,11 @@ class PullClaims:
 
     async def acquire(self, slug: str) -> bool:
         """True when this origin may pull ``slug`` now (it holds the room's lease)."""
-        if slug in self.feeding and slug in self._leases.held:
-            return True
         if slug in self._leases.held:
-            won, timeline = True, None  # held for a publish here that has ended
-        else:
-            won, timeline = await self._leases.claim_free(slug)
-            if won:
-                self._on_claimed(slug, timeline)
+            return slug in self.feeding  # else a publish here holds it (or its release is under way)
+        won, timeline = await self._leases.claim_free(slug)
         if won:
+            self._on_claimed(slug, timeline)
             self.feeding[slug] = f"{self._leases.ident}:{uuid.uuid4().hex[:8]}"
             self._changes[slug] = 0
             log.info("room %s: this origin pulls its source (won the room's lease)", slug)

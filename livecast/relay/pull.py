@@ -67,7 +67,7 @@ class LocalClaim:
 
 
 class _Lost(Exception):
-    """The room was taken from this origin while its source connected."""
+    """The room was taken (another origin, a publisher) while the source connected."""
 
 
 def redact(url: str) -> str:
@@ -133,7 +133,7 @@ class PullSource:
             try:
                 reason = await self._pull_once()
             except _Lost:
-                reason = "the room was taken by another origin"
+                reason = "the room was taken by a publisher or another origin"
             self._end_session()
             self.reconnects += 1
             self._set_state("retrying", reason)
@@ -197,8 +197,8 @@ class PullSource:
 
     def _ensure_session(self) -> PublishSession:
         if self._session is None or self._session.ended:
-            if not self._claim.holds(self.slug):
-                raise _Lost
+            if not self._claim.holds(self.slug) or self._sessions.get(self.slug) is not None:
+                raise _Lost  # another origin or a publisher here has the room: it takes precedence
             self._session = self._sessions.begin(self.slug, self)
             self._backoff.reset()
             self._set_state("live", None)
