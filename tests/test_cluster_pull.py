@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from helpers import make_room, room_json, rtmp_url, segment_uris, wait_for, wait_playlist
 from nginx_rtmp import NginxRtmp
@@ -35,11 +36,30 @@ async def nginx() -> AsyncIterator[NginxRtmp]:
     await server.stop()
 
 
-async def origins(cluster: Any, pg_server: PgCluster, name: str) -> tuple[Any, Any]:
+@pytest.fixture
+async def hooks() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """A webhook receiver: its URL and the events it got."""
+    events: list[dict[str, Any]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        events.append(await request.json())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}/hook", events
+    await runner.cleanup()
+
+
+async def origins(cluster: Any, pg_server: PgCluster, name: str, **extra: dict[str, Any]) -> tuple[Any, Any]:
     redis = await cluster.redis()
     url = pg_server.url(await pg_server.create_database(name))
     sections = {"database": {"url": url}, "cluster": {"redis": redis.url, "lease_seconds": LEASE},
-                "hls": HLS, "relay": RELAY}
+                "hls": HLS, "relay": RELAY, **extra}
     return await cluster.node("a", **sections), await cluster.node("b", **sections)
 
 
@@ -74,10 +94,12 @@ async def metrics(node: Any) -> str:
 
 
 async def test_one_origin_pulls_and_the_other_continues_when_it_is_killed(
-        cluster: Any, pg_server: PgCluster, nginx: NginxRtmp) -> None:
+        cluster: Any, pg_server: PgCluster, nginx: NginxRtmp, hooks: tuple[str, list[dict[str, Any]]]) -> None:
+    """Also: the source's state webhooks come from the pulling origin only, each once."""
+    hook_url, events = hooks
     source = await start_publisher(f"{nginx.url}/cam1", seconds=120.0, fps=FPS, gop=FPS, realtime=True)
     try:
-        a, b = await origins(cluster, pg_server, "pull_failover")
+        a, b = await origins(cluster, pg_server, "pull_failover", webhooks={"urls": [hook_url]})
         room = await make_room(a)
         slug = room["slug"]
         await set_source(a, room, source_url=f"{nginx.url}/cam1")  # B learns it from the database
@@ -103,6 +125,14 @@ async def test_one_origin_pulls_and_the_other_continues_when_it_is_killed(
         assert plays(nginx, "cam1") == 2
         assert re.search(r'^livecast_cluster_room_claims_total\{kind="failover"\} 1\.0$', await metrics(watcher),
                          re.M)
+
+        def states() -> list[str]:
+            return [e["data"]["state"] for e in events if e["event"] == "relay.source"]
+
+        await wait_for(lambda: states().count("live") == 2, timeout=15, what="the second origin's 'live' webhook")
+        assert states() == ["connecting", "live", "connecting", "live"], states()  # no watcher's 'waiting'
+        ids = [e["id"] for e in events if e["event"] == "relay.source"]
+        assert len(set(ids)) == len(ids)
     finally:
         await source.stop()
 
