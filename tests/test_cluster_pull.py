@@ -185,6 +185,10 @@ async def test_an_on_demand_source_starts_on_one_origin_for_a_viewer_on_any(
         await wait_playlist(a, slug, lambda t: bool(set(segment_uris(t)) & set(segment_uris(first))))
         assert await source_state(b, slug) == "live"
         assert await source_state(a, slug) == "waiting"
+        # viewers on A only, for twice relay.idle_seconds: B's pull goes on (A asks B for the playlist)
+        last = max(sequences(first))
+        await wait_playlist(a, slug, lambda t: max(sequences(t)) >= last + 2 * RELAY["idle_seconds"], timeout=30)
+        assert await source_state(b, slug) == "live"
         assert plays(nginx, "cam3") == 1
     finally:
         await source.stop()
