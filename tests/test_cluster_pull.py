@@ -109,7 +109,13 @@ async def test_one_origin_pulls_and_the_other_continues_when_it_is_killed(
         await wait_for(lambda: WAITING in watcher.log_text(), what="the watcher's log says it waits")
         before = await wait_playlist(puller, slug, lambda t: len(segment_uris(t)) >= 3)
         # the room plays through both origins' /hls/ (the watcher serves the puller's timeline)
-        await wait_playlist(watcher, slug, lambda t: bool(set(segment_uris(t)) & set(segment_uris(before))))
+        on_watcher = await wait_playlist(watcher, slug,
+                                         lambda t: bool(set(segment_uris(t)) & set(segment_uris(before))))
+        name = sorted(set(segment_uris(on_watcher)) & set(segment_uris(before)))[0]
+        async with puller.http.get(puller.url(f"/hls/{slug}/{name}")) as rp, \
+                watcher.http.get(watcher.url(f"/hls/{slug}/{name}")) as rw:
+            assert rp.status == rw.status == 200
+            assert await rp.read() == await rw.read()
         assert plays(nginx, "cam1") == 1  # exactly one origin pulls
         before = await wait_playlist(puller, slug, lambda t: len(segment_uris(t)) >= 3)
         await puller.kill()
