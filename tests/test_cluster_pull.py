@@ -166,8 +166,16 @@ async def test_a_publish_on_either_origin_takes_precedence_over_the_pull(
         finally:
             await publish.stop()
         # the publisher is gone: one origin pulls again
-        await puller_and_watcher(a, b, slug)
+        puller, watcher = await puller_and_watcher(a, b, slug)
         assert plays(nginx, "cam2") == 2
+        # the source removed through the waiting origin: the pulling one learns it and stops
+        await set_source(watcher, room, source_url="")
+
+        async def no_source_on_the_puller() -> bool:
+            return "source" not in await room_json(puller, slug)
+
+        await wait_for(no_source_on_the_puller, timeout=3 * LEASE + 10, what="the pulling origin dropping the source")
+        assert "source" not in await room_json(watcher, slug)
     finally:
         await source.stop()
 
