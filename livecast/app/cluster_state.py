@@ -24,8 +24,9 @@ from aiohttp import web
 from livecast.app.lifecycle import Lifecycle
 from livecast.cluster.claims import DeliveryClaims
 from livecast.cluster.leases import LEASES, RoomLeases, Timeline
+from livecast.cluster.pull_claims import PULL_CLAIMS, PullClaims
 from livecast.config import Settings
-from livecast.core.events import StreamStarted, StreamStopped
+from livecast.core.events import RelayStateChanged, StreamStarted, StreamStopped
 from livecast.core.tasks import Supervisor, cancel_and_wait
 from livecast.delivery.holder import HolderPull
 from livecast.hls.service import HlsService, Resume
@@ -63,14 +64,22 @@ def setup(app: web.Application, settings: Settings) -> Lifecycle | None:
     hls.add_listener(lambda slug: _record(hls, leases, slug))
     leases.on_lost(lambda slug: app[ingest.SESSIONS].kick(slug, "taken over on another origin"))
     leases.active = lambda slug: app[ingest.SESSIONS].get(slug) is not None
+    pulls = app[PULL_CLAIMS] = PullClaims(leases, functools.partial(_resume, claimed))  # one origin pulls
     claims = DeliveryClaims(settings.cluster.redis, leases.ident)
     hooks = app[WEBHOOKS]
-    hooks.identify, hooks.claims = functools.partial(_identify, leases), claims
+    hooks.identify, hooks.claims = functools.partial(_identify, leases, pulls), claims
     return functools.partial(_lifecycle, leases=leases, claimed=claimed, pull=pull, claims=claims, grace=grace)
 
 
-def _identify(leases: RoomLeases, event: object) -> str | None:
+def _resume(claimed: dict[str, Resume | None], slug: str, timeline: Timeline | None) -> None:
+    """A room won for its pull source continues its timeline, as a publish's claim does."""
+    claimed[slug] = Resume(timeline.next_sequence, timeline.discontinuities) if timeline else None
+
+
+def _identify(leases: RoomLeases, pulls: PullClaims, event: object) -> str | None:
     """A webhook event's identity across the cluster ("": not sent from here)."""
+    if isinstance(event, RelayStateChanged) and event.kind == "source":
+        return pulls.identity(event.slug)  # sent by the origin pulling the room only
     if isinstance(event, (StreamStarted, StreamStopped)):
         if isinstance(event, StreamStopped) and leases.taken_over(event.slug):
             return ""  # taken over: the broadcast goes on elsewhere
@@ -128,7 +137,7 @@ async def _lifecycle(app: web.Application, *, leases: RoomLeases, claimed: dict[
         return True
 
     def on_event(event: object) -> None:
-        if isinstance(event, StreamStopped):
+        if isinstance(event, StreamStopped) and not app[PULL_CLAIMS].holds(event.slug):  # a pull keeps it
             tasks.spawn(leases.release(event.slug), name=f"release-{event.slug}")
 
     rtmp.publish_hook = claim_on_publish

@@ -66,10 +66,11 @@ def build(app: web.Application, settings: Settings) -> None:
     vod_routes.setup(app)
     parts.append(relay.setup(app, lambda: app[ingest.HUB], extras))  # before the media path: stops after it
     parts.append(ingest.setup(app, extras))
-    parts.append(relay.pulls(app, lambda: app[ingest.SESSIONS]))  # needs the media path's session manager
     leases = cluster_state.setup(app, settings)
     if leases is not None:
         parts.append(leases)  # after the media path: it wraps the RTMP listener's publish hook
+    # needs the media path's session manager (and on a cluster the leases: a pull stops before them)
+    parts.append(relay.pulls(app, lambda: app[ingest.SESSIONS]))
     hub, hls = app[ingest.HUB], app[ingest.HLS]
     hub.keyframe_limit = settings.hls.segment_duration  # stream-health warnings, metrics or not
     metrics = setup_observability(app, settings.metrics.per_room)

@@ -60,6 +60,13 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 return 1
 """
+# KEYS: lease, timeline; ARGV: node, lease ms. {1, timeline or ""} when the room was free
+# (now held by ARGV[1]), {0, ""} when another node holds it (a pull source's claim).
+_CLAIM_FREE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ''} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {1, redis.call('GET', KEYS[2]) or ''}
+"""
 # KEYS: lease; ARGV: node
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -118,7 +125,8 @@ class RoomLeases:
         self._client = aioredis.from_url(url, socket_timeout=lease_seconds / 2,
                                          socket_connect_timeout=lease_seconds / 2)
         self._scripts = {name: self._client.register_script(src) for name, src in
-                         (("claim", _CLAIM), ("renew", _RENEW), ("advance", _ADVANCE), ("release", _RELEASE))}
+                         (("claim", _CLAIM), ("renew", _RENEW), ("advance", _ADVANCE), ("release", _RELEASE),
+                          ("claim_free", _CLAIM_FREE))}
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: dict[str, Timeline] = {}
         self._wake = asyncio.Event()
@@ -171,6 +179,26 @@ class RoomLeases:
         timeline = Timeline.parse(raw) if raw else None
         self._hold(slug, timeline)
         return timeline
+
+    async def claim_free(self, slug: str) -> tuple[bool, Timeline | None]:
+        """Hold ``slug`` only if no node holds it (a pull source's turn, never a takeover):
+        (won, the timeline to continue). Not won when Redis does not answer."""
+        try:
+            won, raw = await self._scripts["claim_free"](keys=[LEASE + slug, TIMELINE + slug],
+                                                         args=[self.node, self._ms])
+        except (RedisError, OSError) as err:
+            self._degrade(err)
+            return False, None
+        self._recover()
+        if not int(won):
+            return False, None
+        self.claims += 1
+        timeline = Timeline.parse(raw) if raw else None
+        if timeline is not None and not timeline.ended:
+            self.failovers += 1
+            log.info("room %s: continuing its timeline (the previous holder's lease lapsed)", slug)
+        self._hold(slug, timeline)
+        return True, timeline
 
     def _hold(self, slug: str, timeline: Timeline | None) -> None:
         """Held from now on; a broadcast still going on (not ended) keeps its id."""

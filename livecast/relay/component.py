@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from livecast.api.rooms import ROOM_UPDATERS
+from livecast.cluster.pull_claims import PULL_CLAIMS
 from livecast.core.errors import ValidationError
 from livecast.core.events import RelayStateChanged, RoomDeleted
 from livecast.core.tasks import Supervisor
@@ -73,7 +74,9 @@ def pulls(app: web.Application, sessions: Callable[[], SessionManager]) -> Lifec
     session manager), stopped before it."""
 
     async def pull_ctx(app: web.Application) -> AsyncIterator[None]:
-        manager = PullManager(SourceRepository(app[DB]), sessions(), app[SETTINGS].relay)
+        claim, cluster = app.get(PULL_CLAIMS), app[SETTINGS].cluster  # set on a cluster: one origin pulls
+        manager = PullManager(SourceRepository(app[DB]), sessions(), app[SETTINGS].relay, claim,
+                              max(cluster.lease_seconds, 1.0) if claim is not None else None)
         app[PULLS] = manager
         events = app[EVENTS]
         manager.listeners.append(lambda s: events.emit(RelayStateChanged(s.slug, "source", s.state, s.reason)))

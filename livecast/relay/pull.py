@@ -8,6 +8,10 @@ it ends the session and starts again with backoff; the room's playlist continues
 discontinuity (HLS's reconnect grace). A publisher with the room's key takes precedence:
 it supersedes the pull's session, and the pull waits until the room is free again. A
 congested HLS output pauses reading (the worker then waits in its pipe).
+
+On a cluster the room's ``RoomClaim`` decides which origin pulls: the source waits until
+it wins the room (another origin pulling or a publisher anywhere: "waiting"), and stops
+when the room is taken from it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from livecast.config import RelaySettings
@@ -31,6 +36,38 @@ log = logging.getLogger(__name__)
 
 StateListener = Callable[["PullSource"], None]
 _FREE_POLL = 1.0  # seconds between checks whether a publisher has left the room
+_ELSEWHERE = "another origin pulls or publishes the room"
+
+
+class RoomClaim(Protocol):
+    """Whether this origin may feed a room from its source (one origin of a cluster)."""
+
+    async def acquire(self, slug: str) -> bool:
+        """True when this origin may pull ``slug`` now; False: another one pulls or publishes it."""
+        ...
+
+    def holds(self, slug: str) -> bool:
+        ...
+
+    async def release(self, slug: str) -> None:
+        ...
+
+
+class LocalClaim:
+    """A single node: the room is always this node's to pull."""
+
+    async def acquire(self, slug: str) -> bool:
+        return True
+
+    def holds(self, slug: str) -> bool:
+        return True
+
+    async def release(self, slug: str) -> None:
+        return None
+
+
+class _Lost(Exception):
+    """The room was taken (another origin, a publisher) while the source connected."""
 
 
 def redact(url: str) -> str:
@@ -43,8 +80,10 @@ def redact(url: str) -> str:
 
 class PullSource:
     def __init__(self, slug: str, url: str, sessions: SessionManager, settings: RelaySettings,
-                 on_state: StateListener) -> None:
+                 on_state: StateListener, claim: RoomClaim | None = None) -> None:
         self.slug = slug
+        self._claim = claim or LocalClaim()
+        self._stopped = False  # told to stop: what the worker still wrote is not delivered
         self.url = url
         self._sessions = sessions
         self._settings = settings
@@ -76,26 +115,42 @@ class PullSource:
         await self._kill()
         self._end_session()
         self._set_state("idle", None)
+        await self._claim.release(self.slug)
 
     def stop(self, reason: str | None) -> None:
         """Superseded by a publisher (or kicked): this worker ends; the loop waits until
         the room is free again."""
+        self._stopped = True
         if self._proc is not None and self._proc.returncode is None:
             self._proc.kill()
 
     # -- the loop ------------------------------------------------------------------
     async def _run(self) -> None:
         while True:
-            while self._sessions.get(self.slug) is not None:
-                self._set_state("waiting", "a publisher is live in the room")
-                await asyncio.sleep(_FREE_POLL)  # polling the session manager, not a delay under test
+            await self._wait_turn()
+            self._stopped = False
             self._set_state("connecting", None)
-            reason = await self._pull_once()
+            try:
+                reason = await self._pull_once()
+            except _Lost:
+                reason = "the room was taken by a publisher or another origin"
             self._end_session()
             self.reconnects += 1
             self._set_state("retrying", reason)
             log.info("pull source of room %s (%s): %s; retrying", self.slug, redact(self.url), reason)
             await asyncio.sleep(self._backoff.next())
+
+    async def _wait_turn(self) -> None:
+        """Until no publisher is live here and this origin wins the room."""
+        while True:
+            if self._sessions.get(self.slug) is not None:
+                self._set_state("waiting", "a publisher is live in the room")
+            elif await self._claim.acquire(self.slug):
+                return
+            elif self.reason != _ELSEWHERE:
+                log.info("pull source of room %s: %s; waiting", self.slug, _ELSEWHERE)
+                self._set_state("waiting", _ELSEWHERE)
+            await asyncio.sleep(_FREE_POLL)  # polling the room's holder, not a delay under test
 
     async def _pull_once(self) -> str:
         self._proc = await asyncio.create_subprocess_exec(
@@ -128,6 +183,8 @@ class PullSource:
                 self._deliver(tag, units)
 
     def _deliver(self, tag: Tag, units: FlvToUnits) -> None:
+        if self._stopped:
+            return  # superseded or kicked: never begin a session over the room's new source
         if tag.kind == 18:
             values = decode_values(tag.body)
             meta = next((v for v in values if isinstance(v, dict)), None)
@@ -140,6 +197,8 @@ class PullSource:
 
     def _ensure_session(self) -> PublishSession:
         if self._session is None or self._session.ended:
+            if not self._claim.holds(self.slug) or self._sessions.get(self.slug) is not None:
+                raise _Lost  # another origin or a publisher here has the room: it takes precedence
             self._session = self._sessions.begin(self.slug, self)
             self._backoff.reset()
             self._set_state("live", None)

@@ -3,6 +3,10 @@
 Always-on sources start when the origin starts (or when set); an on-demand source starts
 on the first playlist request for its room (``wanted``) and stops after
 ``relay.idle_seconds`` without one.
+
+On a cluster (a ``RoomClaim`` other than the local one, ``refresh`` seconds) every origin
+runs every source but only the origin holding the room pulls (``relay.pull``); sources set
+or removed through another origin are picked up from the database every ``refresh`` seconds.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from livecast.config import RelaySettings
 from livecast.core.errors import ValidationError
 from livecast.core.tasks import cancel_and_wait
 from livecast.pipeline.sessions import SessionManager
-from livecast.relay.pull import PullSource, redact
+from livecast.relay.pull import LocalClaim, PullSource, RoomClaim, redact
 from livecast.storage.sources import SourceRepository
 
 log = logging.getLogger(__name__)
@@ -36,8 +40,12 @@ def validate_source_url(value: object) -> str:
 
 
 class PullManager:
-    def __init__(self, repo: SourceRepository, sessions: SessionManager, settings: RelaySettings) -> None:
+    def __init__(self, repo: SourceRepository, sessions: SessionManager, settings: RelaySettings,
+                 claim: RoomClaim | None = None, refresh: float | None = None) -> None:
         self.repo = repo
+        self._claim = claim or LocalClaim()
+        self._refresh = refresh
+        self._refreshed = time.monotonic()
         self._sessions = sessions
         self._settings = settings
         self._sources: dict[str, PullSource] = {}
@@ -46,8 +54,7 @@ class PullManager:
         self.listeners: list[Callable[[PullSource], None]] = []
 
     async def start(self) -> None:
-        for row in await self.repo.all():
-            self.configure(str(row["slug"]), str(row["source_url"]), bool(row["source_on_demand"]))
+        await self._load()
         self._idle = asyncio.get_running_loop().create_task(self._idle_loop(), name="pull-idle")
 
     async def close(self) -> None:
@@ -69,7 +76,7 @@ class PullManager:
         self._on_demand[slug] = on_demand
         if not url:
             return
-        source = old or PullSource(slug, url, self._sessions, self._settings, self._emit)
+        source = old or PullSource(slug, url, self._sessions, self._settings, self._emit, self._claim)
         self._sources[slug] = source
         if not on_demand:
             source.start()
@@ -106,10 +113,32 @@ class PullManager:
             return None
         return {"url": source.url, "on_demand": self._on_demand.get(slug, False)}
 
+    async def _load(self) -> None:
+        """Configure the sources the database lists; forget those it no longer does."""
+        rows = await self.repo.all()
+        listed = {str(row["slug"]) for row in rows}
+        for row in rows:
+            slug, url, on_demand = str(row["slug"]), str(row["source_url"]), bool(row["source_on_demand"])
+            source = self._sources.get(slug)
+            if source is None or source.url != url or self._on_demand.get(slug) != on_demand:
+                self.configure(slug, url, on_demand)
+        for slug in [s for s in self._sources if s not in listed]:
+            self.forget(slug)
+
+    async def _refresh_if_due(self, now: float) -> None:
+        if self._refresh is None or now - self._refreshed < self._refresh:
+            return
+        self._refreshed = now
+        try:
+            await self._load()
+        except Exception:
+            log.exception("reloading the pull sources failed")
+
     async def _idle_loop(self) -> None:
         while True:
             await asyncio.sleep(1.0)  # a periodic check, not a delay
             now = time.monotonic()
+            await self._refresh_if_due(now)
             for slug, source in list(self._sources.items()):
                 if (self._on_demand.get(slug) and source.running
                         and now - source.last_wanted > self._settings.idle_seconds):
