@@ -98,9 +98,12 @@ async def test_publish_on_b_takes_the_room_over_from_a(cluster: Any, pg_server: 
 
         async def a_dropped_its_publisher() -> bool:
             async with a.http.get(a.url(f"/api/v1/rooms/{slug}")) as r:
-                return (await r.json())["room"]["live"] is False
+                return (await r.json())["room"]["stream"] is None  # A's own hub no longer has it
 
         await wait_for(a_dropped_its_publisher, timeout=10, what="A dropped its publisher")
+        for node in (a, b):  # every origin answers alike: the room is live (on B)
+            async with node.http.get(node.url(f"/api/v1/rooms/{slug}")) as r:
+                assert (await r.json())["room"]["live"] is True
         await second.result()
     finally:
         await first.stop()
@@ -125,6 +128,8 @@ async def test_a_room_published_on_b_plays_from_a(cluster: Any, pg_server: PgClu
         on_b = await wait_playlist(b, slug, lambda t: len(segment_uris(t)) >= 2)
         on_a = await wait_playlist(a, slug, lambda t: len(segment_uris(t)) >= 2)
         assert set(segment_uris(on_a)) & set(segment_uris(on_b))  # the same timeline
+        async with a.http.get(a.url(f"/api/v1/rooms/{slug}")) as r:
+            assert (await r.json())["room"]["live"] is True  # A's room JSON says what B's does
         name = segment_uris(on_a)[0]
         async with a.http.get(a.url(f"/hls/{slug}/{name}")) as ra, b.http.get(b.url(f"/hls/{slug}/{name}")) as rb:
             assert ra.status == rb.status == 200

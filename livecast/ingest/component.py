@@ -83,7 +83,7 @@ def setup(app: web.Application, extras: RoomExtras) -> Callable[[web.Application
     app[OUTPUT_TASKS] = outputs
     origin = app[HLS_SOURCE] = OriginSource(hls)
     hls_routes.setup(app, origin, origin)
-    extras.register(_room_extras(hub))
+    extras.register(_room_extras(hub, shared=bool(settings.cluster.redis)))
     return _media_ctx
 
 
@@ -93,13 +93,16 @@ def hls_writers(stream: LiveStream) -> list[StreamWriter]:
             if isinstance(out, QueuedOutput) and isinstance(out.sink, HlsSink)]
 
 
-def _room_extras(hub: StreamHub) -> Callable[[str], dict[str, Any]]:
-    """The room API's live state comes from the hub (the database flag may lag a moment)."""
+def _room_extras(hub: StreamHub, shared: bool = False) -> Callable[[str], dict[str, Any]]:
+    """The room API's live state comes from the hub (the database flag may lag a moment).
+    With ``shared`` live state (several origins), a room this origin does not hold keeps the
+    stored flag, which only the origin holding the room sets and clears: every origin then
+    answers alike."""
 
     def extras(slug: str) -> dict[str, Any]:
         stream = hub.get(slug)
         if stream is None:
-            return {"live": False, "stream": None}
+            return {"stream": None} if shared else {"live": False, "stream": None}
         info = stream.info()
         # Units the segmenter had to drop (bad payloads, backwards timestamps, ...) and
         # units a slow output dropped to the next keyframe.
