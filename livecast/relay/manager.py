@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from livecast.config import RelaySettings
-from livecast.core.media import MediaUnit, Track
 from livecast.core.tasks import Supervisor
 from livecast.pipeline.hub import LiveStream
 from livecast.pipeline.outputs import QueuedOutput
+from livecast.relay.fanout import RelayOutputs
 from livecast.relay.push import PushSink
 from livecast.relay.targets import PushTarget, TargetStatus
 from livecast.storage.database import Row
@@ -30,51 +30,6 @@ StateListener = Callable[[PushTarget, TargetStatus], None]
 def target_from_row(row: Row) -> PushTarget:
     return PushTarget(int(row["id"]), str(row["slug"]), str(row["name"]), str(row["url"]),
                       str(row["stream_key"]), bool(row["enabled"]), bool(row["verify_tls"]))
-
-
-class RelayOutputs:
-    """The hub output of one live session: fans out to one queued output per target.
-
-    It keeps the session's latest decoder configuration and metadata, so a target added
-    while the room is live starts with them."""
-
-    def __init__(self, stream: LiveStream) -> None:
-        self.stream = stream
-        self.outputs: list[QueuedOutput] = []
-        self._configs: dict[Track, MediaUnit] = {}
-        self._metadata: dict[str, Any] | None = None
-        self.closed = False
-
-    def __repr__(self) -> str:
-        return f"RelayOutputs({len(self.outputs)} targets)"
-
-    def add(self, output: QueuedOutput) -> None:
-        if self._metadata is not None:
-            output.set_metadata(self._metadata)
-        for unit in self._configs.values():
-            output.write(unit)
-        self.outputs.append(output)
-
-    def remove(self, output: QueuedOutput) -> None:
-        if output in self.outputs:
-            self.outputs.remove(output)
-        output.close()
-
-    def write(self, unit: MediaUnit) -> None:
-        if unit.config:
-            self._configs[unit.track] = unit
-        for output in self.outputs:
-            output.write(unit)
-
-    def set_metadata(self, values: dict[str, Any]) -> None:
-        self._metadata = values
-        for output in self.outputs:
-            output.set_metadata(values)
-
-    def close(self) -> None:
-        self.closed = True
-        for output in self.outputs:
-            output.close()
 
 
 class RelayManager:
@@ -153,7 +108,7 @@ class RelayManager:
 
     def output(self, stream: LiveStream) -> RelayOutputs:
         """The hub output factory: one queued output per enabled target of the room."""
-        session = RelayOutputs(stream)
+        session = RelayOutputs(stream, self.settings.push_batch_seconds)
         old = self._sessions.get(stream.slug)
         for target in self._targets.get(stream.slug, []):
             self._stop_output(target.id, old)  # a takeover: the old session's connection ends

@@ -25,15 +25,16 @@ from typing import Any
 from livecast.config import RelaySettings
 from livecast.core.backoff import Backoff
 from livecast.core.media import MediaUnit, Track
-from livecast.media.flv import FlvEncodeError, audio_tag_body, video_tag_body
 from livecast.relay.client import Published, Refused, RtmpClientProtocol
 from livecast.relay.targets import PushTarget, TargetStatus, split_url
+from livecast.relay.wire import message_for
 from livecast.rtmp.chunks import ProtocolError
 
 log = logging.getLogger(__name__)
 
 StateListener = Callable[[PushTarget, TargetStatus], None]
 _HIGH_WATER = 64 * 1024  # asyncio's default: drain() returns at once below it
+_FLUSH_BYTES = 256 * 1024  # pending message bytes written at once rather than at the end of the batch
 
 
 class TargetRefused(Exception):
@@ -59,6 +60,9 @@ class PushSink:
         self._metadata: dict[str, Any] | None = None
         self._need_key = True
         self._failed = False
+        self._pending: list[bytes] = []  # whole messages, written together at the end of a batch
+        self._pending_bytes = 0
+        self._soon: asyncio.Handle | None = None
         self._set_state("connecting", None)
 
     def __repr__(self) -> str:
@@ -183,6 +187,10 @@ class PushSink:
             listen.cancel()
         writer, self._writer = self._writer, None
         self._proto = None
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
+        self._pending, self._pending_bytes = [], 0
         if writer is not None:
             writer.close()
             try:
@@ -200,16 +208,23 @@ class PushSink:
     # -- media ---------------------------------------------------------------------
     def _queue_unit(self, unit: MediaUnit) -> None:
         assert self._proto is not None
-        try:
-            if unit.track is Track.VIDEO:
-                self._proto.send_video(unit.dts, video_tag_body(unit))
-            else:
-                self._proto.send_audio(unit.dts, audio_tag_body(unit))
-        except FlvEncodeError:
+        data = message_for(unit, self._proto.stream_id)
+        if data is None:
             self.status.dropped += 1
+            return
+        self._pending.append(data)
+        self._pending_bytes += len(data)
 
     async def _send_unit(self, unit: MediaUnit) -> None:
+        """Queues the unit's message; written with the rest of the batch in one call."""
         self._queue_unit(unit)
+        writer = self._writer
+        if writer is None:
+            return
+        if self._pending_bytes < _FLUSH_BYTES and writer.transport.get_write_buffer_size() <= _HIGH_WATER:
+            if self._soon is None:  # after the output's task has taken what is queued
+                self._soon = asyncio.get_running_loop().call_soon(self._write_pending)
+            return
         try:
             await self._flush()
         except (OSError, TimeoutError) as err:
@@ -217,17 +232,27 @@ class PushSink:
             await self._disconnect()
             self._retry(reason)
 
-    async def _flush(self) -> None:
-        if self._proto is None or self._writer is None:
+    def _write_pending(self) -> None:
+        """Writes the queued messages (and any protocol bytes) with one transport call."""
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
+        if self._proto is not None:
+            data = self._proto.data_to_send()
+            if data:
+                self._pending.append(data)
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        if self._writer is None or not pending:
             return
-        data = self._proto.data_to_send()
-        if data:
-            self._writer.write(data)
-            self.status.bytes_sent += len(data)
-            # Waiting (bounded) only when the transport holds more than its high-water mark:
-            # a timer per unit would cost more than sending it.
-            if self._writer.transport.get_write_buffer_size() > _HIGH_WATER:
-                await asyncio.wait_for(self._writer.drain(), self.settings.connect_timeout)
+        self._writer.writelines(pending)
+        self.status.bytes_sent += sum(map(len, pending))
+
+    async def _flush(self) -> None:
+        self._write_pending()
+        # Waiting (bounded) only when the transport holds more than its high-water mark:
+        # a timer per unit would cost more than sending it.
+        if self._writer is not None and self._writer.transport.get_write_buffer_size() > _HIGH_WATER:
+            await asyncio.wait_for(self._writer.drain(), self.settings.connect_timeout)
 
     # -- state ---------------------------------------------------------------------
     def _set_state(self, state: str, reason: str | None) -> None:
