@@ -5,7 +5,10 @@ next keyframe), so a slow or stalled target never delays the room or the other t
 In the output's task it connects (TCP or TLS, the RTMP handshake, connect and publish,
 bounded by ``connect_timeout``), sends the decoder configuration and metadata, and then
 forwards each unit as an FLV tag body, unchanged (Enhanced RTMP tags for HEVC/AV1, by
-``media.flv``). A write the target does not take within ``connect_timeout`` drops the
+``media.flv``), as the message bytes the session's targets share (``relay.wire``). The
+messages a batch brings (``relay.fanout``) are written together, with one transport call
+once the output's task has taken them; the sink waits for the transport only above its
+high-water mark. A write the target does not take within ``connect_timeout`` drops the
 connection; so does the server closing it. The sink then retries with backoff (units
 meanwhile are dropped and counted) and resumes at the next keyframe. A refusal (the
 server's ``_error`` or an error ``onStatus``, e.g. a bad key) is final for this session:
