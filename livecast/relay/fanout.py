@@ -3,7 +3,7 @@
 Units are handed to the targets in batches: the publisher's ``write`` only appends the
 unit to the session's batch, and every ``batch_seconds`` (``relay.push_batch_seconds``)
 the batch is encoded once (:class:`~livecast.relay.wire.WireUnit`: the message bytes all
-targets share) and written to each target's ``QueuedOutput``. So each target's task wakes
+targets share) and written to each target's ``PushOutput``. So each target's task wakes
 once per batch, not once per unit, and sends the batch with one transport call; its
 queue, its drops to the next keyframe and its counters work per unit as before. The
 publisher never waits: a batch is a list append and, at the end of the period, one call
@@ -19,7 +19,7 @@ from typing import Any
 
 from livecast.core.media import MediaUnit, Track
 from livecast.pipeline.hub import LiveStream
-from livecast.pipeline.outputs import QueuedOutput
+from livecast.relay.output import PushOutput
 from livecast.relay.wire import WireUnit
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class RelayOutputs:
     def __init__(self, stream: LiveStream, batch_seconds: float = 0.0) -> None:
         self.stream = stream
         self.batch_seconds = batch_seconds
-        self.outputs: list[QueuedOutput] = []
+        self.outputs: list[PushOutput] = []
         self._configs: dict[Track, MediaUnit] = {}
         self._metadata: dict[str, Any] | None = None
         self._batch: list[MediaUnit] = []
@@ -44,14 +44,14 @@ class RelayOutputs:
     def __repr__(self) -> str:
         return f"RelayOutputs({len(self.outputs)} targets)"
 
-    def add(self, output: QueuedOutput) -> None:
+    def add(self, output: PushOutput) -> None:
         if self._metadata is not None:
             output.set_metadata(self._metadata)
         for unit in self._configs.values():
             output.write(unit)
         self.outputs.append(output)
 
-    def remove(self, output: QueuedOutput) -> None:
+    def remove(self, output: PushOutput) -> None:
         if output in self.outputs:
             self.outputs.remove(output)
         output.close()

@@ -1,7 +1,7 @@
 """The push-target manager: which targets each room has, and their outputs while it is live.
 
 Enabled targets are held in memory (loaded at start, refreshed by the API after every
-change), so the hub's output factory can attach one ``QueuedOutput`` per target at once
+change), so the hub's output factory can attach one ``PushOutput`` per target at once
 when a room goes live. Each target's status survives the room's sessions; a change of
 state is emitted to the listeners (webhooks, metrics).
 """
@@ -15,8 +15,8 @@ from typing import Any
 from livecast.config import RelaySettings
 from livecast.core.tasks import Supervisor
 from livecast.pipeline.hub import LiveStream
-from livecast.pipeline.outputs import QueuedOutput
 from livecast.relay.fanout import RelayOutputs
+from livecast.relay.output import PushOutput
 from livecast.relay.push import PushSink
 from livecast.relay.targets import PushTarget, TargetStatus
 from livecast.storage.database import Row
@@ -39,7 +39,7 @@ class RelayManager:
         self._tasks = tasks
         self._targets: dict[str, list[PushTarget]] = {}
         self._status: dict[int, TargetStatus] = {}
-        self._live: dict[int, QueuedOutput] = {}
+        self._live: dict[int, PushOutput] = {}
         self._running: dict[int, PushTarget] = {}  # the settings each live output runs with
         self._sessions: dict[str, RelayOutputs] = {}
         self._status_slug: dict[int, str] = {}
@@ -83,9 +83,9 @@ class RelayManager:
         else:
             output.close()
 
-    def _start_output(self, stream: LiveStream, target: PushTarget) -> QueuedOutput:
+    def _start_output(self, stream: LiveStream, target: PushTarget) -> PushOutput:
         sink = PushSink(target, self.status(target.id), self.settings, self._emit)
-        output = QueuedOutput(stream, sink, self._tasks, max_units=self.settings.queue_units,
+        output = PushOutput(stream, sink, self._tasks, max_units=self.settings.queue_units,
                               max_bytes=self.settings.queue_bytes)
         self._live[target.id] = output
         self._running[target.id] = target

@@ -1,13 +1,13 @@
 """The push side of a relay: one target's connection, fed from the room's queued output.
 
-``PushSink`` is the sink of a ``QueuedOutput`` (its own bounded queue that drops to the
+``PushSink`` is the sink of a ``PushOutput`` (its own bounded queue that drops to the
 next keyframe), so a slow or stalled target never delays the room or the other targets.
 In the output's task it connects (TCP or TLS, the RTMP handshake, connect and publish,
 bounded by ``connect_timeout``), sends the decoder configuration and metadata, and then
 forwards each unit as an FLV tag body, unchanged (Enhanced RTMP tags for HEVC/AV1, by
-``media.flv``), as the message bytes the session's targets share (``relay.wire``). The
-messages a batch brings (``relay.fanout``) are written together, with one transport call
-once the output's task has taken them; the sink waits for the transport only above its
+``media.flv``), as the message bytes the session's targets share (``relay.wire``). Its
+output (``relay.output``) hands it what was queued as one batch, whose messages are
+written with one transport call; the sink waits for the transport only above its
 high-water mark. A write the target does not take within ``connect_timeout`` drops the
 connection; so does the server closing it. The sink then retries with backoff (units
 meanwhile are dropped and counted) and resumes at the next keyframe. A refusal (the
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 StateListener = Callable[[PushTarget, TargetStatus], None]
 _HIGH_WATER = 64 * 1024  # asyncio's default: drain() returns at once below it
-_FLUSH_BYTES = 256 * 1024  # pending message bytes written at once rather than at the end of the batch
 
 
 class TargetRefused(Exception):
@@ -45,7 +44,7 @@ class TargetRefused(Exception):
 
 
 class PushSink:
-    """Sends one live session of a room to one push target."""
+    """Sends one live session of a room to one push target (the sink of a ``PushOutput``)."""
 
     def __init__(self, target: PushTarget, status: TargetStatus, settings: RelaySettings,
                  on_state: StateListener) -> None:
@@ -64,30 +63,34 @@ class PushSink:
         self._need_key = True
         self._failed = False
         self._pending: list[bytes] = []  # whole messages, written together at the end of a batch
-        self._pending_bytes = 0
-        self._soon: asyncio.Handle | None = None
         self._set_state("connecting", None)
 
     def __repr__(self) -> str:
         return f"PushSink({self.target.slug}->{self.target.name!r})"
 
-    # -- Sink ----------------------------------------------------------------------
+    # -- BatchSink -------------------------------------------------------------------
     async def write(self, unit: MediaUnit) -> None:
-        if unit.config:
-            self._configs[unit.track] = unit
-        fresh = self._proto is None or not self._proto.live
-        if not await self._ready():
-            if not unit.config:
-                self.status.dropped += 1
-            return
-        if fresh and unit.config:
-            return  # sent with the configuration on connecting
-        if self._need_key and unit.track is Track.VIDEO and not unit.config:
-            if not unit.keyframe:  # after (re)connecting, video resumes at a keyframe
-                self.status.dropped += 1
-                return
-            self._need_key = False
-        await self._send_unit(unit)
+        await self.write_batch([unit])
+
+    async def write_batch(self, units: list[MediaUnit]) -> None:
+        """Queues each unit's message (connecting first if need be), then sends them together."""
+        for unit in units:
+            if unit.config:
+                self._configs[unit.track] = unit
+            if self._proto is None or not self._proto.live:
+                if not await self._ready():
+                    if not unit.config:
+                        self.status.dropped += 1
+                    continue
+                if unit.config:
+                    continue  # sent with the configuration on connecting
+            if self._need_key and unit.track is Track.VIDEO and not unit.config:
+                if not unit.keyframe:  # after (re)connecting, video resumes at a keyframe
+                    self.status.dropped += 1
+                    continue
+                self._need_key = False
+            self._queue_unit(unit)
+        await self._send_pending()
 
     async def set_metadata(self, values: dict[str, Any]) -> None:
         self._metadata = dict(values)
@@ -112,6 +115,8 @@ class PushSink:
             return True
         if self._failed or time.monotonic() < self._retry_at:
             return False
+        if self._writer is not None:
+            await self._disconnect()  # the connection the target closed
         try:
             await asyncio.wait_for(self._connect(), self.settings.connect_timeout)
         except TargetRefused as err:
@@ -190,10 +195,7 @@ class PushSink:
             listen.cancel()
         writer, self._writer = self._writer, None
         self._proto = None
-        if self._soon is not None:
-            self._soon.cancel()
-            self._soon = None
-        self._pending, self._pending_bytes = [], 0
+        self._pending = []  # messages for this connection only
         if writer is not None:
             writer.close()
             try:
@@ -216,17 +218,9 @@ class PushSink:
             self.status.dropped += 1
             return
         self._pending.append(data)
-        self._pending_bytes += len(data)
 
-    async def _send_unit(self, unit: MediaUnit) -> None:
-        """Queues the unit's message; written with the rest of the batch in one call."""
-        self._queue_unit(unit)
-        writer = self._writer
-        if writer is None:
-            return
-        if self._pending_bytes < _FLUSH_BYTES and writer.transport.get_write_buffer_size() <= _HIGH_WATER:
-            if self._soon is None:  # after the output's task has taken what is queued
-                self._soon = asyncio.get_running_loop().call_soon(self._write_pending)
+    async def _send_pending(self) -> None:
+        if not self._pending or self._writer is None:
             return
         try:
             await self._flush()
@@ -237,14 +231,11 @@ class PushSink:
 
     def _write_pending(self) -> None:
         """Writes the queued messages (and any protocol bytes) with one transport call."""
-        if self._soon is not None:
-            self._soon.cancel()
-            self._soon = None
         if self._proto is not None:
             data = self._proto.data_to_send()
             if data:
                 self._pending.append(data)
-        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        pending, self._pending = self._pending, []
         if self._writer is None or not pending:
             return
         self._writer.writelines(pending)
