@@ -16,6 +16,7 @@ from livecast.config import RelaySettings
 from livecast.core.tasks import Supervisor
 from livecast.pipeline.hub import LiveStream
 from livecast.relay.fanout import RelayOutputs
+from livecast.relay.flusher import WriteFlusher
 from livecast.relay.output import PushOutput
 from livecast.relay.push import PushSink
 from livecast.relay.targets import PushTarget, TargetStatus
@@ -44,6 +45,7 @@ class RelayManager:
         self._sessions: dict[str, RelayOutputs] = {}
         self._status_slug: dict[int, str] = {}
         self.listeners: list[StateListener] = []
+        self._flusher = WriteFlusher()
 
     async def load(self) -> None:
         rows = await self.repo.all_enabled()
@@ -84,7 +86,7 @@ class RelayManager:
             output.close()
 
     def _start_output(self, stream: LiveStream, target: PushTarget) -> PushOutput:
-        sink = PushSink(target, self.status(target.id), self.settings, self._emit)
+        sink = PushSink(target, self.status(target.id), self.settings, self._emit, self._flusher)
         output = PushOutput(stream, sink, self._tasks, max_units=self.settings.queue_units,
                               max_bytes=self.settings.queue_bytes)
         self._live[target.id] = output

@@ -29,6 +29,7 @@ from livecast.config import RelaySettings
 from livecast.core.backoff import Backoff
 from livecast.core.media import MediaUnit, Track
 from livecast.relay.client import Published, Refused, RtmpClientProtocol
+from livecast.relay.flusher import WriteFlusher
 from livecast.relay.targets import PushTarget, TargetStatus, split_url
 from livecast.relay.wire import message_for
 from livecast.rtmp.chunks import ProtocolError
@@ -47,11 +48,12 @@ class PushSink:
     """Sends one live session of a room to one push target (the sink of a ``PushOutput``)."""
 
     def __init__(self, target: PushTarget, status: TargetStatus, settings: RelaySettings,
-                 on_state: StateListener) -> None:
+                 on_state: StateListener, flusher: WriteFlusher | None = None) -> None:
         self.target = target
         self.status = status
         self.settings = settings
         self._on_state = on_state
+        self._flusher = flusher
         self._backoff = Backoff(settings.retry_first, settings.retry_max, jitter=0.1)
         self._retry_at = 0.0
         self._proto: RtmpClientProtocol | None = None
@@ -74,6 +76,8 @@ class PushSink:
 
     async def write_batch(self, units: list[MediaUnit]) -> None:
         """Queues each unit's message (connecting first if need be), then sends them together."""
+        if self._writer is not None and self._writer.transport.get_write_buffer_size() > _HIGH_WATER:
+            await self._send_pending()  # waits (bounded) for the target to take what it holds
         for unit in units:
             if unit.config:
                 self._configs[unit.track] = unit
@@ -90,7 +94,10 @@ class PushSink:
                     continue
                 self._need_key = False
             self._queue_unit(unit)
-        await self._send_pending()
+        if self._flusher is None:
+            await self._send_pending()
+        elif self._pending and self._writer is not None:
+            self._flusher.add(self)  # written with the other targets' batches, at the loop's next turn
 
     async def set_metadata(self, values: dict[str, Any]) -> None:
         self._metadata = dict(values)
@@ -220,7 +227,7 @@ class PushSink:
         self._pending.append(data)
 
     async def _send_pending(self) -> None:
-        if not self._pending or self._writer is None:
+        if self._writer is None:
             return
         try:
             await self._flush()
@@ -229,7 +236,7 @@ class PushSink:
             await self._disconnect()
             self._retry(reason)
 
-    def _write_pending(self) -> None:
+    def write_pending(self) -> None:
         """Writes the queued messages (and any protocol bytes) with one transport call."""
         if self._proto is not None:
             data = self._proto.data_to_send()
@@ -242,7 +249,7 @@ class PushSink:
         self.status.bytes_sent += sum(map(len, pending))
 
     async def _flush(self) -> None:
-        self._write_pending()
+        self.write_pending()
         # Waiting (bounded) only when the transport holds more than its high-water mark:
         # a timer per unit would cost more than sending it.
         if self._writer is not None and self._writer.transport.get_write_buffer_size() > _HIGH_WATER:
