@@ -79,7 +79,8 @@ class Livecast:
     def __init__(self) -> None:
         self.tmp = tempfile.mkdtemp(prefix="lcbench-relay-")
         self.http, self.rtmp = free_port(), free_port()
-        env = dict(os.environ, PYTHONPATH=str(ROOT), LIVECAST_AUTH_BCRYPT_ROUNDS="4", LIVECAST_LOG_LEVEL="warning")
+        env = dict(os.environ, PYTHONPATH=str(ROOT), LIVECAST_AUTH_BCRYPT_ROUNDS="4", LIVECAST_LOG_LEVEL="warning",
+                   LIVECAST_RELAY_MAX_TARGETS_PER_ROOM="50")
         env.pop("LIVECAST_CONFIG", None)
         self.proc = subprocess.Popen([sys.executable, "-m", "livecast", "serve", "--host", "127.0.0.1",
                                       "--http-port", str(self.http), "--rtmp-port", str(self.rtmp),

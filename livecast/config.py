@@ -217,7 +217,7 @@ class RelaySettings:
     retry_max: float = 30.0
     idle_seconds: float = 30.0
     send_buffer_bytes: int = 0
-    push_batch_seconds: float = 0.05
+    push_batch_seconds: float = 0.2
 
 
 @dataclass

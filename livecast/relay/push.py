@@ -65,6 +65,7 @@ class PushSink:
         self._need_key = True
         self._failed = False
         self._pending: list[bytes] = []  # whole messages, written together at the end of a batch
+        self._behind_since: float | None = None  # when the transport went above its high-water mark
         self._set_state("connecting", None)
 
     def __repr__(self) -> str:
@@ -196,14 +197,18 @@ class PushSink:
             proto.state = "closed"
             self._retry(reason)
 
-    async def _disconnect(self) -> None:
+    async def _disconnect(self, abort: bool = False) -> None:
+        """Closes the connection; ``abort``: at once, without waiting to send what the transport holds."""
         listen, self._listen = self._listen, None
         if listen is not None and listen is not asyncio.current_task():
             listen.cancel()
         writer, self._writer = self._writer, None
         self._proto = None
         self._pending = []  # messages for this connection only
-        if writer is not None:
+        self._behind_since = None
+        if writer is not None and abort:
+            writer.transport.abort()
+        elif writer is not None:
             writer.close()
             try:
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
@@ -232,9 +237,9 @@ class PushSink:
         try:
             await self._flush()
         except (OSError, TimeoutError) as err:
-            reason = "the target stopped reading" if isinstance(err, TimeoutError) else _reason(err)
-            await self._disconnect()
-            self._retry(reason)
+            stalled = isinstance(err, TimeoutError)
+            self._retry("the target stopped reading" if stalled else _reason(err))
+            await self._disconnect(abort=stalled)  # a stalled target would not take the rest either
 
     def write_pending(self) -> None:
         """Writes the queued messages (and any protocol bytes) with one transport call."""
@@ -247,13 +252,21 @@ class PushSink:
             return
         self._writer.writelines(pending)
         self.status.bytes_sent += sum(map(len, pending))
+        if self._behind_since is None and self._writer.transport.get_write_buffer_size() > _HIGH_WATER:
+            self._behind_since = time.monotonic()  # the target's time to take it runs from now
 
     async def _flush(self) -> None:
         self.write_pending()
         # Waiting (bounded) only when the transport holds more than its high-water mark:
         # a timer per unit would cost more than sending it.
-        if self._writer is not None and self._writer.transport.get_write_buffer_size() > _HIGH_WATER:
-            await asyncio.wait_for(self._writer.drain(), self.settings.connect_timeout)
+        writer = self._writer
+        if writer is None or writer.transport.get_write_buffer_size() <= _HIGH_WATER:
+            self._behind_since = None
+            return
+        since = self._behind_since if self._behind_since is not None else time.monotonic()
+        left = self.settings.connect_timeout - (time.monotonic() - since)
+        await asyncio.wait_for(writer.drain(), max(left, 0.001))
+        self._behind_since = None
 
     # -- state ---------------------------------------------------------------------
     def _set_state(self, state: str, reason: str | None) -> None:
