@@ -104,7 +104,7 @@ class PushSink:
         self._metadata = dict(values)
         if self._proto is not None and self._proto.live:
             self._proto.send_metadata(self._metadata)
-            await self._flush()
+            await self._send_pending()  # a stalled target is retried, as for media
 
     async def close(self) -> None:
         if self._proto is not None and self._writer is not None:
