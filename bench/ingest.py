@@ -39,10 +39,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+from procstat import rss_kib as proc_rss_kib
+from procstat import tick_seconds as proc_cpu
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def make_clip(path: Path, seconds: int, bitrate: str = "6M") -> None:
@@ -116,29 +117,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def proc_cpu(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return total
-
-
-def proc_rss_kib(pids: list[int], key: str = "VmRSS") -> int:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith(key + ":"):
-                    total += int(line.split()[1])
-        except FileNotFoundError:
-            pass
-    return total
 
 
 def wait_port(port: int, timeout: float = 20.0) -> None:

@@ -4,10 +4,13 @@ One sink nginx-rtmp receives every pushed copy. Each relay under test (a ``livec
 child with N push targets on its room; an nginx-rtmp with N ``push`` lines) gets the same
 realtime publish from Debian's ffmpeg (a 720p30 H.264 + AAC test pattern, ~2.5 Mbps, remuxed
 from a file made once, so the publisher's own CPU is small and equal). The relay's process
-CPU (utime + stime from /proc, nginx: master and workers) is measured over the publish with
-0 and with N targets; (CPU(N) - CPU(0)) / N / minutes is the cost of one target.
+CPU (``procstat.cpu_seconds``: every thread's time on a CPU, in nanoseconds; nginx: master
+and workers) is measured over the publish with 0 and with N targets; (CPU(N) - CPU(0)) / N /
+minutes is the cost of one target. Each round runs LiveCast with 0 and N targets and nginx-rtmp
+with 0 and N pushes back to back, so both meet the same load from whatever else runs; every
+round is printed, then the medians.
 
-    python bench/relay.py --targets 4 --seconds 30
+    python bench/relay.py --targets 4 --seconds 30 --rounds 3
 
 Not a test: it prints the figures (target: LiveCast at most 1.0x nginx-rtmp per target).
 """
@@ -18,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import signal
 import subprocess
 import sys
@@ -27,10 +31,10 @@ import urllib.request
 from pathlib import Path
 
 from benchnode import free_port
+from procstat import children, cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
-TICK = os.sysconf("SC_CLK_TCK")
 
 NGINX = """
 load_module {module};
@@ -47,28 +51,6 @@ rtmp {{
     }}
 }}
 """
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / TICK
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.append(int(entry))
-            except OSError:
-                continue
-    return found
 
 
 class Nginx:
@@ -97,7 +79,8 @@ class Livecast:
     def __init__(self) -> None:
         self.tmp = tempfile.mkdtemp(prefix="lcbench-relay-")
         self.http, self.rtmp = free_port(), free_port()
-        env = dict(os.environ, PYTHONPATH=str(ROOT), LIVECAST_AUTH_BCRYPT_ROUNDS="4", LIVECAST_LOG_LEVEL="warning")
+        env = dict(os.environ, PYTHONPATH=str(ROOT), LIVECAST_AUTH_BCRYPT_ROUNDS="4", LIVECAST_LOG_LEVEL="warning",
+                   LIVECAST_RELAY_MAX_TARGETS_PER_ROOM="50")
         env.pop("LIVECAST_CONFIG", None)
         self.proc = subprocess.Popen([sys.executable, "-m", "livecast", "serve", "--host", "127.0.0.1",
                                       "--http-port", str(self.http), "--rtmp-port", str(self.rtmp),
@@ -180,27 +163,43 @@ def run_nginx(clip: Path, targets: int, sink: Nginx) -> tuple[float, float]:
         relay.stop()
 
 
+def one_round(clip: Path, targets: int, sink: Nginx) -> dict[str, float]:
+    """CPU-s per target per stream-minute of each relay in one round."""
+    found = {}
+    for name, run in (("livecast", run_livecast), ("nginx-rtmp", run_nginx)):
+        base, _ = run(clip, 0, sink)
+        loaded, wall = run(clip, targets, sink)
+        found[name] = (loaded - base) / targets / (wall / 60)
+        print(f"  {name:10s}: CPU {base:.3f} s with 0 targets, {loaded:.3f} s with {targets} over {wall:.0f} s "
+              f"-> {found[name]:.4f} CPU-s per target per stream-minute", flush=True)
+    return found
+
+
+def ratio(found: dict[str, float]) -> float:
+    return found["livecast"] / found["nginx-rtmp"] if found["nginx-rtmp"] > 0 else float("inf")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--targets", type=int, default=4)
     ap.add_argument("--seconds", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lcbench-clip-"))
     clip = work / "clip.flv"
     make_clip(clip, args.seconds)
     sink = Nginx([])
     try:
-        results = {}
-        for name, run in (("livecast", run_livecast), ("nginx-rtmp", run_nginx)):
-            base, wall0 = run(clip, 0, sink)
-            loaded, wall1 = run(clip, args.targets, sink)
-            minutes = wall1 / 60
-            per_target = (loaded - base) / args.targets / minutes
-            results[name] = per_target
-            print(f"{name:10s}: CPU {base:.2f} s with 0 targets, {loaded:.2f} s with {args.targets} "
-                  f"over {wall1:.0f} s -> {per_target:.3f} CPU-s per target per stream-minute")
-        ratio = results["livecast"] / results["nginx-rtmp"] if results["nginx-rtmp"] > 0 else float("inf")
-        print(f"livecast / nginx-rtmp per target: {ratio:.2f}x (target: at most 1.0x)")
+        rounds = []
+        for i in range(args.rounds):
+            print(f"round {i + 1}:", flush=True)
+            rounds.append(one_round(clip, args.targets, sink))
+            print(f"  livecast / nginx-rtmp per target: {ratio(rounds[-1]):.2f}x", flush=True)
+        medians = {name: statistics.median(r[name] for r in rounds) for name in ("livecast", "nginx-rtmp")}
+        print(f"median of {args.rounds} rounds: livecast {medians['livecast']:.4f}, nginx-rtmp "
+              f"{medians['nginx-rtmp']:.4f} CPU-s per target per stream-minute; "
+              f"livecast / nginx-rtmp {ratio(medians):.2f}x (median of the rounds' ratios "
+              f"{statistics.median(ratio(r) for r in rounds):.2f}x; target: at most 1.0x)")
     finally:
         sink.stop()
         shutil.rmtree(work, ignore_errors=True)

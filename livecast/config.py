@@ -217,6 +217,7 @@ class RelaySettings:
     retry_max: float = 30.0
     idle_seconds: float = 30.0
     send_buffer_bytes: int = 0
+    push_batch_seconds: float = 0.2
 
 
 @dataclass
@@ -386,6 +387,7 @@ class Settings:
             (self.relay.idle_seconds > 0, "relay.idle_seconds must be > 0"),
             (self.relay.send_buffer_bytes == 0 or self.relay.send_buffer_bytes >= 4096,
              "relay.send_buffer_bytes must be 0 (the OS default) or >= 4096"),
+            (0 <= self.relay.push_batch_seconds <= 1, "relay.push_batch_seconds must be 0..1"),
         ]
         for ok, message in checks:
             if not ok:

@@ -1,14 +1,17 @@
 """The sans-IO RTMP client against the project's sans-IO RTMP server, bytes in and out in
 memory: connect, createStream and publish; the key reaches the server's publish request;
 a refusal carries the server's code and description; media after ``Published`` arrives as
-the same FLV tag bodies; pings are answered."""
+the same FLV tag bodies, also as the message bytes shared by all targets; pings are answered."""
 
 from __future__ import annotations
 
 import struct
 
+from livecast.core.media import Codec, MediaUnit, Track
+from livecast.media.flv import audio_tag_body, video_tag_body
 from livecast.relay.client import Published, Refused, RtmpClientProtocol
 from livecast.relay.flvstream import FlvStreamReader
+from livecast.relay.wire import SHARED_STREAM_ID, WireUnit, message_for
 from livecast.rtmp.protocol import AudioData, Connected, PublishRequested, RtmpServerProtocol, VideoData
 
 
@@ -54,6 +57,28 @@ def test_publish_accepted_then_media_flows_unchanged() -> None:
     _, server_events = _pump(client, server)
     got = [(type(e).__name__, e.timestamp, e.payload) for e in server_events if isinstance(e, (VideoData, AudioData))]
     assert got == [("VideoData", 40, video), ("AudioData", 41, audio)]
+
+
+
+def test_shared_message_bytes_arrive_as_the_same_tag_bodies() -> None:
+    client = RtmpClientProtocol("rtmp://127.0.0.1:1935/live", "live", "k")
+    server = RtmpServerProtocol()
+    _, server_events = _pump(client, server)
+    server.accept_publish(_publish_request(server_events))
+    _pump(client, server)
+    assert client.live and client.stream_id == SHARED_STREAM_ID
+    frame = b"\x00\x00\x00\x05frame" * 2000  # larger than a chunk
+    units = [MediaUnit(Track.VIDEO, Codec.H264, 40, 80, True, frame),
+             MediaUnit(Track.AUDIO, Codec.AAC, 41, 41, True, b"aac"),
+             MediaUnit(Track.VIDEO, Codec.H264, 0x1000000, 0x1000000, False, frame),  # extended timestamp
+             MediaUnit(Track.VIDEO, Codec.H264, 0x1000010, 0x1000010, False, frame[:100]),
+             MediaUnit(Track.AUDIO, Codec.AAC, 50, 50, True, b"back")]  # a timestamp going back
+    wire = b"".join(message_for(WireUnit(u), client.stream_id) or b"" for u in units)
+    assert wire == b"".join(message_for(u, SHARED_STREAM_ID) or b"" for u in units)  # shared == own copy
+    events = server.receive(client.data_to_send() + wire)
+    got = [(e.timestamp, e.payload) for e in events if isinstance(e, (VideoData, AudioData))]
+    bodies = [video_tag_body(u) if u.track is Track.VIDEO else audio_tag_body(u) for u in units]
+    assert got == [(u.dts, body) for u, body in zip(units, bodies, strict=True)]
 
 
 def test_refusal_carries_the_servers_code_and_description() -> None:

@@ -188,3 +188,27 @@ async def test_deleted_room_targets_do_not_follow_its_slug(node: Any) -> None:
         assert r.status == 201, await r.text()
     assert await _targets(node, room) == []
     assert "relay" not in await room_json(node, room["slug"], room["headers"])
+
+
+@pytest.mark.slow
+async def test_failed_target_starts_again_at_once_when_its_key_is_changed(node_factory: Any, tmp_path: Any) -> None:
+    """A target refused for its key stays ``failed`` in the session; a PATCH with the right key
+    while the room is live starts it again at once, and the frames from then on arrive."""
+    origin = await node_factory(tmp_path / "a")
+    other = await node_factory(tmp_path / "b")
+    room = await make_room(origin)
+    remote = await make_room(other)
+    status, body = await _add_target(origin, room, name="fixed", url=f"rtmp://127.0.0.1:{other.rtmp_port}/live",
+                                     stream_key="lc_not-the-right-key-yet")
+    assert status == 201, body
+    pub = await start_publisher(rtmp_url(origin, room["stream_key"]), seconds=5.0, fps=FPS, gop=FPS, realtime=True)
+    try:
+        await wait_for(lambda: _state_is(origin, room, "failed"), what="target refused")
+        async with origin.http.patch(origin.url(f"/api/v1/rooms/{room['slug']}/targets/{body['target']['id']}"),
+                                     json={"stream_key": remote["stream_key"]}, headers=room["headers"]) as r:
+            assert r.status == 200, await r.text()
+        await wait_for(lambda: _state_is(origin, room, "live"), what="target live with the right key")
+    finally:
+        sent = await pub.result()
+    frames, _, _ = await read_hls_async(other.url(f"/hls/{remote['slug']}/index.m3u8"))
+    assert 0 < frames < sent.video_frames, (frames, sent)

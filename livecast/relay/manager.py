@@ -1,7 +1,7 @@
 """The push-target manager: which targets each room has, and their outputs while it is live.
 
 Enabled targets are held in memory (loaded at start, refreshed by the API after every
-change), so the hub's output factory can attach one ``QueuedOutput`` per target at once
+change), so the hub's output factory can attach one ``PushOutput`` per target at once
 when a room goes live. Each target's status survives the room's sessions; a change of
 state is emitted to the listeners (webhooks, metrics).
 """
@@ -13,10 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from livecast.config import RelaySettings
-from livecast.core.media import MediaUnit, Track
 from livecast.core.tasks import Supervisor
 from livecast.pipeline.hub import LiveStream
-from livecast.pipeline.outputs import QueuedOutput
+from livecast.relay.fanout import RelayOutputs
+from livecast.relay.flusher import WriteFlusher
+from livecast.relay.output import PushOutput
 from livecast.relay.push import PushSink
 from livecast.relay.targets import PushTarget, TargetStatus
 from livecast.storage.database import Row
@@ -32,51 +33,6 @@ def target_from_row(row: Row) -> PushTarget:
                       str(row["stream_key"]), bool(row["enabled"]), bool(row["verify_tls"]))
 
 
-class RelayOutputs:
-    """The hub output of one live session: fans out to one queued output per target.
-
-    It keeps the session's latest decoder configuration and metadata, so a target added
-    while the room is live starts with them."""
-
-    def __init__(self, stream: LiveStream) -> None:
-        self.stream = stream
-        self.outputs: list[QueuedOutput] = []
-        self._configs: dict[Track, MediaUnit] = {}
-        self._metadata: dict[str, Any] | None = None
-        self.closed = False
-
-    def __repr__(self) -> str:
-        return f"RelayOutputs({len(self.outputs)} targets)"
-
-    def add(self, output: QueuedOutput) -> None:
-        if self._metadata is not None:
-            output.set_metadata(self._metadata)
-        for unit in self._configs.values():
-            output.write(unit)
-        self.outputs.append(output)
-
-    def remove(self, output: QueuedOutput) -> None:
-        if output in self.outputs:
-            self.outputs.remove(output)
-        output.close()
-
-    def write(self, unit: MediaUnit) -> None:
-        if unit.config:
-            self._configs[unit.track] = unit
-        for output in self.outputs:
-            output.write(unit)
-
-    def set_metadata(self, values: dict[str, Any]) -> None:
-        self._metadata = values
-        for output in self.outputs:
-            output.set_metadata(values)
-
-    def close(self) -> None:
-        self.closed = True
-        for output in self.outputs:
-            output.close()
-
-
 class RelayManager:
     def __init__(self, repo: TargetRepository, settings: RelaySettings, tasks: Supervisor) -> None:
         self.repo = repo
@@ -84,11 +40,12 @@ class RelayManager:
         self._tasks = tasks
         self._targets: dict[str, list[PushTarget]] = {}
         self._status: dict[int, TargetStatus] = {}
-        self._live: dict[int, QueuedOutput] = {}
+        self._live: dict[int, PushOutput] = {}
         self._running: dict[int, PushTarget] = {}  # the settings each live output runs with
         self._sessions: dict[str, RelayOutputs] = {}
         self._status_slug: dict[int, str] = {}
         self.listeners: list[StateListener] = []
+        self._flusher = WriteFlusher()
 
     async def load(self) -> None:
         rows = await self.repo.all_enabled()
@@ -128,9 +85,9 @@ class RelayManager:
         else:
             output.close()
 
-    def _start_output(self, stream: LiveStream, target: PushTarget) -> QueuedOutput:
-        sink = PushSink(target, self.status(target.id), self.settings, self._emit)
-        output = QueuedOutput(stream, sink, self._tasks, max_units=self.settings.queue_units,
+    def _start_output(self, stream: LiveStream, target: PushTarget) -> PushOutput:
+        sink = PushSink(target, self.status(target.id), self.settings, self._emit, self._flusher)
+        output = PushOutput(stream, sink, self._tasks, max_units=self.settings.queue_units,
                               max_bytes=self.settings.queue_bytes)
         self._live[target.id] = output
         self._running[target.id] = target
@@ -153,7 +110,7 @@ class RelayManager:
 
     def output(self, stream: LiveStream) -> RelayOutputs:
         """The hub output factory: one queued output per enabled target of the room."""
-        session = RelayOutputs(stream)
+        session = RelayOutputs(stream, self.settings.push_batch_seconds)
         old = self._sessions.get(stream.slug)
         for target in self._targets.get(stream.slug, []):
             self._stop_output(target.id, old)  # a takeover: the old session's connection ends

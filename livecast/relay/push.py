@@ -1,11 +1,14 @@
 """The push side of a relay: one target's connection, fed from the room's queued output.
 
-``PushSink`` is the sink of a ``QueuedOutput`` (its own bounded queue that drops to the
+``PushSink`` is the sink of a ``PushOutput`` (its own bounded queue that drops to the
 next keyframe), so a slow or stalled target never delays the room or the other targets.
 In the output's task it connects (TCP or TLS, the RTMP handshake, connect and publish,
 bounded by ``connect_timeout``), sends the decoder configuration and metadata, and then
 forwards each unit as an FLV tag body, unchanged (Enhanced RTMP tags for HEVC/AV1, by
-``media.flv``). A write the target does not take within ``connect_timeout`` drops the
+``media.flv``), as the message bytes the session's targets share (``relay.wire``). Its
+output (``relay.output``) hands it what was queued as one batch, whose messages are
+written with one transport call; the sink waits for the transport only above its
+high-water mark. A write the target does not take within ``connect_timeout`` drops the
 connection; so does the server closing it. The sink then retries with backoff (units
 meanwhile are dropped and counted) and resumes at the next keyframe. A refusal (the
 server's ``_error`` or an error ``onStatus``, e.g. a bad key) is final for this session:
@@ -25,9 +28,10 @@ from typing import Any
 from livecast.config import RelaySettings
 from livecast.core.backoff import Backoff
 from livecast.core.media import MediaUnit, Track
-from livecast.media.flv import FlvEncodeError, audio_tag_body, video_tag_body
 from livecast.relay.client import Published, Refused, RtmpClientProtocol
+from livecast.relay.flusher import WriteFlusher
 from livecast.relay.targets import PushTarget, TargetStatus, split_url
+from livecast.relay.wire import message_for
 from livecast.rtmp.chunks import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -41,14 +45,15 @@ class TargetRefused(Exception):
 
 
 class PushSink:
-    """Sends one live session of a room to one push target."""
+    """Sends one live session of a room to one push target (the sink of a ``PushOutput``)."""
 
     def __init__(self, target: PushTarget, status: TargetStatus, settings: RelaySettings,
-                 on_state: StateListener) -> None:
+                 on_state: StateListener, flusher: WriteFlusher | None = None) -> None:
         self.target = target
         self.status = status
         self.settings = settings
         self._on_state = on_state
+        self._flusher = flusher
         self._backoff = Backoff(settings.retry_first, settings.retry_max, jitter=0.1)
         self._retry_at = 0.0
         self._proto: RtmpClientProtocol | None = None
@@ -59,34 +64,47 @@ class PushSink:
         self._metadata: dict[str, Any] | None = None
         self._need_key = True
         self._failed = False
+        self._pending: list[bytes] = []  # whole messages, written together at the end of a batch
+        self._behind_since: float | None = None  # when the transport went above its high-water mark
         self._set_state("connecting", None)
 
     def __repr__(self) -> str:
         return f"PushSink({self.target.slug}->{self.target.name!r})"
 
-    # -- Sink ----------------------------------------------------------------------
+    # -- BatchSink -------------------------------------------------------------------
     async def write(self, unit: MediaUnit) -> None:
-        if unit.config:
-            self._configs[unit.track] = unit
-        fresh = self._proto is None or not self._proto.live
-        if not await self._ready():
-            if not unit.config:
-                self.status.dropped += 1
-            return
-        if fresh and unit.config:
-            return  # sent with the configuration on connecting
-        if self._need_key and unit.track is Track.VIDEO and not unit.config:
-            if not unit.keyframe:  # after (re)connecting, video resumes at a keyframe
-                self.status.dropped += 1
-                return
-            self._need_key = False
-        await self._send_unit(unit)
+        await self.write_batch([unit])
+
+    async def write_batch(self, units: list[MediaUnit]) -> None:
+        """Queues each unit's message (connecting first if need be), then sends them together."""
+        if self._writer is not None and self._writer.transport.get_write_buffer_size() > _HIGH_WATER:
+            await self._send_pending()  # waits (bounded) for the target to take what it holds
+        for unit in units:
+            if unit.config:
+                self._configs[unit.track] = unit
+            if self._proto is None or not self._proto.live:
+                if not await self._ready():
+                    if not unit.config:
+                        self.status.dropped += 1
+                    continue
+                if unit.config:
+                    continue  # sent with the configuration on connecting
+            if self._need_key and unit.track is Track.VIDEO and not unit.config:
+                if not unit.keyframe:  # after (re)connecting, video resumes at a keyframe
+                    self.status.dropped += 1
+                    continue
+                self._need_key = False
+            self._queue_unit(unit)
+        if self._flusher is None:
+            await self._send_pending()
+        elif self._pending and self._writer is not None:
+            self._flusher.add(self)  # written with the other targets' batches, at the loop's next turn
 
     async def set_metadata(self, values: dict[str, Any]) -> None:
         self._metadata = dict(values)
         if self._proto is not None and self._proto.live:
             self._proto.send_metadata(self._metadata)
-            await self._flush()
+            await self._send_pending()  # a stalled target is retried, as for media
 
     async def close(self) -> None:
         if self._proto is not None and self._writer is not None:
@@ -105,6 +123,8 @@ class PushSink:
             return True
         if self._failed or time.monotonic() < self._retry_at:
             return False
+        if self._writer is not None:
+            await self._disconnect()  # the connection the target closed
         try:
             await asyncio.wait_for(self._connect(), self.settings.connect_timeout)
         except TargetRefused as err:
@@ -177,13 +197,18 @@ class PushSink:
             proto.state = "closed"
             self._retry(reason)
 
-    async def _disconnect(self) -> None:
+    async def _disconnect(self, abort: bool = False) -> None:
+        """Closes the connection; ``abort``: at once, without waiting to send what the transport holds."""
         listen, self._listen = self._listen, None
         if listen is not None and listen is not asyncio.current_task():
             listen.cancel()
         writer, self._writer = self._writer, None
         self._proto = None
-        if writer is not None:
+        self._pending = []  # messages for this connection only
+        self._behind_since = None
+        if writer is not None and abort:
+            writer.transport.abort()
+        elif writer is not None:
             writer.close()
             try:
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
@@ -200,34 +225,48 @@ class PushSink:
     # -- media ---------------------------------------------------------------------
     def _queue_unit(self, unit: MediaUnit) -> None:
         assert self._proto is not None
-        try:
-            if unit.track is Track.VIDEO:
-                self._proto.send_video(unit.dts, video_tag_body(unit))
-            else:
-                self._proto.send_audio(unit.dts, audio_tag_body(unit))
-        except FlvEncodeError:
+        data = message_for(unit, self._proto.stream_id)
+        if data is None:
             self.status.dropped += 1
+            return
+        self._pending.append(data)
 
-    async def _send_unit(self, unit: MediaUnit) -> None:
-        self._queue_unit(unit)
+    async def _send_pending(self) -> None:
+        if self._writer is None:
+            return
         try:
             await self._flush()
         except (OSError, TimeoutError) as err:
-            reason = "the target stopped reading" if isinstance(err, TimeoutError) else _reason(err)
-            await self._disconnect()
-            self._retry(reason)
+            stalled = isinstance(err, TimeoutError)
+            self._retry("the target stopped reading" if stalled else _reason(err))
+            await self._disconnect(abort=stalled)  # a stalled target would not take the rest either
+
+    def write_pending(self) -> None:
+        """Writes the queued messages (and any protocol bytes) with one transport call."""
+        if self._proto is not None:
+            data = self._proto.data_to_send()
+            if data:
+                self._pending.append(data)
+        pending, self._pending = self._pending, []
+        if self._writer is None or not pending:
+            return
+        self._writer.writelines(pending)
+        self.status.bytes_sent += sum(map(len, pending))
+        if self._behind_since is None and self._writer.transport.get_write_buffer_size() > _HIGH_WATER:
+            self._behind_since = time.monotonic()  # the target's time to take it runs from now
 
     async def _flush(self) -> None:
-        if self._proto is None or self._writer is None:
+        self.write_pending()
+        # Waiting (bounded) only when the transport holds more than its high-water mark:
+        # a timer per unit would cost more than sending it.
+        writer = self._writer
+        if writer is None or writer.transport.get_write_buffer_size() <= _HIGH_WATER:
+            self._behind_since = None
             return
-        data = self._proto.data_to_send()
-        if data:
-            self._writer.write(data)
-            self.status.bytes_sent += len(data)
-            # Waiting (bounded) only when the transport holds more than its high-water mark:
-            # a timer per unit would cost more than sending it.
-            if self._writer.transport.get_write_buffer_size() > _HIGH_WATER:
-                await asyncio.wait_for(self._writer.drain(), self.settings.connect_timeout)
+        since = self._behind_since if self._behind_since is not None else time.monotonic()
+        left = self.settings.connect_timeout - (time.monotonic() - since)
+        await asyncio.wait_for(writer.drain(), max(left, 0.001))
+        self._behind_since = None
 
     # -- state ---------------------------------------------------------------------
     def _set_state(self, state: str, reason: str | None) -> None:
