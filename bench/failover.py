@@ -202,7 +202,8 @@ async def failover_round(http: aiohttp.ClientSession, browser: Any, clip: Path, 
 
     async def other_live() -> bool:
         async with http.get(other.url(f"/api/v1/rooms/{slug}")) as r:
-            return bool(r.status == 200 and (await r.json())["room"]["live"])
+            # ``stream`` is the origin's own publisher (``live`` is the cluster's stored flag)
+            return bool(r.status == 200 and (await r.json())["room"]["stream"] is not None)
 
     reconnected = await until(other_live)
     segment = await until(lambda: edge_has(before + 1))
