@@ -153,6 +153,7 @@ class LivecastServer:
                    # every publisher comes from 127.0.0.1: lift #13's per-address pending cap
                    LIVECAST_INGEST_MAX_PENDING="1000", LIVECAST_INGEST_MAX_PENDING_PER_ADDRESS="1000")
         env.update(env_overrides or {})
+        self.env = env
         tree = (tree or HERE.parent).resolve()
         # ``python -m`` puts the working directory first on sys.path: run from the tree itself
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tree), env.get("PYTHONPATH", "")) if p)
@@ -193,6 +194,8 @@ class LivecastServer:
 
     def settle(self, timeout: float = 30.0) -> None:
         """Wait until every room's latest recording (if any) is complete: its CPU is counted."""
+        if self.env.get("LIVECAST_RECORDING_ENABLED", "").lower() not in ("1", "true", "yes"):
+            return  # not recording (and an older tree, run with --before, has no such route)
         deadline = time.monotonic() + timeout
         for slug in self.slugs:
             while time.monotonic() < deadline:
