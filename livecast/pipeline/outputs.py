@@ -75,6 +75,44 @@ class _Metadata:
 _CLOSE = object()
 
 
+class KeyframeGate:
+    """The admission rule of a bounded output queue, shared by every queued output: when the
+    queue is full, drop units (audio and video alike) until the next video keyframe that
+    fits (in a stream without video, the next audio unit); decoder configuration is never
+    dropped. Drops are counted here and on the stream, and logged once per episode."""
+
+    __slots__ = ("output", "stream", "max_units", "max_bytes", "dropped", "_dropping", "_has_video")
+
+    def __init__(self, output: object, stream: LiveStream, max_units: int, max_bytes: int) -> None:
+        self.output = output
+        self.stream = stream
+        self.max_units = max_units
+        self.max_bytes = max_bytes
+        self.dropped = 0
+        self._dropping = False
+        self._has_video = False
+
+    def admit(self, unit: MediaUnit, queued_units: int, queued_bytes: int) -> bool:
+        """True if ``unit`` may join a queue holding ``queued_units`` units and ``queued_bytes``."""
+        if unit.track is Track.VIDEO:
+            self._has_video = True
+        if unit.config:
+            return True
+        full = queued_units >= self.max_units or queued_bytes + len(unit.payload) > self.max_bytes
+        if not self._dropping and not full:
+            return True
+        if not full and unit.keyframe and (unit.track is Track.VIDEO or not self._has_video):
+            self._dropping = False
+            return True
+        if not self._dropping:
+            self._dropping = True
+            log.warning("output %r of room %s is too slow: dropping to the next keyframe (%d dropped so far)",
+                        self.output, self.stream.slug, self.dropped)
+        self.dropped += 1
+        self.stream.stats.dropped += 1
+        return False
+
+
 class QueuedOutput:
     """A hub ``Output`` that hands units to ``sink`` through a bounded queue and a task."""
 
@@ -90,7 +128,7 @@ class QueuedOutput:
         self.max_bytes = max_bytes * scale
         self._soft_units = max_units
         self._soft_bytes = min(max_bytes, congest_bytes) if lossless else max_bytes
-        self.dropped = 0
+        self.gate = KeyframeGate(self, stream, self.max_units, self.max_bytes)
         self.queued_bytes = 0
         self._queue: deque[object] = deque()
         self._sync = not inspect.iscoroutinefunction(sink.write)
@@ -98,8 +136,6 @@ class QueuedOutput:
         self._waiter: asyncio.Future[None] | None = None  # async sink: set while the task waits
         self._scheduled = False  # sync sink: a batch callback is pending
         self._finished = self._loop.create_future()  # sync sink: the queue drained and the sink closed
-        self._dropping = False
-        self._has_video = False
         self._closed = False
         drain = self._until_finished() if self._sync else self._drain()
         self.task = tasks.spawn(drain, name=f"output-{stream.slug}")
@@ -109,15 +145,8 @@ class QueuedOutput:
 
     # -- the publisher's side (synchronous, never waits) --------------------------------
     def write(self, unit: MediaUnit) -> None:
-        if self._closed:
+        if self._closed or not self.gate.admit(unit, len(self._queue), self.queued_bytes):
             return
-        if unit.track is Track.VIDEO:
-            self._has_video = True
-        if not unit.config and (self._dropping or self._full(unit)):
-            if not self._resumes(unit):
-                self._drop()
-                return
-            self._dropping = False
         self._push(unit, len(unit.payload))
         if self.lossless and not self.behind and self._over_soft():
             self.behind = True
@@ -138,23 +167,9 @@ class QueuedOutput:
             self._closed = True
             self._push(_CLOSE, 0)
 
-    def _full(self, unit: MediaUnit) -> bool:
-        return (len(self._queue) >= self.max_units
-                or self.queued_bytes + len(unit.payload) > self.max_bytes)
-
-    def _resumes(self, unit: MediaUnit) -> bool:
-        """A unit that ends a drop episode: a keyframe (video, or audio without video) that fits."""
-        if self._full(unit) or not unit.keyframe:
-            return False
-        return unit.track is Track.VIDEO or not self._has_video
-
-    def _drop(self) -> None:
-        if not self._dropping:
-            self._dropping = True
-            log.warning("output %r of room %s is too slow: dropping to the next keyframe (%d dropped so far)",
-                        self, self.stream.slug, self.dropped)
-        self.dropped += 1
-        self.stream.stats.dropped += 1
+    @property
+    def dropped(self) -> int:
+        return self.gate.dropped
 
     def _push(self, item: object, size: int) -> None:
         self._queue.append(item)

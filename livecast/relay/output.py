@@ -19,9 +19,10 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
-from livecast.core.media import MediaUnit, Track
+from livecast.core.media import MediaUnit
 from livecast.core.tasks import Supervisor
 from livecast.pipeline.hub import LiveStream
+from livecast.pipeline.outputs import KeyframeGate
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,10 @@ class PushOutput:
                  max_units: int, max_bytes: int) -> None:
         self.stream = stream
         self.sink = sink
-        self.max_units = max_units
-        self.max_bytes = max_bytes
-        self.dropped = 0
+        self.gate = KeyframeGate(self, stream, max_units, max_bytes)
         self.queued_bytes = 0
         self._queue: list[MediaUnit | _Metadata] = []
         self._wake = asyncio.Event()
-        self._dropping = False
-        self._has_video = False
         self._closed = False
         self.task = tasks.spawn(self._run(), name=f"push-{stream.slug}")
 
@@ -64,18 +61,10 @@ class PushOutput:
 
     # -- the publisher's side (synchronous, never waits) --------------------------------
     def write(self, unit: MediaUnit) -> None:
-        if self._closed:
+        if self._closed or not self.gate.admit(unit, len(self._queue), self.queued_bytes):
             return
-        if unit.track is Track.VIDEO:
-            self._has_video = True
-        size = len(unit.payload)
-        if not unit.config and (self._dropping or self._full(size)):
-            if not self._resumes(unit, size):
-                self._drop()
-                return
-            self._dropping = False
         self._queue.append(unit)
-        self.queued_bytes += size
+        self.queued_bytes += len(unit.payload)
         self._wake.set()
 
     def set_metadata(self, values: dict[str, Any]) -> None:
@@ -88,22 +77,9 @@ class PushOutput:
         self._closed = True
         self._wake.set()
 
-    def _full(self, size: int) -> bool:
-        return len(self._queue) >= self.max_units or self.queued_bytes + size > self.max_bytes
-
-    def _resumes(self, unit: MediaUnit, size: int) -> bool:
-        """A unit that ends a drop episode: a keyframe (video, or audio without video) that fits."""
-        if self._full(size) or not unit.keyframe:
-            return False
-        return unit.track is Track.VIDEO or not self._has_video
-
-    def _drop(self) -> None:
-        if not self._dropping:
-            self._dropping = True
-            log.warning("output %r of room %s is too slow: dropping to the next keyframe (%d dropped so far)",
-                        self, self.stream.slug, self.dropped)
-        self.dropped += 1
-        self.stream.stats.dropped += 1
+    @property
+    def dropped(self) -> int:
+        return self.gate.dropped
 
     # -- the sink's side (the output's task) --------------------------------------------
     async def _run(self) -> None:
