@@ -38,6 +38,24 @@ async def me(node: Any, headers: dict[str, str]) -> dict[str, Any]:
         return dict((await r.json())["user"])
 
 
+async def gift_race(one: Any, two: Any, slug: str, fan: dict[str, str], streamer: dict[str, str]) -> None:
+    """100 roses from ``fan`` to ``slug`` at once, alternating between two nodes: exactly
+    balance // price succeed, the rest are refused for want of coins, and coins are conserved."""
+
+    async def gift(node: Any, http: aiohttp.ClientSession) -> int:
+        async with http.post(node.url(f"/api/v1/rooms/{slug}/gifts"), json={"gift": "rose"}, headers=fan) as r:
+            if r.status == 409:
+                assert (await r.json())["error"]["code"] == "insufficient_coins"
+            return r.status
+
+    async with aiohttp.ClientSession() as http:
+        results = Counter(await asyncio.gather(*(gift(one if i % 2 else two, http) for i in range(100))))
+    assert results == Counter({201: SIGNUP_COINS // ROSE, 409: 100 - SIGNUP_COINS // ROSE}), results
+    fan_coins, streamer_coins = (await me(one, fan))["coins"], (await me(two, streamer))["coins"]
+    assert fan_coins == SIGNUP_COINS % ROSE
+    assert fan_coins + streamer_coins == 2 * SIGNUP_COINS  # conserved
+
+
 async def two_origins(cluster: Any, pg_server: PgCluster) -> tuple[Any, Any, str]:
     """Origins A and B started at the same moment on a fresh database (both migrate)."""
     url = pg_server.url(await pg_server.create_database("two"))
@@ -69,18 +87,7 @@ async def test_two_origins_share_postgresql_without_races(cluster: Any, pg_serve
         slug = (await r.json())["room"]["slug"]
 
     # 100 gifts from one account, split between the origins: exactly balance // price succeed.
-    async def gift(node: Any, http: aiohttp.ClientSession) -> int:
-        async with http.post(node.url(f"/api/v1/rooms/{slug}/gifts"), json={"gift": "rose"}, headers=fan) as r:
-            if r.status == 409:
-                assert (await r.json())["error"]["code"] == "insufficient_coins"
-            return r.status
-
-    async with aiohttp.ClientSession() as http:
-        results = Counter(await asyncio.gather(*(gift(a if i % 2 else b, http) for i in range(100))))
-    assert results == Counter({201: SIGNUP_COINS // ROSE, 409: 100 - SIGNUP_COINS // ROSE}), results
-    fan_coins, streamer_coins = (await me(a, fan))["coins"], (await me(b, streamer))["coins"]
-    assert fan_coins == SIGNUP_COINS % ROSE
-    assert fan_coins + streamer_coins == 2 * SIGNUP_COINS  # conserved
+    await gift_race(a, b, slug, fan, streamer)
     async with b.http.get(b.url(f"/api/v1/rooms/{slug}/gifts/leaderboard")) as r:
         board = (await r.json())["leaderboard"]
     assert board == [{"user": {"username": "fan"}, "value": ROSE * (SIGNUP_COINS // ROSE),
@@ -124,15 +131,4 @@ async def test_gift_and_registration_races_through_edges(cluster: Any, pg_server
         assert r.status == 201, await r.text()
         slug = (await r.json())["room"]["slug"]
 
-    async def gift(node: Any, http: aiohttp.ClientSession) -> int:
-        async with http.post(node.url(f"/api/v1/rooms/{slug}/gifts"), json={"gift": "rose"}, headers=fan) as r:
-            if r.status == 409:
-                assert (await r.json())["error"]["code"] == "insufficient_coins"
-            return r.status
-
-    async with aiohttp.ClientSession() as http:
-        results = Counter(await asyncio.gather(*(gift(e1 if i % 2 else e2, http) for i in range(100))))
-    assert results == Counter({201: SIGNUP_COINS // ROSE, 409: 100 - SIGNUP_COINS // ROSE}), results
-    fan_coins, streamer_coins = (await me(e1, fan))["coins"], (await me(e2, streamer))["coins"]
-    assert fan_coins == SIGNUP_COINS % ROSE
-    assert fan_coins + streamer_coins == 2 * SIGNUP_COINS  # conserved
+    await gift_race(e1, e2, slug, fan, streamer)
