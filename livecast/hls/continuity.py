@@ -49,18 +49,18 @@ class TsContinuity:
         self._last: dict[int, int] = {}  # PID -> counter of the last packet written
         self.unaligned = 0  # segments left untouched because they were not whole TS packets
 
-    def rewrite(self, data: bytes, discontinuity: bool) -> bytes:
+    def rewrite(self, data: bytes | bytearray, discontinuity: bool) -> bytes:
         """``data`` with counters continuing the previous segment's; the discontinuity
         indicator stays only on each PID's first packet, and only if ``discontinuity``
-        is set or this is the first segment."""
+        is set or this is the first segment. A bytearray is patched in place."""
         count = len(data) // PACKET
         if not count or len(data) % PACKET or data[::PACKET].count(SYNC) != count:
             self.unaligned += 1
             if self.unaligned & (self.unaligned - 1) == 0:
                 log.warning("segment is not a whole number of TS packets, left as is (%d so far)", self.unaligned)
-            return data
+            return bytes(data)
         keep_indicator = discontinuity or not self._last
-        out = bytearray(data)
+        out = data if isinstance(data, bytearray) else bytearray(data)
         headers = out[3::PACKET]
         keys = bytearray(2 * count)
         keys[0::2] = out[1::PACKET].translate(_PID_HIGH)

@@ -335,15 +335,19 @@ class Segmenter:
             next_dts = max(self._last_dts.get(self._ref, self._seg_start), self._seg_start) + self._frame_ms[self._ref]
             if isinstance(muxer, PartedMuxer):
                 next_dts = muxer.fit_end(next_dts)
-        data = muxer.finish_at(next_dts) if isinstance(muxer, PartedMuxer) else muxer.finish()
+        init = None
+        if isinstance(muxer, PartedMuxer):
+            data = muxer.finish_at(next_dts)
+        elif self.kind == "fmp4":
+            data = muxer.finish()
+        else:
+            raw = muxer.finish_mutable()
+            data = self._continuity.rewrite(raw, self._discontinuity) if muxer.packets and raw else b""
         if muxer.packets == 0 or not data:
             return
-        init = None
         if self.kind == "fmp4":
             init, data = split_init(data)
             self._check_init(init)
-        else:
-            data = self._continuity.rewrite(data, self._discontinuity)
         wall, anchor_dts = self._anchor or (self._clock(), self._seg_start)
         segment = Segment(
             kind=self.kind,
