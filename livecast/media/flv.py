@@ -70,9 +70,17 @@ class TimestampUnwrapper:
         return self._epoch + ts
 
 
-def _si24(b: bytes | memoryview, i: int) -> int:
+def _si24(b: bytes | bytearray | memoryview, i: int) -> int:
     v = (b[i] << 16) | (b[i + 1] << 8) | b[i + 2]
     return v - (1 << 24) if v & 0x800000 else v
+
+
+def _tail(body: bytes | bytearray, start: int) -> bytes:
+    """``body[start:]`` as bytes, copied once (a message assembled from several RTMP chunks
+    arrives as the bytearray it was assembled in)."""
+    if isinstance(body, bytes):
+        return body[start:]
+    return bytes(memoryview(body)[start:])
 
 
 class FlvToUnits:
@@ -85,7 +93,7 @@ class FlvToUnits:
         self.audio_codec: Codec | None = None
         self.skipped = 0
 
-    def video(self, timestamp: int, body: bytes) -> MediaUnit | None:
+    def video(self, timestamp: int, body: bytes | bytearray) -> MediaUnit | None:
         """A video message body -> a unit, or None for something to skip (EOS, command frames)."""
         if len(body) < 2:
             self.skipped += 1
@@ -105,14 +113,14 @@ class FlvToUnits:
         packet_type = body[1]
         if packet_type == 0:
             self.video_codec = codec
-            return MediaUnit(Track.VIDEO, codec, dts, dts, True, bytes(body[5:]), config=True)
+            return MediaUnit(Track.VIDEO, codec, dts, dts, True, _tail(body, 5), config=True)
         if packet_type != 1:  # 2 = end of sequence: nothing to mux
             self.skipped += 1
             return None
         cts = _si24(body, 2)
-        return MediaUnit(Track.VIDEO, codec, dts, dts + cts, frame_type == 1, body[5:])
+        return MediaUnit(Track.VIDEO, codec, dts, dts + cts, frame_type == 1, _tail(body, 5))
 
-    def _ex_video(self, dts: int, body: bytes) -> MediaUnit | None:
+    def _ex_video(self, dts: int, body: bytes | bytearray) -> MediaUnit | None:
         frame_type, packet_type = (body[0] >> 4) & 0x07, body[0] & 0x0F
         if len(body) < 5:
             self.skipped += 1
@@ -129,20 +137,20 @@ class FlvToUnits:
             return None
         if packet_type == _SEQ_START:
             self.video_codec = codec
-            return MediaUnit(Track.VIDEO, codec, dts, dts, True, bytes(body[5:]), config=True)
+            return MediaUnit(Track.VIDEO, codec, dts, dts, True, _tail(body, 5), config=True)
         if packet_type == _CODED:
             if codec in (Codec.H264, Codec.HEVC):
                 if len(body) < 8:
                     self.skipped += 1
                     return None
-                return MediaUnit(Track.VIDEO, codec, dts, dts + _si24(body, 5), frame_type == 1, body[8:])
-            return MediaUnit(Track.VIDEO, codec, dts, dts, frame_type == 1, body[5:])
+                return MediaUnit(Track.VIDEO, codec, dts, dts + _si24(body, 5), frame_type == 1, _tail(body, 8))
+            return MediaUnit(Track.VIDEO, codec, dts, dts, frame_type == 1, _tail(body, 5))
         if packet_type == _CODED_X:
-            return MediaUnit(Track.VIDEO, codec, dts, dts, frame_type == 1, body[5:])
+            return MediaUnit(Track.VIDEO, codec, dts, dts, frame_type == 1, _tail(body, 5))
         self.skipped += 1  # sequence end, metadata, MPEG-2 TS sequence start, ...
         return None
 
-    def audio(self, timestamp: int, body: bytes) -> MediaUnit | None:
+    def audio(self, timestamp: int, body: bytes | bytearray) -> MediaUnit | None:
         if len(body) < 2:
             self.skipped += 1
             return None
@@ -156,9 +164,9 @@ class FlvToUnits:
                 raise UnsupportedCodec(f"audio codec {fourcc.decode('latin-1')!r} is not supported (use AAC)")
             if packet_type == 0:
                 self.audio_codec = codec
-                return MediaUnit(Track.AUDIO, codec, dts, dts, True, bytes(body[5:]), config=True)
+                return MediaUnit(Track.AUDIO, codec, dts, dts, True, _tail(body, 5), config=True)
             if packet_type == 1:
-                return MediaUnit(Track.AUDIO, codec, dts, dts, True, body[5:])
+                return MediaUnit(Track.AUDIO, codec, dts, dts, True, _tail(body, 5))
             self.skipped += 1
             return None
         if sound_format != 10:
@@ -166,8 +174,8 @@ class FlvToUnits:
             raise UnsupportedCodec(f"audio codec {name} is not supported (use AAC)")
         if body[1] == 0:
             self.audio_codec = Codec.AAC
-            return MediaUnit(Track.AUDIO, Codec.AAC, dts, dts, True, bytes(body[2:]), config=True)
-        return MediaUnit(Track.AUDIO, Codec.AAC, dts, dts, True, body[2:])
+            return MediaUnit(Track.AUDIO, Codec.AAC, dts, dts, True, _tail(body, 2), config=True)
+        return MediaUnit(Track.AUDIO, Codec.AAC, dts, dts, True, _tail(body, 2))
 
 
 def video_tag_body(unit: MediaUnit) -> bytes:

@@ -65,7 +65,7 @@ class RtmpMessage:
     type_id: int
     stream_id: int
     timestamp: int
-    payload: bytes
+    payload: bytes | bytearray  # bytearray: assembled from several chunks
 
 
 def basic_header(fmt: int, csid: int) -> bytes:
@@ -141,8 +141,18 @@ class ChunkReader:
         return len(self._buf) + self.partial_bytes
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[RtmpMessage]:
-        buf = self._buf
-        buf += data
+        """Messages completed by ``data``. A message that came in one chunk has a ``bytes``
+        payload; one assembled from several chunks hands over the ``bytearray`` it was
+        assembled in (no copy: a media frame's bytes are copied once more, into its unit)."""
+        held = self._buf
+        # Nothing held over from the last read (the usual case): parse ``data`` where it is
+        # and keep only its unparsed tail, instead of copying every byte into the buffer.
+        buf: bytes | bytearray
+        if held or not isinstance(data, bytes):
+            held += data
+            buf = held
+        else:
+            buf = data
         n = len(buf)
         out: list[RtmpMessage] = []
         streams = self._streams
@@ -242,6 +252,7 @@ class ChunkReader:
                 elif not received:
                     st.timestamp = ts
                 pos = end
+                payload: bytes | bytearray
                 if take == remaining and not received:
                     payload = bytes(mv[p:end])
                 else:
@@ -250,7 +261,8 @@ class ChunkReader:
                     if received < st.length:
                         st.received = received
                         continue
-                    payload = bytes(st.parts)  # type: ignore[arg-type]
+                    assert st.parts is not None
+                    payload = st.parts
                     self.partial_bytes -= len(payload)
                     self.partial_streams -= 1
                     st.parts = None
@@ -263,8 +275,11 @@ class ChunkReader:
                     self._abort(payload)
         finally:
             mv.release()
-            if pos:
-                del buf[:pos]
+            if buf is held:
+                if pos:
+                    del held[:pos]
+            elif pos < n:
+                held += memoryview(buf)[pos:]
         return out
 
     def _hold(self, st: _InStream, mv: memoryview, p: int, end: int, received: int) -> None:
@@ -286,7 +301,7 @@ class ChunkReader:
         self.partial_bytes = held
         self.peak_partial_bytes = max(self.peak_partial_bytes, held)
 
-    def _set_chunk_size(self, payload: bytes) -> int:
+    def _set_chunk_size(self, payload: bytes | bytearray) -> int:
         if len(payload) < 4:
             raise ProtocolError("short Set Chunk Size message")
         size = int(_U32.unpack_from(payload)[0])
@@ -296,7 +311,7 @@ class ChunkReader:
         self.chunk_size = size
         return size
 
-    def _abort(self, payload: bytes) -> None:
+    def _abort(self, payload: bytes | bytearray) -> None:
         if len(payload) < 4:
             raise ProtocolError("short Abort message")
         csid = int(_U32.unpack_from(payload)[0])

@@ -80,14 +80,14 @@ class MetaData:
 class VideoData:
     stream_id: int
     timestamp: int
-    payload: bytes
+    payload: bytes | bytearray
 
 
 @dataclass
 class AudioData:
     stream_id: int
     timestamp: int
-    payload: bytes
+    payload: bytes | bytearray
 
 
 @dataclass
