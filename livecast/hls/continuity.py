@@ -49,16 +49,18 @@ class TsContinuity:
         self._last: dict[int, int] = {}  # PID -> counter of the last packet written
         self.unaligned = 0  # segments left untouched because they were not whole TS packets
 
-    def rewrite(self, data: bytes | bytearray, discontinuity: bool) -> bytes:
+    def rewrite(self, data: bytes | bytearray, discontinuity: bool) -> bytes | bytearray:
         """``data`` with counters continuing the previous segment's; the discontinuity
         indicator stays only on each PID's first packet, and only if ``discontinuity``
-        is set or this is the first segment. A bytearray is patched in place."""
+        is set or this is the first segment. A bytearray is patched in place and returned
+        (a segment is megabytes: copying it into ``bytes`` cost more than the rewrite);
+        ``bytes`` are copied first."""
         count = len(data) // PACKET
         if not count or len(data) % PACKET or data[::PACKET].count(SYNC) != count:
             self.unaligned += 1
             if self.unaligned & (self.unaligned - 1) == 0:
                 log.warning("segment is not a whole number of TS packets, left as is (%d so far)", self.unaligned)
-            return bytes(data)
+            return data
         keep_indicator = discontinuity or not self._last
         out = data if isinstance(data, bytearray) else bytearray(data)
         headers = out[3::PACKET]
@@ -76,7 +78,7 @@ class TsContinuity:
                 headers[first:end] = headers[first:end].translate(_SHIFT[shift])
             self._last[pid] = headers[end - 1] & 0x0F
         out[3::PACKET] = headers
-        return bytes(out)
+        return out
 
     def _first_packet(self, out: bytearray, pos: int, pid: int, header: int, keep_indicator: bool) -> int:
         """The counter shift for ``pid`` in this segment; clears the indicator of its first

@@ -28,7 +28,7 @@ def _safe(part: str) -> bool:
     return bool(part) and "/" not in part and "\\" not in part and not part.startswith(".") and "\0" not in part
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes | bytearray) -> None:
     temp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
     with open(temp, "wb") as fh:
         fh.write(data)
@@ -48,7 +48,7 @@ class DiskMirror:
         """Remove files left over by an earlier run."""
         self._submit(self._reset)
 
-    def write(self, slug: str, name: str, data: bytes) -> None:
+    def write(self, slug: str, name: str, data: bytes | bytearray) -> None:
         if not (_safe(slug) and _safe(name)):
             return
         if self._backlog >= MAX_BACKLOG:
@@ -109,7 +109,7 @@ class DiskMirror:
         if self.root.is_dir():
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def _write(self, slug: str, name: str, data: bytes) -> None:
+    def _write(self, slug: str, name: str, data: bytes | bytearray) -> None:
         write_atomic(self._dir(slug) / name, data)
 
     def _delete(self, slug: str, name: str) -> None:

@@ -42,7 +42,7 @@ class Segment:
     """A finished media segment, before it gets a name."""
 
     kind: str  # "mpegts" or "fmp4"
-    data: bytes
+    data: bytes | bytearray  # TS: the buffer its counters were patched in, never changed after
     duration: float  # seconds
     start_dts: int
     wall_start: float  # unix time of the first frame
@@ -336,18 +336,18 @@ class Segmenter:
             if isinstance(muxer, PartedMuxer):
                 next_dts = muxer.fit_end(next_dts)
         init = None
-        if isinstance(muxer, PartedMuxer):
-            data = muxer.finish_at(next_dts)
-        elif self.kind == "fmp4":
-            data = muxer.finish()
-        else:
-            raw = muxer.finish_mutable()
-            data = self._continuity.rewrite(raw, self._discontinuity) if muxer.packets and raw else b""
-        if muxer.packets == 0 or not data:
-            return
-        if self.kind == "fmp4":
-            init, data = split_init(data)
+        data: bytes | bytearray
+        if isinstance(muxer, PartedMuxer) or self.kind == "fmp4":
+            whole = muxer.finish_at(next_dts) if isinstance(muxer, PartedMuxer) else muxer.finish()
+            if muxer.packets == 0 or not whole:
+                return
+            init, data = split_init(whole)
             self._check_init(init)
+        else:  # TS: counters patched in the muxer's buffer, which becomes the segment (no copy)
+            data = muxer.finish_mutable()
+            if muxer.packets == 0 or not data:
+                return
+            data = self._continuity.rewrite(data, self._discontinuity)
         wall, anchor_dts = self._anchor or (self._clock(), self._seg_start)
         segment = Segment(
             kind=self.kind,

@@ -41,7 +41,7 @@ def release_free_memory() -> bool:
 
 @dataclass(frozen=True)
 class SegmentData:
-    data: bytes
+    data: bytes | bytearray  # read-only by convention (a TS segment is not copied out of its buffer)
     content_type: str
     duration: float
 

@@ -24,7 +24,7 @@ class StorageError(Exception):
 
 
 class ObjectStorage(Protocol):
-    async def put(self, key: str, data: bytes) -> None: ...
+    async def put(self, key: str, data: bytes | bytearray) -> None: ...
     async def get(self, key: str) -> bytes | None: ...
     async def delete(self, key: str) -> None: ...
     async def delete_prefix(self, prefix: str) -> None: ...
@@ -58,14 +58,14 @@ class DiskStorage:
     def _path(self, key: str) -> Path:
         return self.root / _safe_key(key)
 
-    async def put(self, key: str, data: bytes) -> None:
+    async def put(self, key: str, data: bytes | bytearray) -> None:
         path = self._path(key)
         try:
             await asyncio.get_running_loop().run_in_executor(self._pool, self._write, path, data)
         except OSError as err:
             raise StorageError(f"cannot store {key}: {err.strerror or err}") from err
 
-    def _write(self, path: Path, data: bytes) -> None:
+    def _write(self, path: Path, data: bytes | bytearray) -> None:
         self._ensure_dir(path.parent)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         try:

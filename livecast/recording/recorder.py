@@ -165,7 +165,7 @@ class Broadcast:
         self._gap = False
         return row
 
-    async def _put(self, key: str, data: bytes) -> bool:
+    async def _put(self, key: str, data: bytes | bytearray) -> bool:
         settings = self.recorder.settings
         backoff = Backoff(settings.upload_backoff, settings.upload_backoff * 16, jitter=0.2)
         for attempt in range(1, settings.upload_attempts + 1):

@@ -65,7 +65,7 @@ class S3Storage:
     def _key(self, key: str) -> str:
         return self.prefix + _safe_key(key)
 
-    async def put(self, key: str, data: bytes) -> None:
+    async def put(self, key: str, data: bytes | bytearray) -> None:
         try:
             await self._putter.put(self._key(key), data)
         except PutFailed as err:

@@ -57,7 +57,7 @@ class S3Putter:
         self._auth.add_auth(request)
         return {name: str(value) for name, value in request.headers.items()}
 
-    async def put(self, key: str, data: bytes) -> None:
+    async def put(self, key: str, data: bytes | bytearray) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=_TIMEOUT, auto_decompress=False,
                                                   skip_auto_headers=("Content-Type",))
