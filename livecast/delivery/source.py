@@ -14,7 +14,7 @@ from typing import Protocol
 
 class Segment(Protocol):
     @property
-    def data(self) -> bytes: ...
+    def data(self) -> bytes | bytearray: ...  # an origin's TS segment is a bytearray
     @property
     def content_type(self) -> str: ...
 
