@@ -3,10 +3,12 @@
 The server runs in this process, pinned to CPU 0 (uvloop). A pusher process pinned to
 CPU 1 opens N RTMP connections and sends the 1080p30 clip of bench/ingest.py to each at
 real-time pace (staggered starts), recording when it sent the last message before every
-video keyframe. The server side records, through the HLS service's change listener, when
-each segment appears in its playlist. Reported: the delay from a segment's last packet
-being sent to the segment being listed (p50/p99/max), how far behind schedule any
-publisher fell, and the server's CPU share.
+video keyframe and the keyframe itself. The server side records, through the HLS service's
+change listener, when each segment appears in its playlist. Reported: the delay from a
+segment's last packet being sent to the segment being listed (p50/p99/max); the same from
+the keyframe that ends the segment (the server cannot cut before it has it, so this is the
+server's own part, without the clip's pacing gap or the pusher's own lateness); how far
+behind schedule any publisher fell; and the server's CPU share.
 
     python bench/scale.py --publishers 100 --seconds 40
     python bench/scale.py --publishers 100 --seconds 30 --before /tmp/before --rounds 3
@@ -105,6 +107,7 @@ async def push_one(port: int, key: str, messages: list[bytes], times: list[float
     await asyncio.sleep(delay)
     start = time.time()
     sent_before_key: list[float] = []
+    sent_key: list[float] = []  # when each keyframe itself was written (the pusher may pause between)
     lateness = 0.0
     for i, chunk in enumerate(messages):
         if times[i] > seconds:
@@ -118,11 +121,13 @@ async def push_one(port: int, key: str, messages: list[bytes], times: list[float
         writer.write(chunk)
         if key_before[i]:
             sent_before_key.append(time.time())
+        elif i and key_before[i - 1]:
+            sent_key.append(time.time())
         if writer.transport.get_write_buffer_size() > 4 * 1024 * 1024:
             await writer.drain()
     writer.close()
     sink.cancel()
-    out[key] = {"sent_before_key": sent_before_key, "lateness": lateness}
+    out[key] = {"sent_before_key": sent_before_key, "sent_key": sent_key, "lateness": lateness}
 
 
 async def pusher(port: int, keys: list[str], clip: str, seconds: float, result_path: str) -> None:
@@ -208,28 +213,36 @@ async def run_server(args: argparse.Namespace) -> None:
     if proc.returncode != 0:
         raise SystemExit("pusher failed")
     pushed = json.loads(result_path.read_text())
-    delays = []
+    delays, from_key = [], []
     for key, rec in pushed.items():
         slug = key_to_slug[key]
-        sent = rec["sent_before_key"]
+        sent, sent_key = rec["sent_before_key"], rec["sent_key"]
         # sent[j] precedes keyframe j; keyframe 0 opens segment 0, so segment k's last
-        # packet is the message sent just before keyframe k+1
+        # packet is the message sent just before keyframe k+1, and keyframe k+1 (which ends
+        # the segment: the server cannot cut before it arrives) was written at sent_key[k+1]
         for k, listed_at in enumerate(listed[slug]):
             if k + 1 < len(sent):
                 delays.append((listed_at - sent[k + 1]) * 1000)
+            if k + 1 < len(sent_key):
+                from_key.append((listed_at - sent_key[k + 1]) * 1000)
     delays.sort()
+    from_key.sort()
+    qk = statistics.quantiles(from_key, n=100, method="inclusive")
     late = max(r["lateness"] for r in pushed.values())
     q = statistics.quantiles(delays, n=100, method="inclusive")
     print(f"{args.publishers} publishers x {args.seconds:.0f} s of 1080p30 6 Mbit/s in real time; "
           f"server pinned to 1 core; live thumbnails {'on' if args.thumbnails else 'off'}")
     print(f"segments listed: {len(delays)}; listing delay after the segment's last packet: "
           f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {delays[-1]:.1f} ms")
+    print(f"the same after the keyframe that ends the segment was written (the server's own part): "
+          f"p50 {qk[49]:.1f} ms, p99 {qk[98]:.1f} ms, max {from_key[-1]:.1f} ms")
     print(f"server CPU {cpu:.1f} s over {wall:.1f} s = {100 * cpu / wall:.0f} % of one core; "
           f"most a publisher fell behind schedule: {late * 1000:.0f} ms")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "segments": len(delays), "p50_ms": q[49], "p99_ms": q[98], "max_ms": delays[-1],
             "cpu_pct": 100 * cpu / wall, "late_ms": late * 1000,
+            "key_p50_ms": qk[49], "key_p99_ms": qk[98], "key_max_ms": from_key[-1],
         }))
 
 
@@ -240,7 +253,7 @@ def compare_trees(args: argparse.Namespace) -> None:
           f"live thumbnails {'on' if args.thumbnails else 'off'}; "
           f"before = {trees['before']}, after = {trees['after']}")
     rows: dict[str, list[dict]] = {name: [] for name in trees}
-    keys = ("p50_ms", "p99_ms", "max_ms", "cpu_pct", "late_ms")
+    keys = ("p50_ms", "p99_ms", "max_ms", "cpu_pct", "late_ms", "key_p50_ms", "key_p99_ms", "key_max_ms")
     for rnd in range(args.rounds):
         for name, tree in trees.items():
             out = Path(tempfile.mkdtemp(prefix="lcscale-cmp-")) / "result.json"
@@ -253,12 +266,14 @@ def compare_trees(args: argparse.Namespace) -> None:
             r = json.loads(out.read_text())
             rows[name].append(r)
             print(f"round {rnd + 1} {name:6s}: listing delay p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} / "
-                  f"max {r['max_ms']:.1f} ms; server CPU {r['cpu_pct']:.0f} %; "
+                  f"max {r['max_ms']:.1f} ms (after the keyframe {r['key_p50_ms']:.1f} / {r['key_p99_ms']:.1f} / "
+                  f"{r['key_max_ms']:.1f} ms); server CPU {r['cpu_pct']:.0f} %; "
                   f"most behind {r['late_ms']:.0f} ms", flush=True)
     for name, rs in rows.items():
         m = {k: statistics.median(r[k] for r in rs) for k in keys}
         print(f"{name:6s} median: listing delay p50 {m['p50_ms']:.1f} / p99 {m['p99_ms']:.1f} / "
-              f"max {m['max_ms']:.1f} ms; server CPU {m['cpu_pct']:.0f} %; most behind {m['late_ms']:.0f} ms")
+              f"max {m['max_ms']:.1f} ms (after the keyframe {m['key_p50_ms']:.1f} / {m['key_p99_ms']:.1f} / "
+              f"{m['key_max_ms']:.1f} ms); server CPU {m['cpu_pct']:.0f} %; most behind {m['late_ms']:.0f} ms")
 
 
 def main() -> None:
