@@ -4,6 +4,7 @@ moment, a schema newer than this LiveCast, an unreachable server, the pool."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from procs import free_port
 from livecast.storage.errors import SchemaTooNew, StorageError, UniqueViolation
 from livecast.storage.migrations import LATEST
 from livecast.storage.postgres import PostgresDatabase, redacted
+from livecast.storage.sqlite import SqliteDatabase
 from livecast.storage.users import USERNAME_CONSTRAINT, UserRepository
 
 
@@ -100,3 +102,26 @@ async def test_api_answers_503_while_postgresql_is_down_and_recovers(node_factor
         await wait_for(logged_in, timeout=20, what="login after PostgreSQL is back")
     finally:
         server.stop()
+
+
+async def test_a_batch_is_one_transaction_on_both_backends(pg_server: PgCluster, tmp_path: Path) -> None:
+    """``execute_batch`` (SQLite: one trip into the driver's thread) returns each statement's
+    row count, and a statement that fails undoes the ones before it, with the domain error."""
+    insert = ("INSERT INTO users (username, username_key, password_hash, role, created_at)"
+              " VALUES (?, ?, 'h', 'viewer', 't')")
+    pg_url = pg_server.url(await pg_server.create_database("batch"))
+    backends: list[SqliteDatabase | PostgresDatabase] = [SqliteDatabase(tmp_path / "b.db"), PostgresDatabase(pg_url)]
+    for db in backends:
+        await db.open()
+        try:
+            nobody = ("UPDATE users SET role = 'admin' WHERE username = ?", ("nobody",))
+            assert await db.execute_batch([(insert, ("ann", "ann")), (insert, ("bob", "bob")), nobody]) == [1, 1, 0]
+            with pytest.raises(UniqueViolation) as err:
+                await db.execute_batch([(insert, ("cy", "cy")), (insert, ("Ann", "ann"))])
+            assert err.value.constraint == USERNAME_CONSTRAINT
+            names = [r["username"] for r in await db.fetch_all("SELECT username FROM users ORDER BY id")]
+            assert names == ["ann", "bob"], db.dialect  # "cy" was rolled back with the failed statement
+            assert await db.insert(insert + " RETURNING id", ("dee", "dee")) > 0
+            assert await db.execute("UPDATE users SET role = 'admin' WHERE username_key = ?", ("dee",)) == 1
+        finally:
+            await db.close()

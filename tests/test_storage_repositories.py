@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -76,6 +76,10 @@ class MemoryDatabase:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    async def execute_batch(self, statements: Sequence[tuple[str, Params]]) -> list[int]:
+        async with self.transaction() as tx:
+            return [await tx.execute(sql, params) for sql, params in statements]
 
     async def ping(self) -> bool:
         return True

@@ -49,6 +49,13 @@ class Database(Executor, Protocol):
         """Committed on success, rolled back on any exception."""
         ...
 
+    async def execute_batch(self, statements: Sequence[tuple[str, Params]]) -> list[int]:
+        """Run ``statements`` in order in one transaction, committed only if every one
+        succeeds; the rows each changed. Where the driver allows it this is one trip instead
+        of one per statement plus BEGIN and COMMIT (SQLite: one call into its thread), for
+        writes on a hot path such as the recorder's index."""
+        ...
+
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -160,6 +160,10 @@ class PostgresDatabase:
                 raise
             else:
                 await _mapped(tx.commit())
+
+    async def execute_batch(self, statements: Sequence[tuple[str, Params]]) -> list[int]:
+        async with self.transaction() as tx:
+            return [await tx.execute(sql, params) for sql, params in statements]
 
     async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
         async with self._connection() as conn:

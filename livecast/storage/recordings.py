@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from livecast.storage.database import Database, Row, limit_or_all
+from livecast.storage.database import Database, Params, Row, limit_or_all
 
 log = logging.getLogger(__name__)
 
@@ -121,13 +121,13 @@ class RecordingRepository:
         at ``now``), in one transaction."""
         if not segments:
             return
-        async with self.db.transaction() as tx:
-            for segment in segments:
-                await tx.execute(ADD_SEGMENT, (
-                    recording_id, segment.seq, segment.object_key, segment.init_key, segment.media_start,
-                    segment.duration, segment.program_date_time, segment.bytes, int(segment.discontinuity)))
-            await tx.execute(ADD_TOTALS, (sum(s.duration for s in segments), sum(s.bytes for s in segments),
-                                          now, recording_id))
+        statements: list[tuple[str, Params]] = [
+            (ADD_SEGMENT, (recording_id, s.seq, s.object_key, s.init_key, s.media_start, s.duration,
+                           s.program_date_time, s.bytes, int(s.discontinuity)))
+            for s in segments]
+        statements.append((ADD_TOTALS, (sum(s.duration for s in segments), sum(s.bytes for s in segments),
+                                        now, recording_id)))
+        await self.db.execute_batch(statements)
 
     async def add_gap(self, recording_id: int) -> None:
         await self.db.execute(ADD_GAP, (recording_id,))

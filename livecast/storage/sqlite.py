@@ -16,7 +16,7 @@ import contextlib
 import logging
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -68,6 +68,29 @@ async def _mapped(call: Awaitable[T]) -> T:
         return await call
     except (sqlite3.Error, ValueError) as err:  # aiosqlite raises ValueError once closed
         raise map_error(err) from err
+
+
+def _written(raw: sqlite3.Connection, statements: Sequence[tuple[str, Params]],
+             collect: Callable[[sqlite3.Cursor], T]) -> list[T]:
+    """Run ``statements`` in one write transaction on ``raw`` (in aiosqlite's thread),
+    ``collect`` each one's cursor; rolled back if any statement, or the commit, fails."""
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        results = [collect(raw.execute(sql, tuple(params))) for sql, params in statements]
+        raw.execute("COMMIT")
+    except BaseException:
+        if raw.in_transaction:
+            raw.execute("ROLLBACK")
+        raise
+    return results
+
+
+def _row_counts(raw: sqlite3.Connection, statements: Sequence[tuple[str, Params]]) -> list[int]:
+    return _written(raw, statements, lambda cursor: max(0, cursor.rowcount))
+
+
+def _fetch_first(raw: sqlite3.Connection, statements: Sequence[tuple[str, Params]]) -> Row | None:
+    return cast("Row | None", _written(raw, statements, lambda cursor: cursor.fetchone())[0])
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
@@ -163,13 +186,29 @@ class SqliteDatabase(_Statements):
         await _mapped(self._connection().execute("BEGIN IMMEDIATE"))
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        """One write statement in its own transaction."""
-        async with self.transaction() as tx:
-            return await tx.execute(sql, params)
+        """One write statement in its own transaction (one trip to the driver's thread)."""
+        return (await self.execute_batch(((sql, params),)))[0]
 
     async def insert(self, sql: str, params: Params = ()) -> int:
-        async with self.transaction() as tx:
-            return await tx.insert(sql, params)
+        """One ``INSERT ... RETURNING id`` in its own transaction (one trip)."""
+        async with self._write_lock:
+            row = await self._one_trip(_fetch_first, ((sql, params),))
+        if row is None:
+            raise StorageError("an INSERT ... RETURNING id returned no row")
+        return int(row["id"])
+
+    async def execute_batch(self, statements: Sequence[tuple[str, Params]]) -> list[int]:
+        async with self._write_lock:
+            return await self._one_trip(_row_counts, tuple(statements))
+
+    async def _one_trip(self, run: Callable[..., T], *args: Any) -> T:
+        """``run(sqlite3_connection, *args)`` in aiosqlite's thread, in one call. aiosqlite's
+        public methods take one trip each (BEGIN, every statement and COMMIT are a thread
+        hand-off and an event-loop wake-up apiece); its ``_execute`` and ``_conn`` are the
+        two internals they are all built on."""
+        conn = self._connection()
+        raw = conn._conn  # noqa: SLF001 - see the docstring
+        return cast(T, await _mapped(conn._execute(run, raw, *args)))  # type: ignore[no-untyped-call]  # noqa: SLF001
 
     async def ping(self) -> bool:
         try:
