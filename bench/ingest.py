@@ -9,14 +9,17 @@ the same run and the ratio is printed.
     python bench/ingest.py --publishers 1 --runs 3
     python bench/ingest.py --publishers 20 --runs 3
     python bench/ingest.py --publishers 4 --runs 3 --record      # recording to disk and to S3
-    python bench/ingest.py --publishers 4 --runs 3 --record --realtime --seconds 20   # paced
+    python bench/ingest.py --publishers 4 --runs 3 --record --realtime --seconds 20   # paced, side by side
     python bench/ingest.py --publishers 20 --runs 3 --before /tmp/before   # this tree vs another
 
 ``--before TREE`` runs the server from another checkout (``git archive <commit> | tar -x -C
 TREE``) and from this tree, interleaved run by run, and prints both and their ratio.
 
 ``--record`` measures the same server without recording, recording to disk and recording to
-S3 (a local SeaweedFS, whose own CPU is not counted) and prints the extra CPU of recording.
+S3 (a local SeaweedFS, whose own CPU is not counted) and prints the extra CPU of recording,
+split into the event loop's thread and the server's other threads (disk writes, SQLite).
+With ``--realtime`` the three servers run side by side, their publishers started together,
+so that they share the machine's moments; as fast as possible they run one after another.
 
 Not a test: it prints figures for docs/PERFORMANCE.md.
 """
@@ -39,6 +42,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+from procstat import loop_and_threads
 from procstat import rss_kib as proc_rss_kib
 from procstat import tick_seconds as proc_cpu
 
@@ -276,10 +280,12 @@ def measure(server_cls, clip: Path, clip_seconds: float, n: int, realtime: bool 
         time.sleep(0.5)
         rss_before = proc_rss_kib(server.pids)
         cpu0 = proc_cpu(server.pids)
+        split0 = loop_and_threads(server.pids[0])
         wall = run_publishers(clip, urls, realtime)
         time.sleep(1.0)  # let the last segments be cut
         getattr(server, "settle", lambda: None)()  # recordings: until the last segment is stored
         cpu = proc_cpu(server.pids) - cpu0
+        split = [b - a for a, b in zip(split0, loop_and_threads(server.pids[0]), strict=True)]
         peak = proc_rss_kib(server.pids, "VmHWM")
         made = server.segments_made(n)
     finally:
@@ -289,7 +295,42 @@ def measure(server_cls, clip: Path, clip_seconds: float, n: int, realtime: bool 
     if min(made) < expected:
         raise RuntimeError(f"{server.name} produced too few segments per stream: {made} (expected >= {expected})")
     return {"segments_min": min(made), "cpu_s": cpu, "cpu_per_stream_min": cpu / minutes, "wall_s": wall,
+            "loop_per_stream_min": split[0] / minutes, "threads_per_stream_min": split[1] / minutes,
             "peak_rss_mib": peak / 1024, "rss_growth_per_stream_mib": max(peak - rss_before, 0) / 1024 / n}
+
+
+def measure_together(variants: dict[str, dict[str, str]], clip: Path, clip_seconds: float, n: int,
+                     segment: float, container: str) -> dict[str, dict]:
+    """One LiveCast server per variant, all running at once, each sent ``n`` real-time
+    publishers started together: every variant sees the same moments of the machine (another
+    guest's load, the disk's writeback), which one-after-another runs do not."""
+    servers: dict[str, LivecastServer] = {}
+    try:
+        for name, env in variants.items():
+            servers[name] = LivecastServer(segment, container, env_overrides=env)
+        urls = {name: server.urls(n) for name, server in servers.items()}
+        time.sleep(0.5)
+        cpu0 = {name: proc_cpu(server.pids) for name, server in servers.items()}
+        split0 = {name: loop_and_threads(server.pids[0]) for name, server in servers.items()}
+        # interleaved, so that no variant's publishers start later than another's
+        wall = run_publishers(clip, [u for group in zip(*urls.values(), strict=True) for u in group], True)
+        time.sleep(1.0)  # let the last segments be cut
+        for server in servers.values():
+            server.settle()
+        results = {}
+        for name, server in servers.items():
+            cpu = proc_cpu(server.pids) - cpu0[name]
+            split = [b - a for a, b in zip(split0[name], loop_and_threads(server.pids[0]), strict=True)]
+            made = server.segments_made(n)
+            if min(made) < int(clip_seconds / segment) - 1:
+                raise RuntimeError(f"{name} produced too few segments per stream: {made}")
+            minutes = n * clip_seconds / 60
+            results[name] = {"cpu_per_stream_min": cpu / minutes, "wall_s": wall,
+                             "loop_per_stream_min": split[0] / minutes, "threads_per_stream_min": split[1] / minutes}
+        return results
+    finally:
+        for server in servers.values():
+            server.stop()
 
 
 def main() -> None:
@@ -395,12 +436,21 @@ def record_overhead(args: argparse.Namespace) -> None:
                          "LIVECAST_S3_ENDPOINT": weed.endpoint},
     }
     rows: dict[str, list[float]] = {name: [] for name in variants}
+    loop: dict[str, list[float]] = {name: [] for name in variants}
+    threads: dict[str, list[float]] = {name: [] for name in variants}
     try:
         for run in range(args.runs):
-            for name, env in variants.items():
-                result = measure(LivecastServer, clip, clip_seconds, args.publishers, realtime=args.realtime,
-                                 segment=args.segment, container=args.container, env_overrides=env)
+            if args.realtime:  # the three servers side by side, publishing at the same moments
+                results = measure_together(variants, clip, clip_seconds, args.publishers,
+                                           segment=args.segment, container=args.container)
+            else:  # one after another: each would slow the others down
+                results = {name: measure(LivecastServer, clip, clip_seconds, args.publishers,
+                                         segment=args.segment, container=args.container, env_overrides=env)
+                           for name, env in variants.items()}
+            for name, result in results.items():
                 rows[name].append(result["cpu_per_stream_min"])
+                loop[name].append(result["loop_per_stream_min"])
+                threads[name].append(result["threads_per_stream_min"])
             print(f"run {run + 1}: " + "; ".join(f"{n} {r[-1]:.3f}" for n, r in rows.items()) + " cpu-s/stream-min")
     finally:
         weed.stop()
@@ -409,7 +459,8 @@ def record_overhead(args: argparse.Namespace) -> None:
           f"{'real time' if args.realtime else 'as fast as possible'}, {args.runs} runs (medians):")
     for name, values in rows.items():
         value = statistics.median(values)
-        print(f"  {name:15s} {value:.3f} CPU-s per stream-minute ({(value / base - 1) * 100:+.1f}% vs no recording)")
+        print(f"  {name:15s} {value:.3f} CPU-s per stream-minute ({(value / base - 1) * 100:+.1f}% vs no recording;"
+              f" event loop {statistics.median(loop[name]):.3f}, other threads {statistics.median(threads[name]):.3f})")
 
 
 if __name__ == "__main__":

@@ -75,3 +75,19 @@ def rss_kib(pids: list[int], key: str = "VmRSS") -> int:
         except FileNotFoundError:
             pass
     return total
+
+
+def loop_and_threads(pid: int) -> tuple[float, float]:
+    """CPU seconds so far of ``pid``'s main thread (the event loop) and of its other live
+    threads together (Python does not name its threads for the kernel, so they are one sum)."""
+    main = other = 0.0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            ns = int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+        except FileNotFoundError:
+            continue
+        if int(task) == pid:
+            main += ns / 1e9
+        else:
+            other += ns / 1e9
+    return main, other

@@ -30,6 +30,7 @@ from livecast.recording.recorder import Recorder
 from livecast.storage.recordings import RecordingRepository
 from livecast.storage.sqlite import SqliteDatabase
 
+LOOP_SHARE: list[float] = []  # the event loop's thread's share of each measurement's CPU
 SEGMENT_BYTES = 1_500_000  # 2 s of the ingest bench's 6 Mbit/s clip
 
 
@@ -65,13 +66,14 @@ async def per_segment(storage: str, endpoint: str, segments: int, gap: float) ->
 
         offer(0)  # opens the recording, the storage client, the directory
         await stored(1)
-        start = cpu_seconds()
+        start, loop_start = cpu_seconds(), time.thread_time()
         for i in range(1, segments + 1):
             offer(i)
             if gap:
                 await asyncio.sleep(gap)
         await stored(segments + 1)
         used = cpu_seconds() - start
+        LOOP_SHARE.append((time.thread_time() - loop_start) / used)
         recorder.ended("bench", "p")
         await recorder.close()
         return used / segments * 1000
@@ -99,7 +101,8 @@ def main() -> None:
                 ms = asyncio.run(per_segment(storage, weed.endpoint if weed else "", args.segments, gap))
                 figures[(storage, gap)].append(ms)
             print(f"round {round_}: " + "; ".join(f"{s} gap {g}: {v[-1]:.2f}" for (s, g), v in figures.items())
-                  + " ms CPU per segment")
+                  + " ms CPU per segment (event loop's share: "
+                  + ", ".join(f"{share:.0%}" for share in LOOP_SHARE[-len(cases):]) + ")")
     finally:
         if weed is not None:
             weed.stop()
