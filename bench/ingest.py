@@ -273,29 +273,41 @@ rtmp {{
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def cpu_reading(server) -> tuple[float, float, float]:
+    """The server's CPU seconds so far: all its processes, its first process's main thread
+    (LiveCast's event loop) and that process's other threads."""
+    return (proc_cpu(server.pids), *loop_and_threads(server.pids[0]))
+
+
+def cpu_figures(before: tuple[float, float, float], after: tuple[float, float, float], minutes: float) -> dict:
+    cpu, loop, threads = (b - a for a, b in zip(before, after, strict=True))
+    return {"cpu_s": cpu, "cpu_per_stream_min": cpu / minutes, "loop_per_stream_min": loop / minutes,
+            "threads_per_stream_min": threads / minutes}
+
+
+def check_segments(name: str, made: list[int], clip_seconds: float, segment: float) -> None:
+    expected = int(clip_seconds / segment) - 1
+    if min(made) < expected:
+        raise RuntimeError(f"{name} produced too few segments per stream: {made} (expected >= {expected})")
+
+
 def measure(server_cls, clip: Path, clip_seconds: float, n: int, realtime: bool = False, **kw) -> dict:
     server = server_cls(**kw)
     try:
         urls = server.urls(n)
         time.sleep(0.5)
         rss_before = proc_rss_kib(server.pids)
-        cpu0 = proc_cpu(server.pids)
-        split0 = loop_and_threads(server.pids[0])
+        cpu0 = cpu_reading(server)
         wall = run_publishers(clip, urls, realtime)
         time.sleep(1.0)  # let the last segments be cut
         getattr(server, "settle", lambda: None)()  # recordings: until the last segment is stored
-        cpu = proc_cpu(server.pids) - cpu0
-        split = [b - a for a, b in zip(split0, loop_and_threads(server.pids[0]), strict=True)]
+        cpu1 = cpu_reading(server)
         peak = proc_rss_kib(server.pids, "VmHWM")
         made = server.segments_made(n)
     finally:
         server.stop()
-    minutes = n * clip_seconds / 60
-    expected = int(clip_seconds / kw["segment"]) - 1
-    if min(made) < expected:
-        raise RuntimeError(f"{server.name} produced too few segments per stream: {made} (expected >= {expected})")
-    return {"segments_min": min(made), "cpu_s": cpu, "cpu_per_stream_min": cpu / minutes, "wall_s": wall,
-            "loop_per_stream_min": split[0] / minutes, "threads_per_stream_min": split[1] / minutes,
+    check_segments(server.name, made, clip_seconds, kw["segment"])
+    return {"segments_min": min(made), "wall_s": wall, **cpu_figures(cpu0, cpu1, n * clip_seconds / 60),
             "peak_rss_mib": peak / 1024, "rss_growth_per_stream_mib": max(peak - rss_before, 0) / 1024 / n}
 
 
@@ -310,8 +322,7 @@ def measure_together(variants: dict[str, dict[str, str]], clip: Path, clip_secon
             servers[name] = LivecastServer(segment, container, env_overrides=env)
         urls = {name: server.urls(n) for name, server in servers.items()}
         time.sleep(0.5)
-        cpu0 = {name: proc_cpu(server.pids) for name, server in servers.items()}
-        split0 = {name: loop_and_threads(server.pids[0]) for name, server in servers.items()}
+        cpu0 = {name: cpu_reading(server) for name, server in servers.items()}
         # interleaved, so that no variant's publishers start later than another's
         wall = run_publishers(clip, [u for group in zip(*urls.values(), strict=True) for u in group], True)
         time.sleep(1.0)  # let the last segments be cut
@@ -319,14 +330,9 @@ def measure_together(variants: dict[str, dict[str, str]], clip: Path, clip_secon
             server.settle()
         results = {}
         for name, server in servers.items():
-            cpu = proc_cpu(server.pids) - cpu0[name]
-            split = [b - a for a, b in zip(split0[name], loop_and_threads(server.pids[0]), strict=True)]
-            made = server.segments_made(n)
-            if min(made) < int(clip_seconds / segment) - 1:
-                raise RuntimeError(f"{name} produced too few segments per stream: {made}")
-            minutes = n * clip_seconds / 60
-            results[name] = {"cpu_per_stream_min": cpu / minutes, "wall_s": wall,
-                             "loop_per_stream_min": split[0] / minutes, "threads_per_stream_min": split[1] / minutes}
+            cpu1 = cpu_reading(server)
+            check_segments(name, server.segments_made(n), clip_seconds, segment)
+            results[name] = {"wall_s": wall, **cpu_figures(cpu0[name], cpu1, n * clip_seconds / 60)}
         return results
     finally:
         for server in servers.values():

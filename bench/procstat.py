@@ -29,13 +29,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def _schedstat(pid: int) -> float:
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
-        except FileNotFoundError:
-            continue  # the thread just ended
-    return total / 1e9
+    return sum(loop_and_threads(pid))
 
 
 def tick_seconds(pids: list[int]) -> float:
@@ -85,7 +79,7 @@ def loop_and_threads(pid: int) -> tuple[float, float]:
         try:
             ns = int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
         except FileNotFoundError:
-            continue
+            continue  # the thread just ended
         if int(task) == pid:
             main += ns / 1e9
         else:

@@ -30,7 +30,6 @@ from livecast.recording.recorder import Recorder
 from livecast.storage.recordings import RecordingRepository
 from livecast.storage.sqlite import SqliteDatabase
 
-LOOP_SHARE: list[float] = []  # the event loop's thread's share of each measurement's CPU
 SEGMENT_BYTES = 1_500_000  # 2 s of the ingest bench's 6 Mbit/s clip
 
 
@@ -39,8 +38,8 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def per_segment(storage: str, endpoint: str, segments: int, gap: float) -> float:
-    """CPU milliseconds per segment stored and indexed."""
+async def per_segment(storage: str, endpoint: str, segments: int, gap: float) -> tuple[float, float]:
+    """CPU milliseconds per segment stored and indexed, and the event loop's thread's share."""
     root = Path(tempfile.mkdtemp(prefix="lcrec-", dir=os.environ.get("BENCH_TMP")))
     db = SqliteDatabase(root / "livecast.db")
     await db.open()
@@ -73,10 +72,10 @@ async def per_segment(storage: str, endpoint: str, segments: int, gap: float) ->
                 await asyncio.sleep(gap)
         await stored(segments + 1)
         used = cpu_seconds() - start
-        LOOP_SHARE.append((time.thread_time() - loop_start) / used)
+        loop_share = (time.thread_time() - loop_start) / used
         recorder.ended("bench", "p")
         await recorder.close()
-        return used / segments * 1000
+        return used / segments * 1000, loop_share
     finally:
         await db.close()
         shutil.rmtree(root, ignore_errors=True)
@@ -97,12 +96,14 @@ def main() -> None:
     figures: dict[tuple[str, float], list[float]] = {case: [] for case in cases}
     try:
         for round_ in range(1, args.rounds + 1):
+            shares = []
             for storage, gap in cases:
-                ms = asyncio.run(per_segment(storage, weed.endpoint if weed else "", args.segments, gap))
+                ms, share = asyncio.run(per_segment(storage, weed.endpoint if weed else "", args.segments, gap))
                 figures[(storage, gap)].append(ms)
+                shares.append(share)
             print(f"round {round_}: " + "; ".join(f"{s} gap {g}: {v[-1]:.2f}" for (s, g), v in figures.items())
                   + " ms CPU per segment (event loop's share: "
-                  + ", ".join(f"{share:.0%}" for share in LOOP_SHARE[-len(cases):]) + ")")
+                  + ", ".join(f"{share:.0%}" for share in shares) + ")")
     finally:
         if weed is not None:
             weed.stop()
