@@ -176,6 +176,12 @@ async def run_server(args: argparse.Namespace) -> None:
 
     setup_logging(settings.log)
     node = await start_node(settings)
+    try:
+        from livecast.server import settle_heap
+    except ImportError:  # a checkout from before it (``--before``)
+        pass
+    else:
+        settle_heap()  # what ``livecast serve`` does once the node is up
     app = node.app
     users, rooms = app[USERS], app[ROOMS]
     owner = await users.create_user("scale", "scale-benchmark", role="streamer")
@@ -201,10 +207,14 @@ async def run_server(args: argparse.Namespace) -> None:
     result_path = Path(tmp) / "pusher.json"
     cpu0 = time.process_time()
     wall0 = time.monotonic()
+    started = time.time()
     proc = await asyncio.create_subprocess_exec(
         "taskset", "-c", "1", sys.executable, __file__, "--push", str(node.rtmp_port),
         ",".join(key_to_slug), str(clip), str(args.seconds), str(result_path),
     )
+    if args.warmup:  # CPU from the end of the warm-up on
+        await asyncio.sleep(args.warmup)
+        cpu0, wall0 = time.process_time(), time.monotonic()
     await proc.wait()
     await asyncio.sleep(1.0)
     cpu = time.process_time() - cpu0
@@ -221,6 +231,8 @@ async def run_server(args: argparse.Namespace) -> None:
         # packet is the message sent just before keyframe k+1, and keyframe k+1 (which ends
         # the segment: the server cannot cut before it arrives) was written at sent_key[k+1]
         for k, listed_at in enumerate(listed[slug]):
+            if k + 1 < len(sent_key) and sent_key[k + 1] < started + args.warmup:
+                continue  # the keyframe ending it was sent during the warm-up
             if k + 1 < len(sent):
                 delays.append((listed_at - sent[k + 1]) * 1000)
             if k + 1 < len(sent_key):
@@ -231,7 +243,8 @@ async def run_server(args: argparse.Namespace) -> None:
     late = max(r["lateness"] for r in pushed.values())
     q = statistics.quantiles(delays, n=100, method="inclusive")
     print(f"{args.publishers} publishers x {args.seconds:.0f} s of 1080p30 6 Mbit/s in real time; "
-          f"server pinned to 1 core; live thumbnails {'on' if args.thumbnails else 'off'}")
+          f"server pinned to 1 core; live thumbnails {'on' if args.thumbnails else 'off'}"
+          + (f"; counted after a {args.warmup:.0f} s warm-up" if args.warmup else ""))
     print(f"segments listed: {len(delays)}; listing delay after the segment's last packet: "
           f"p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms, max {delays[-1]:.1f} ms")
     print(f"the same after the keyframe that ends the segment was written (the server's own part): "
@@ -249,7 +262,7 @@ async def run_server(args: argparse.Namespace) -> None:
 def compare_trees(args: argparse.Namespace) -> None:
     """The server of ``args.before`` and of this tree, one fresh process per round each."""
     trees = {"before": args.before.resolve(), "after": HERE.parent.resolve()}
-    print(f"{args.publishers} publishers x {args.seconds:.0f} s, {args.rounds} rounds, "
+    print(f"{args.publishers} publishers x {args.seconds:.0f} s (warm-up {args.warmup:.0f} s), {args.rounds} rounds, "
           f"live thumbnails {'on' if args.thumbnails else 'off'}; "
           f"before = {trees['before']}, after = {trees['after']}")
     rows: dict[str, list[dict]] = {name: [] for name in trees}
@@ -260,7 +273,7 @@ def compare_trees(args: argparse.Namespace) -> None:
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH"))
                                                               if p))
             subprocess.run([sys.executable, __file__, "--publishers", str(args.publishers),
-                            "--seconds", str(args.seconds), "--json", str(out),
+                            "--seconds", str(args.seconds), "--warmup", str(args.warmup), "--json", str(out),
                             *(["--thumbnails"] if args.thumbnails else [])],
                            env=env, cwd=tree, check=True, stdout=subprocess.DEVNULL)
             r = json.loads(out.read_text())
@@ -280,6 +293,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--publishers", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=40)
+    ap.add_argument("--warmup", type=float, default=0,
+                    help="count only segments ended (and CPU spent) after this many seconds: the first "
+                         "~25 s fill each room's window of segments, every one in fresh memory")
     ap.add_argument("--push", nargs=5, help=argparse.SUPPRESS)
     ap.add_argument("--json", help=argparse.SUPPRESS)  # where a comparison round leaves its figures
     ap.add_argument("--before", type=Path, metavar="TREE", help="compare with the server of another checkout")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -104,6 +105,17 @@ def banner(node: RunningNode, settings: Settings) -> str:
     return "\n".join(lines)
 
 
+def settle_heap() -> None:
+    """Take what start-up built (modules, classes, the app and its services: some 70,000
+    objects) out of the cyclic garbage collector's reach. A full collection otherwise walks
+    all of them, 50-90 ms on the reference machine, on the event loop, stalling every
+    publisher and viewer; after this it walks only what the running node made since.
+    Called once the node is up (``gc.freeze``: the objects stay, they are only no longer
+    scanned)."""
+    gc.collect()
+    gc.freeze()
+
+
 async def serve(settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -111,6 +123,7 @@ async def serve(settings: Settings) -> None:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     node = await start_node(settings)
+    settle_heap()
     server_tls = node.tls
     if server_tls is not None:  # SIGHUP: reload the certificate; live streams keep going
         with contextlib.suppress(NotImplementedError):
