@@ -22,7 +22,6 @@ repacketising.
 from __future__ import annotations
 
 import logging
-import re
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +32,35 @@ _HAS_PAYLOAD = 0x10
 _HAS_ADAPTATION = 0x20
 _DISCONTINUITY = 0x80  # first flag of the adaptation field
 _PID_HIGH = bytes(b & 0x1F for b in range(256))  # byte 1 without the error/start/priority bits
-# _SHIFT[s] maps header byte 3 to the same byte with its counter moved on by s
-_SHIFT = [bytes(b & 0xF0 | (b + s) & 0x0F for b in range(256)) for s in range(16)]
-_RUN = re.compile(rb"(..)\1*", re.S)  # a run of packets of one PID, over 2-byte PIDs
+_LOW = bytes(b & 0x0F for b in range(256))  # a header byte's counter, or a sum of two modulo 16
+_HIGH = bytes(b & 0xF0 for b in range(256))  # a header byte without its counter
+_NONZERO = bytes([0]) + bytes([1]) * 255
+_SHIFT_BYTE = [bytes([s]) for s in range(16)]
+
+
+def _run_starts(high: bytes | bytearray, low: bytes | bytearray) -> list[int]:
+    """Where each run of packets of one PID starts (``high``/``low``: the PID bytes of every
+    packet), found with whole-column arithmetic: a column XOR itself moved by one packet
+    is non-zero exactly where the PID changes."""
+    n = len(high)
+    h, lo = int.from_bytes(high, "big"), int.from_bytes(low, "big")
+    changes = ((h ^ (h >> 8)) | (lo ^ (lo >> 8))).to_bytes(n, "big").translate(_NONZERO)
+    starts = [0]
+    i = changes.find(1, 1)
+    while i != -1:
+        starts.append(i)
+        i = changes.find(1, i + 1)
+    return starts
+
+
+def _add_counters(headers: bytes | bytearray, shifts: bytes) -> bytes:
+    """Every header byte's counter plus the shift in the same place of ``shifts``, modulo 16,
+    its flag bits kept: one addition of the two columns as integers (a byte's sum is at most
+    30, so nothing carries into the next)."""
+    n = len(headers)
+    total = int.from_bytes(headers.translate(_LOW), "big") + int.from_bytes(shifts, "big")
+    counters = int.from_bytes(total.to_bytes(n, "big").translate(_LOW), "big")
+    return (int.from_bytes(headers.translate(_HIGH), "big") | counters).to_bytes(n, "big")
 
 
 class TsContinuity:
@@ -64,20 +89,25 @@ class TsContinuity:
         keep_indicator = discontinuity or not self._last
         out = data if isinstance(data, bytearray) else bytearray(data)
         headers = out[3::PACKET]
-        keys = bytearray(2 * count)
-        keys[0::2] = out[1::PACKET].translate(_PID_HIGH)
-        keys[1::2] = out[2::PACKET]
+        high = out[1::PACKET].translate(_PID_HIGH)
+        low = out[2::PACKET]
+        starts = _run_starts(high, low)
+        starts.append(count)
         shifts: dict[int, int] = {}
-        for run in _RUN.finditer(keys):
-            first, end = run.start() // 2, run.end() // 2
-            pid = int.from_bytes(run.group(1), "big")
+        last: dict[int, int] = {}  # PID -> index of its last packet
+        column: list[bytes] = []  # each packet's shift, run by run
+        for first, end in zip(starts, starts[1:]):
+            pid = high[first] << 8 | low[first]
             shift = shifts.get(pid)
             if shift is None:
                 shift = shifts[pid] = self._first_packet(out, first * PACKET, pid, headers[first], keep_indicator)
-            if shift:
-                headers[first:end] = headers[first:end].translate(_SHIFT[shift])
-            self._last[pid] = headers[end - 1] & 0x0F
-        out[3::PACKET] = headers
+            column.append(_SHIFT_BYTE[shift] * (end - first))
+            last[pid] = end - 1
+        if any(shifts.values()):
+            headers = _add_counters(headers, b"".join(column))
+            out[3::PACKET] = headers
+        for pid, index in last.items():
+            self._last[pid] = headers[index] & 0x0F
         return out
 
     def _first_packet(self, out: bytearray, pos: int, pid: int, header: int, keep_indicator: bool) -> int:
