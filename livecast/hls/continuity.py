@@ -66,8 +66,9 @@ def _add_counters(headers: bytes | bytearray, shifts: bytes) -> bytes:
 class TsContinuity:
     """Continuity counters of one session, carried from segment to segment.
 
-    The work is done on columns (byte 3 of every packet, the PIDs as 2-byte keys)
-    and on runs of packets of one PID, so its cost barely grows with the bit rate.
+    The work is done on whole columns (bytes 1 to 3 of every packet) with integer
+    arithmetic; only the runs of packets of one PID (tens per segment) are visited one by
+    one, so its cost barely grows with the bit rate.
     """
 
     def __init__(self) -> None:
