@@ -6,6 +6,7 @@ segments made from real media in process and fetched over HTTP from a real node.
 from __future__ import annotations
 
 import io
+import random
 
 import av
 import pytest
@@ -125,6 +126,46 @@ def test_counters_wrap_and_odd_input_is_left_alone() -> None:
         assert rewriter.rewrite(odd, False) == odd
     assert rewriter.unaligned == 3
     assert len(segment) % PACKET == 0
+
+
+def reference_rewrite(last: dict[int, int], segment: bytes, keep_indicator: bool) -> bytes:
+    """The rule, packet by packet: each PID's counters move by one shift per segment, so its
+    first packet continues the last one written before (plus one if it carries payload)."""
+    out, shifts = bytearray(segment), {}
+    for pos in range(0, len(out), PACKET):
+        pid = (out[pos + 1] & 0x1F) << 8 | out[pos + 2]
+        header = out[pos + 3]
+        if pid not in shifts:
+            if not keep_indicator and header & 0x20 and out[pos + 4] and out[pos + 5] & 0x80:
+                out[pos + 5] &= 0x7F
+            previous = last.get(pid)
+            shifts[pid] = 0 if previous is None or pid == 0x1FFF else \
+                ((previous + 1 if header & 0x10 else previous) - header) & 15
+        out[pos + 3] = header & 0xF0 | (header + shifts[pid]) & 15
+        last[pid] = out[pos + 3] & 15
+    return bytes(out)
+
+
+def test_any_interleaving_of_pids_matches_the_packet_by_packet_rule() -> None:
+    rng = random.Random(7)
+    for _ in range(40):
+        rewriter, last = TsContinuity(), {}
+        pids = rng.sample([0, 0x11, 0x100, 0x101, 0x102, 0x1000, 0x1FFF], rng.randint(1, 5))
+        for n in range(4):
+            counters: dict[int, int] = {}
+            chunks = []
+            for _ in range(rng.randint(1, 300)):  # runs of one PID, from 1 packet to dozens
+                pid = rng.choice(pids)
+                for _ in range(rng.choice((1, 1, 2, 3, 40))):
+                    payload = rng.random() > 0.1
+                    cc = counters.get(pid, rng.randrange(16))
+                    chunks.append(ts_packet(pid, cc, payload=payload, adaptation=not payload or rng.random() < 0.2,
+                                            indicator=pid not in counters))
+                    counters[pid] = (cc + payload) & 15
+            segment = b"".join(chunks)
+            broken = rng.random() < 0.2
+            expected = reference_rewrite(last, segment, broken or n == 0)
+            assert bytes(rewriter.rewrite(bytearray(segment), broken)) == expected
 
 
 # -- over HTTP: a real RTMP publisher into a real node ---------------------------------

@@ -22,6 +22,7 @@ repacketising.
 from __future__ import annotations
 
 import logging
+from itertools import pairwise
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class TsContinuity:
         shifts: dict[int, int] = {}
         last: dict[int, int] = {}  # PID -> index of its last packet
         column: list[bytes] = []  # each packet's shift, run by run
-        for first, end in zip(starts, starts[1:]):
+        for first, end in pairwise(starts):
             pid = high[first] << 8 | low[first]
             shift = shifts.get(pid)
             if shift is None:
