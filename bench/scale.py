@@ -12,6 +12,11 @@ behind schedule any publisher fell; and the server's CPU share.
 
     python bench/scale.py --publishers 100 --seconds 40
     python bench/scale.py --publishers 100 --seconds 30 --before /tmp/before --rounds 3
+    python bench/scale.py --publishers 100 --seconds 58 --warmup 30 --before /tmp/before --rounds 3
+
+``--warmup S`` leaves out the segments ended in the first S seconds (and the CPU spent
+then): while every room's window of segments fills, each segment is new memory, which
+costs page faults a server past its first half-minute no longer pays.
 
 ``--before TREE`` runs the server of another checkout (``git archive <commit> | tar -x -C
 TREE``) and of this tree in turn, ``--rounds`` times each (A, B, A, B, ...), each in a

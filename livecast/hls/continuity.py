@@ -90,7 +90,7 @@ class TsContinuity:
             return data
         keep_indicator = discontinuity or not self._last
         out = data if isinstance(data, bytearray) else bytearray(data)
-        headers = out[3::PACKET]
+        headers: bytes | bytearray = out[3::PACKET]
         high = out[1::PACKET].translate(_PID_HIGH)
         low = out[2::PACKET]
         starts = _run_starts(high, low)
